@@ -1,0 +1,1 @@
+"""The device runtime: capture, inspection loop, workers, OTA agent, health. No TensorFlow here."""

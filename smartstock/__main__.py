@@ -1,0 +1,5 @@
+import sys
+
+from smartstock.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""Errors a user can act on, each with the exit code the CLI returns for it.
+
+Exit codes (documented in the README):
+    0  success
+    1  unexpected failure (a bug: the traceback is logged)
+    2  bad usage or bad configuration
+    3  bad input data (some rows rejected; the good ones were kept)
+    4  model file or manifest rejected
+    5  an optional runtime is not installed
+    6  state store problem (locked, corrupt, not writable)
+    7  over-the-air update refused
+    130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+
+class SmartStockError(Exception):
+    """Base class: a problem the user can fix; the CLI prints it without a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base} (hint: {self.hint})" if self.hint else base
+
+
+class ConfigError(SmartStockError):
+    """The configuration file or a command-line option is invalid."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
+
+
+class InputError(SmartStockError):
+    """User data (CSV, image, payload) is invalid."""
+
+    exit_code = 3
+
+
+class ModelError(SmartStockError):
+    """A model file or its manifest is missing, corrupt or inconsistent."""
+
+    exit_code = 4
+
+
+class BackendUnavailable(SmartStockError):
+    """An optional runtime (ONNX Runtime, LiteRT, statsmodels, ...) is not installed."""
+
+    exit_code = 5
+
+
+class StoreError(SmartStockError):
+    """The SQLite state store cannot be opened or written."""
+
+    exit_code = 6
+
+
+class OtaRejected(SmartStockError):
+    """An over-the-air update was refused; the running model keeps serving."""
+
+    exit_code = 7

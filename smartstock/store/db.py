@@ -1,0 +1,159 @@
+"""SQLite store: WAL journal, full fsync on commit, migrations applied at open.
+
+Safe under a process killed at any moment: every write runs in a transaction
+(`with store.transaction():`), and SQLite's WAL makes a committed transaction durable and a
+half-written one invisible. One connection per Store, guarded by a lock, so the edge service's
+threads can share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from smartstock.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+STORE_FILENAME = "smartstock.sqlite"
+
+
+def utcnow() -> str:
+    """Current UTC time as ISO-8601 with milliseconds and a Z suffix."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _migrations() -> list[tuple[str, str]]:
+    """(name, sql) for every bundled migration, in name order (0001_..., 0002_...)."""
+    folder = resources.files("smartstock.store") / "migrations"
+    items = [(p.name.removesuffix(".sql"), p.read_text(encoding="utf-8"))
+             for p in folder.iterdir() if p.name.endswith(".sql")]
+    return sorted(items)
+
+
+class Store:
+    """One SQLite database file. Use `open_store(state_dir)` to get one."""
+
+    def __init__(self, path: Path, *, timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning("store %s: WAL journal not available (got %s)", self.path, mode)
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: cannot open the state store: {e}",
+                             hint="check the directory is writable; a corrupt file can be moved aside "
+                                  "(the service then starts with an empty store)") from None
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot create the state directory: {e.strerror}",
+                             hint="pass a writable --state-dir or set SMARTSTOCK_STATE_DIR") from None
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception. Re-entrant within a thread."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchone()
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """Run one statement in its own transaction."""
+        with self.transaction() as conn:
+            return conn.execute(sql, params)
+
+    # -- key/value device state ---------------------------------------------------------------
+    def get_kv(self, key: str, default: str | None = None) -> str | None:
+        row = self.query_one("SELECT value FROM kv WHERE key = ?", (key,))
+        return row[0] if row else default
+
+    def set_kv(self, key: str, value: str) -> None:
+        self.execute("INSERT INTO kv(key, value, updated_at) VALUES (?, ?, ?) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                     (key, value, utcnow()))
+
+    # -- maintenance --------------------------------------------------------------------------
+    def integrity_ok(self) -> bool:
+        return self.query_one("PRAGMA integrity_check")[0] == "ok"
+
+    def schema_version(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT name FROM schema_migrations ORDER BY name")]
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        done = {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")}
+        for name, sql in _migrations():
+            if name in done:
+                continue
+            logger.info("store %s: applying migration %s", self.path.name, name)
+            # executescript() would COMMIT on its own; run the statements inside one transaction.
+            with self.transaction() as conn:
+                for stmt in _split_sql(sql):
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO schema_migrations(name, applied_at) VALUES (?, ?)", (name, utcnow()))
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (sqlite3.complete_statement knows about quotes and triggers)."""
+    stmts, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if not buf and line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            stmts.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        stmts.append(buf.strip())
+    return stmts
+
+
+def open_store(state_dir: Path | str) -> Store:
+    """Open (creating if needed) the store in a state directory."""
+    return Store(Path(state_dir) / STORE_FILENAME)

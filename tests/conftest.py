@@ -1,0 +1,41 @@
+"""Shared fixtures. Each area keeps its fixtures in tests/fixtures/<area>.py (listed below)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.broker",
+    "tests.fixtures.cli",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Keep test runs quiet and deterministic on 2 cores.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "state"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def store(state_dir: Path):
+    from smartstock.store import open_store
+
+    s = open_store(state_dir)
+    yield s
+    s.close()
+
+
+def python_subprocess(code: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, **kw)

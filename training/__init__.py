@@ -1,0 +1,1 @@
+"""Training and export (TensorFlow/Keras live here and nowhere else)."""
