@@ -53,7 +53,8 @@ bench: $(STAMP_ALL) system-deps
 	$(PY) -m benchmarks
 
 models: $(STAMP_ALL)
-	$(PY) -m training.make_models --out models
+	$(PY) -m training.make_defect_model --out models/defect
+	$(PY) -m training.make_demand_model --out models/demand
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

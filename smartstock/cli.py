@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "smartstock.commands.inventory_cmd",
     "smartstock.commands.sales_cmd",
     "smartstock.commands.demo_cmd",
+    "smartstock.commands.train_cmd",
     "smartstock.commands.vision_cmd",
     "smartstock.commands.forecast_cmd",
     "smartstock.commands.run_cmd",

@@ -1,0 +1,45 @@
+"""Stock movements and the on-hand figures derived from them.
+
+On hand = produced + received - sold + adjusted (adjusted is signed). Scrapped parts never
+entered stock; they are counted for the yield (defect rate) only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Literal
+
+from smartstock.store.db import utcnow
+
+MovementKind = Literal["produced", "scrapped", "sold", "received", "adjusted"]
+KINDS: tuple[str, ...] = ("produced", "scrapped", "sold", "received", "adjusted")
+
+
+def book(conn: sqlite3.Connection, sku: str, kind: MovementKind, quantity: float, *, ref: str | None = None,
+         ts: str | None = None, note: str | None = None) -> bool:
+    """Record one movement inside the caller's transaction. A repeated `ref` is ignored (idempotent);
+    returns False then."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown movement kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind != "adjusted" and quantity < 0:
+        raise ValueError(f"{kind} quantity must be >= 0 (use kind 'adjusted' for corrections), got {quantity}")
+    cur = conn.execute("INSERT OR IGNORE INTO stock_movements(ts, sku, kind, quantity, ref, note) VALUES (?, ?, ?, ?, ?, ?)",
+                       (ts or utcnow(), sku, kind, float(quantity), ref, note))
+    return cur.rowcount == 1
+
+
+def levels(conn: sqlite3.Connection, sku: str | None = None) -> dict[str, dict[str, float]]:
+    """Per SKU: produced, scrapped, sold, received, adjusted, on_hand, defect_rate."""
+    sql = "SELECT sku, kind, SUM(quantity) FROM stock_movements"
+    params: tuple = ()
+    if sku is not None:
+        sql += " WHERE sku = ?"
+        params = (sku,)
+    out: dict[str, dict[str, float]] = {}
+    for s, kind, qty in conn.execute(sql + " GROUP BY sku, kind ORDER BY sku", params):
+        out.setdefault(s, {k: 0.0 for k in KINDS})[kind] = float(qty)
+    for row in out.values():
+        row["on_hand"] = row["produced"] + row["received"] - row["sold"] + row["adjusted"]
+        made = row["produced"] + row["scrapped"]
+        row["defect_rate"] = row["scrapped"] / made if made else 0.0
+    return out
