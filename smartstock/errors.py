@@ -39,6 +39,15 @@ class ConfigError(SmartStockError):
         self.problems = problems or []
 
 
+class InvalidParameter(SmartStockError, ValueError):
+    """A numeric parameter of the inventory maths (demand, cost, rate, service level) is out of range.
+
+    Also a ValueError, so library callers that validate numbers can catch it the usual way.
+    """
+
+    exit_code = 2
+
+
 class InputError(SmartStockError):
     """User data (CSV, image, payload) is invalid."""
 
