@@ -1,0 +1,145 @@
+"""DefectClassifier: frame -> Classification, with ROI crop, shared preprocessing and per-class thresholds.
+
+Decision rule (documented for plant users):
+  1. Every defect label whose score is >= its threshold is a candidate; the candidate with the highest
+     score wins and the part is defective.
+  2. Otherwise the part is good, labelled with the highest-scoring good label.
+Thresholds come from the manifest (chosen at export for the target defect recall), overridden per
+label by the caller (config `vision.thresholds`). A defect label without a threshold uses 0.5.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from smartstock.errors import InputError, ModelError
+from smartstock.vision.backends import InferenceBackend, load_backend
+from smartstock.vision.manifest import Manifest, load_manifest, verify_artifact
+from smartstock.vision.preprocess import Roi, preprocess
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MODEL_DIR = "models/defect"
+DEFAULT_MODEL_FILE = "defect.onnx"
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+    is_defect: bool = False
+    latency_ms: float = 0.0
+
+
+def default_model_path() -> Path:
+    """The shipped demo model: models/defect/defect.onnx beside the package (repo or `pip install -e .`)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / DEFAULT_MODEL_DIR / DEFAULT_MODEL_FILE,  # repo checkout / editable install
+                  here.parents[1] / DEFAULT_MODEL_DIR / DEFAULT_MODEL_FILE]  # package data in a wheel
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ModelError(f"shipped default model not found (looked in {', '.join(str(c) for c in candidates)})",
+                     hint="run `make models`, or set vision.model to your own exported .onnx/.tflite file")
+
+
+def decide(scores: np.ndarray, labels: Sequence[str], defect_labels: Sequence[str],
+           thresholds: dict[str, float]) -> tuple[int, bool]:
+    """Index of the winning label and whether it is a defect (the rule in the module docstring)."""
+    defect_idx = [i for i, name in enumerate(labels) if name in defect_labels]
+    passing = [i for i in defect_idx if scores[i] >= thresholds.get(labels[i], DEFAULT_THRESHOLD)]
+    if passing:
+        return max(passing, key=lambda i: scores[i]), True
+    good_idx = [i for i in range(len(labels)) if i not in defect_idx]
+    if not good_idx:
+        return int(np.argmax(scores)), True
+    return max(good_idx, key=lambda i: scores[i]), False
+
+
+class DefectClassifier:
+    """A loaded, manifest-checked defect model; not thread-safe (one per inference worker)."""
+
+    def __init__(self, backend: InferenceBackend, manifest: Manifest, model_path: Path, *,
+                 roi: Roi | None = None, thresholds: dict[str, float] | None = None) -> None:
+        self.backend = backend
+        self.manifest = manifest
+        self.model_path = Path(model_path)
+        self.roi = roi
+        unknown = set(thresholds or {}) - set(manifest.labels)
+        if unknown:
+            raise ModelError(f"thresholds name labels the model does not have: {sorted(unknown)}",
+                             hint=f"the model's labels are {manifest.labels}")
+        self.thresholds = {**manifest.thresholds, **(thresholds or {})}
+
+    @classmethod
+    def load(cls, model_path: Path | None = None, *, backend: str = "auto", threads: int = 2, roi: Roi | None = None,
+             thresholds: dict[str, float] | None = None, warmup: int = 1) -> "DefectClassifier":
+        """Load a model file, checking it against manifest.json beside it (sha256, size, shape, labels)."""
+        model_path = Path(model_path) if model_path is not None else default_model_path()
+        manifest = load_manifest(model_path)
+        if manifest.kind != "defect-classifier":
+            raise ModelError(f"{model_path}: manifest kind is {manifest.kind!r}, not a defect classifier",
+                             hint="set vision.model to a defect model")
+        verify_artifact(model_path, manifest)
+        impl = load_backend(model_path, backend, threads=threads, warmup=warmup)
+        check_backend_matches(impl, manifest, model_path)
+        return cls(impl, manifest, model_path, roi=roi, thresholds=thresholds)
+
+    @property
+    def release(self) -> int:
+        return self.manifest.release
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.labels)
+
+    def preprocess(self, frame: np.ndarray) -> np.ndarray:
+        return preprocess(frame, self.manifest.input, self.roi)
+
+    def scores_batch(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw scores (N, labels) for frames; used by evaluation and classify_batch."""
+        if len(frames) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.backend.run(np.stack([self.preprocess(f) for f in frames]))
+
+    def classify(self, frame: np.ndarray) -> Classification:
+        return self.classify_batch([frame])[0]
+
+    def classify_batch(self, frames: Sequence[np.ndarray]) -> list[Classification]:
+        """One Classification per frame; latency_ms is the batch time shared equally between frames."""
+        if frames is None:
+            raise InputError("no frames given")
+        t0 = time.perf_counter()
+        scores = self.scores_batch(frames)
+        per_frame_ms = (time.perf_counter() - t0) * 1e3 / max(len(frames), 1)
+        return [self._to_result(s, per_frame_ms) for s in scores]
+
+    def _to_result(self, s: np.ndarray, latency_ms: float) -> Classification:
+        idx, is_defect = decide(s, self.manifest.labels, self.manifest.defect_labels, self.thresholds)
+        return Classification(label=self.manifest.labels[idx], score=float(s[idx]),
+                              scores={name: float(v) for name, v in zip(self.manifest.labels, s)},
+                              is_defect=is_defect, latency_ms=latency_ms)
+
+
+def check_backend_matches(impl: InferenceBackend, manifest: Manifest, model_path: Path) -> None:
+    """The model's real input/output shapes must match what the manifest promises."""
+    want_in = tuple(None if d < 0 else d for d in manifest.input.shape)
+    if tuple(impl.input_shape[1:]) != tuple(want_in[1:]):
+        raise ModelError(f"{model_path}: model input {impl.input_shape} does not match manifest input.shape "
+                         f"{manifest.input.shape}", hint="the manifest belongs to another export; re-export the model")
+    n_out = impl.output_shape[-1] if impl.output_shape else None
+    if n_out != len(manifest.labels):
+        raise ModelError(f"{model_path}: model has {n_out} outputs but the manifest lists {len(manifest.labels)} "
+                         f"labels {manifest.labels}", hint="the manifest belongs to another export; re-export the model")

@@ -1,0 +1,112 @@
+"""The one preprocessing function shared by training and the device, so the two cannot drift.
+
+Normalisation (scaling to [-1, 1]) lives inside the model; this function only crops, converts colour
+and resizes, and hands back 0..255 values in the dtype the manifest names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from smartstock.errors import BackendUnavailable, InputError
+
+logger = logging.getLogger(__name__)
+
+Roi = tuple[int, int, int, int]
+
+
+class InputSpec(BaseModel):
+    """What the model's input tensor expects; stored in manifest.json under `input`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("image", description="Input tensor name")
+    shape: list[int] = Field(..., min_length=4, max_length=4,
+                             description="Tensor shape; -1 for the dynamic batch dimension, e.g. [-1, 96, 96, 1]")
+    dtype: Literal["float32", "uint8"] = Field("float32", description="dtype preprocess() returns (values 0..255)")
+    layout: Literal["NHWC", "NCHW"] = Field("NHWC", description="Axis order of the tensor")
+    color: Literal["gray", "bgr", "rgb"] = Field("gray", description="Channel meaning (gray = 1 channel)")
+    resize: Literal["area", "linear"] = Field("area", description="Interpolation used to resize to the input size")
+
+    @property
+    def height(self) -> int:
+        return self.shape[1] if self.layout == "NHWC" else self.shape[2]
+
+    @property
+    def width(self) -> int:
+        return self.shape[2] if self.layout == "NHWC" else self.shape[3]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[3] if self.layout == "NHWC" else self.shape[1]
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one preprocessed image (no batch axis)."""
+        return tuple(self.shape[1:])
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - the edge extra installs it
+        raise BackendUnavailable("OpenCV is not installed", hint="pip install 'smartstock[edge]'") from e
+    return cv2
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:  # 16-bit industrial cameras: keep the top 8 bits
+        return (image >> 8).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        return np.clip(image, 0, 255).astype(np.uint8)
+    raise InputError(f"image dtype {image.dtype} is not supported", hint="pass uint8 (or uint16/float 0..255) pixels")
+
+
+def crop_roi(image: np.ndarray, roi: Roi | None) -> np.ndarray:
+    """Crop [x, y, width, height]; a ROI outside the frame is an error (a wrong ROI must not go unnoticed)."""
+    if roi is None:
+        return image
+    x, y, w, h = (int(v) for v in roi)
+    H, W = image.shape[:2]
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > W or y + h > H:
+        raise InputError(f"ROI {list(roi)} does not fit in a {W}x{H} frame",
+                         hint="set vision.roi to [x, y, width, height] inside the camera image")
+    return image[y:y + h, x:x + w]
+
+
+def preprocess(image: np.ndarray, spec: InputSpec, roi: Roi | None = None) -> np.ndarray:
+    """Frame (HxW gray, HxWx1, HxWx3 BGR or HxWx4 BGRA) -> one model input sample, 0..255, no batch axis."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        shape = getattr(image, "shape", None)
+        raise InputError(f"not an image: expected an HxW or HxWxC array, got shape {shape}",
+                         hint="pass a decoded frame (e.g. from cv2.imread)")
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise InputError(f"image has {image.shape[2]} channels; expected 1, 3 or 4")
+    cv2 = _cv2()
+    img = _to_uint8(crop_roi(image, roi))
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if spec.color == "gray":
+        if img.ndim == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    else:
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        if spec.color == "rgb":
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.shape[0] != spec.height or img.shape[1] != spec.width:
+        shrinking = img.shape[0] > spec.height or img.shape[1] > spec.width
+        interp = cv2.INTER_AREA if spec.resize == "area" and shrinking else cv2.INTER_LINEAR
+        img = cv2.resize(img, (spec.width, spec.height), interpolation=interp)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if spec.layout == "NCHW":
+        img = np.transpose(img, (2, 0, 1))
+    return np.ascontiguousarray(img, dtype=np.dtype(spec.dtype))
