@@ -174,6 +174,12 @@ class MqttConfig(Section):
     max_payload_kb: int = Field(256, ge=1, le=65536, description="Inbound payloads larger than this are refused")
     ha_discovery: bool = Field(True, description="Publish Home Assistant discovery")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
+    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                                  description="MQTT client id (None = smartstock-<device_id>)")
+    historical_after_s: float = Field(60.0, ge=0.0, le=30 * 86400.0,
+                                      description="Rows older than this when published carry \"historical\": true")
+    reconnect_min_s: float = Field(1.0, gt=0.0, le=3600.0, description="First wait before reconnecting (doubles)")
+    reconnect_max_s: float = Field(60.0, gt=0.0, le=3600.0, description="Longest wait between reconnect attempts")
 
     def password(self) -> str | None:
         """The broker password from the environment or the credentials file; never from the TOML file."""
