@@ -1,0 +1,222 @@
+"""The inspection loop: a capture thread that never blocks and an inference worker that batches.
+
+capture thread: source.read -> trigger -> bounded queue. On a full queue the OLDEST part is
+dropped and counted (a live camera must never wait). A replay at full speed (`source.realtime` is
+False) is paced by inference instead, so a replay books every part.
+inference worker: takes one part, plus up to `batch_max - 1` more if they are already waiting,
+classifies them in one call, saves defect snapshots and commits the batch (see recorder.py).
+`swap_classifier()` replaces the model between two batches: no part is lost or classified twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.capture.base import Frame, FrameSource
+from edge.metrics import Metrics
+from edge.recorder import InspectedPart, record_parts
+from edge.snapshots import SnapshotStore
+from edge.trigger import EveryFrame, Trigger
+from smartstock.errors import StoreError
+from smartstock.store import Store
+from smartstock.sync.payloads import new_event_id
+
+logger = logging.getLogger(__name__)
+
+
+class Classifier(Protocol):
+    """What the loop needs of smartstock.vision.classifier.DefectClassifier."""
+
+    model_id: str
+
+    def classify_batch(self, frames: list[np.ndarray]) -> list[Any]: ...
+
+
+@dataclass
+class LoopSettings:
+    sku: str
+    device_id: str
+    events_topic: str
+    queue_size: int = 16
+    batch_max: int = 8
+    max_parts: int | None = None       # stop after this many committed parts (replays, tests)
+    read_timeout_s: float = 0.5
+
+
+class InspectionLoop:
+    def __init__(self, source: FrameSource, classifier: Classifier, store: Store, settings: LoopSettings, *,
+                 trigger: Trigger | None = None, snapshots: SnapshotStore | None = None,
+                 metrics: Metrics | None = None, on_batch: Callable[[list[InspectedPart]], None] | None = None) -> None:
+        self.source = source
+        self.store = store
+        self.settings = settings
+        self.trigger = trigger or EveryFrame()
+        self.snapshots = snapshots
+        self.metrics = metrics or Metrics()
+        self.on_batch = on_batch
+        self.queue: queue.Queue[Frame] = queue.Queue(maxsize=settings.queue_size)
+        self._classifier = classifier
+        self._swap_lock = threading.Lock()
+        self._stop_capture = threading.Event()
+        self._stop_worker = threading.Event()
+        self.done = threading.Event()       # set when max_parts reached or a replay is fully processed
+        self.capture_finished = threading.Event()
+        self._handed_over = 0               # parts put into the queue minus parts dropped from it
+        self._committed = 0
+        self.worker_error: str | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- control -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._capture_main, name="capture", daemon=True),
+                         threading.Thread(target=self._worker_main, name="inference", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop capturing, let the worker finish what is queued (drain), then return."""
+        self._stop_capture.set()
+        deadline = time.monotonic() + timeout
+        self._threads[0].join(max(0.0, deadline - time.monotonic())) if self._threads else None
+        self._stop_worker.set()
+        for t in self._threads[1:]:
+            t.join(max(0.0, deadline - time.monotonic()))
+        left = self.queue.qsize()
+        if left:
+            logger.warning("stopped with %d part(s) not inspected (drain timed out)", left)
+
+    def alive(self) -> bool:
+        return bool(self._threads) and self._threads[1].is_alive()
+
+    @property
+    def classifier(self) -> Classifier:
+        return self._classifier
+
+    def swap_classifier(self, new: Classifier) -> Classifier:
+        """Use `new` from the next batch on; returns the old one (the caller releases it)."""
+        with self._swap_lock:
+            old, self._classifier = self._classifier, new
+        self.metrics.inc("classifier_swaps")
+        logger.info("classifier swapped: %s -> %s", getattr(old, "model_id", "?"), getattr(new, "model_id", "?"))
+        return old
+
+    # -- capture -----------------------------------------------------------------------------
+    def _capture_main(self) -> None:
+        s = self.settings
+        try:
+            while not self._stop_capture.is_set():
+                if s.max_parts is not None and self._handed_over >= s.max_parts:
+                    break
+                frame = self.source.read(s.read_timeout_s)
+                if frame is None:
+                    if self.source.ended:
+                        break
+                    continue
+                self.metrics.inc("frames_captured")
+                if not self.trigger.is_part(frame.image):
+                    continue
+                self.metrics.inc("parts_triggered")
+                self._hand_over(frame)
+        except Exception:  # noqa: BLE001 - logged; health reports the dead thread
+            logger.exception("capture thread failed")
+        finally:
+            self.capture_finished.set()
+
+    def _hand_over(self, frame: Frame) -> None:
+        if not self.source.realtime:  # replay: wait for the worker rather than lose parts
+            while not self._stop_capture.is_set():
+                try:
+                    self.queue.put(frame, timeout=0.2)
+                    self._handed_over += 1
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except queue.Full:
+            try:
+                self.queue.get_nowait()   # drop the oldest: the newest part is the one still in view
+                self._handed_over -= 1
+                self.metrics.inc("frames_dropped")
+            except queue.Empty:
+                pass
+            try:
+                self.queue.put_nowait(frame)
+            except queue.Full:           # worker and capture raced; count this one as dropped
+                self.metrics.inc("frames_dropped")
+                return
+        self._handed_over += 1
+
+    # -- inference ---------------------------------------------------------------------------
+    def _worker_main(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch:
+                    self._process(batch)
+                if self.settings.max_parts is not None and self._committed >= self.settings.max_parts:
+                    break
+                if not batch and self.capture_finished.is_set() and self.queue.empty():
+                    break
+                if not batch and self._stop_worker.is_set():
+                    break
+        except Exception as e:  # noqa: BLE001 - the app sees worker_error and stops unhealthy
+            self.worker_error = f"{type(e).__name__}: {e}"
+            logger.exception("inference worker failed")
+        finally:
+            self.done.set()
+
+    def _next_batch(self) -> list[Frame]:
+        try:
+            first = self.queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        limit = self.settings.batch_max
+        if self.settings.max_parts is not None:
+            limit = min(limit, self.settings.max_parts - self._committed)
+        while len(batch) < limit:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, frames: list[Frame]) -> None:
+        s = self.settings
+        with self._swap_lock:
+            clf = self._classifier
+        t0 = time.perf_counter()
+        results = clf.classify_batch([f.image for f in frames])
+        per_part_ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
+        model_id = getattr(clf, "model_id", None)
+        release = getattr(clf, "release", None)
+        parts = []
+        for f, r in zip(frames, results):
+            eid = new_event_id()
+            snap = self.snapshots.save(f.image, eid) if (r.is_defect and self.snapshots is not None) else None
+            parts.append(InspectedPart(event_id=eid, ts=f.ts, sku=s.sku, label=r.label, score=float(r.score),
+                                       is_defect=bool(r.is_defect), latency_ms=float(getattr(r, "latency_ms", per_part_ms)),
+                                       model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap))
+        try:
+            record_parts(self.store, parts, device_id=s.device_id, topic=s.events_topic)
+        except (StoreError, sqlite3.Error, OSError) as e:  # disk full or locked: count, log, carry on
+            self.metrics.inc("store_errors")
+            logger.error("could not store %d inspection(s): %s", len(parts), e)
+            return
+        self._committed += len(parts)
+        now = time.monotonic()
+        self.metrics.parts_done([p.latency_ms for p in parts], [(now - f.t_mono) * 1000.0 for f in frames],
+                                sum(p.is_defect for p in parts))
+        if self.on_batch is not None:
+            self.on_batch(parts)
