@@ -199,6 +199,17 @@ class OtaConfig(Section):
     max_artifact_mb: float = Field(200.0, gt=0.0, le=10_000.0, description="Largest model file accepted")
     trial_frames: int = Field(200, ge=1, le=1_000_000, description="Frames the new model must serve in its trial")
     trial_max_s: float = Field(600.0, gt=0.0, le=86400.0, description="Longest trial before a decision")
+    trial_max_error_rate: float = Field(0.05, ge=0.0, le=1.0,
+                                        description="Roll back when the new model fails on more than this share of frames")
+    trial_max_defect_rate_jump: float = Field(0.25, gt=0.0, le=1.0,
+                                              description="Roll back when the defect rate rises by more than this "
+                                              "(absolute) over the previous model's")
+    trial_max_slowdown: float = Field(3.0, gt=1.0, le=100.0,
+                                      description="Roll back when inference takes more than this many times longer")
+    allow_http: bool = Field(False, description="Allow plain-http artifact URLs to non-loopback hosts "
+                             "(the sha256 is still enforced); https is always allowed")
+    artifact_timeout_s: float = Field(600.0, gt=0.0, le=86400.0,
+                                      description="How long to wait for a retained MQTT artifact after its envelope")
 
 
 class HttpConfig(Section):
