@@ -1,0 +1,252 @@
+"""The device service: start-up as a flat list of `start_*` steps, stop in reverse (Frigate style).
+
+Each step starts one component and registers how to stop it; `stop()` runs those in reverse order,
+so the source stops before the loop drains, the loop drains before the store closes, and the store
+closes last. Other components (MQTT sync, OTA agent) add their own `start_*` step to `steps`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.capture import WatchedSource, open_source
+from edge.http import HttpServer
+from edge.loop import Classifier, InspectionLoop, LoopSettings
+from edge.metrics import Metrics, prometheus_text
+from edge.notify import Notifier
+from edge.recorder import recent_inspections
+from edge.refresh import Refresher
+from edge.snapshots import SnapshotStore
+from edge.trigger import make_trigger
+from smartstock import __version__
+from smartstock.config import Config
+from smartstock.store import Store, open_store
+from smartstock.store.alerts import open_alerts
+from smartstock.store.stock import levels
+from smartstock.sync.outbox import backlog
+from smartstock.sync.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class App:
+    def __init__(self, config: Config, state_dir: Path, *, max_parts: int | None = None,
+                 classifier: Classifier | None = None, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.max_parts = max_parts
+        self.topics = Topics.from_config(config.mqtt, config.device)
+        self.stop_event = threading.Event()
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.started_at = time.time()
+        self.store: Store | None = None
+        self.classifier: Classifier | None = classifier
+        self.source: WatchedSource | None = None
+        self.loop: InspectionLoop | None = None
+        self.snapshots: SnapshotStore | None = None
+        self.refresher: Refresher | None = None
+        self.http: HttpServer | None = None
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self.steps: list[Callable[[], None]] = [
+            self.start_store,
+            self.start_classifier,
+            self.start_snapshots,
+            self.start_source,
+            self.start_loop,
+            self.start_refresh,
+            self.start_http,
+        ]
+
+    # -- start-up steps ----------------------------------------------------------------------
+    def on_stop(self, name: str, fn: Callable[[], None]) -> None:
+        """Register how to undo a step; run in reverse order by stop()."""
+        self._stops.append((name, fn))
+
+    def start_store(self) -> None:
+        self.store = open_store(self.state_dir)
+        self.on_stop("store", self.store.close)
+        logger.info("store %s (schema %s)", self.store.path, self.store.schema_version()[-1])
+
+    def start_classifier(self) -> None:
+        if self.classifier is None:
+            from smartstock.vision.classifier import DefectClassifier
+
+            v = self.config.vision
+            self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads, roi=v.roi,
+                                                    thresholds=v.thresholds or None)
+        logger.info("model %s release %s", getattr(self.classifier, "model_id", "?"),
+                    getattr(self.classifier, "release", "?"))
+
+    def start_snapshots(self) -> None:
+        if self.config.inspection.snapshots:
+            self.snapshots = SnapshotStore(self.state_dir / "snapshots", int(self.config.inspection.snapshot_max_mb * 1e6))
+
+    def start_source(self) -> None:
+        self.source = open_source(self.config.source)
+        self.on_stop("source", self.source.close)
+        logger.info("source: %s (status %s)", self.source.describe(), self.source.status)
+
+    def start_loop(self) -> None:
+        assert self.store is not None and self.source is not None and self.classifier is not None  # earlier steps
+        ins, v = self.config.inspection, self.config.vision
+        settings = LoopSettings(sku=ins.sku, device_id=self.config.device.device_id,
+                                events_topic=self.topics.inspection_events, queue_size=ins.queue_size,
+                                batch_max=v.batch_max, max_parts=self.max_parts)
+        trigger = make_trigger(ins.trigger, every_n=ins.every_n, motion_threshold=ins.motion_threshold, roi=v.roi)
+        self.loop = InspectionLoop(self.source, self.classifier, self.store, settings, trigger=trigger,
+                                   snapshots=self.snapshots, metrics=self.metrics)
+        self.loop.start()
+        self.on_stop("inspection loop", self.loop.stop)
+
+    def start_refresh(self) -> None:
+        assert self.store is not None
+        self.refresher = Refresher(self.store, self.config, self.topics, status=self.state_summary,
+                                   camera=self._camera, stop_event=self.stop_event)
+        self.refresher.start()
+        self.on_stop("refresh", lambda: self.refresher.join(5.0) if self.refresher else None)
+
+    def start_http(self) -> None:
+        if not self.config.http.enabled:
+            return
+        self.http = HttpServer(self.config.http.host, self.config.http.port, self)
+        self.http.start()
+        (self.state_dir / "http.port").write_text(f"{self.http.port}\n")
+        self.on_stop("http", self.http.stop)
+
+    # -- run / stop --------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            for step in self.steps:
+                step()
+        except BaseException:
+            self.stop()
+            raise
+
+    def run(self) -> int:
+        """Start, tell systemd we are ready, ping its watchdog while healthy, stop on request."""
+        self.start()
+        self.notifier.ready(f"inspecting {self.config.inspection.sku}")
+        interval = min(1.0, self.notifier.ping_interval_s())
+        try:
+            while not self.stop_event.is_set():
+                if self.loop is not None and self.loop.done.is_set():
+                    logger.info("finished: %d part(s) inspected", self.metrics.counters["parts_inspected"])
+                    break
+                ok, reason = self.health()
+                if ok:
+                    self.notifier.watchdog()
+                self.stop_event.wait(interval)
+        finally:
+            self.stop()
+        return 0
+
+    def request_stop(self, reason: str = "") -> None:
+        if not self.stop_event.is_set():
+            logger.info("stopping%s", f" ({reason})" if reason else "")
+        self.stop_event.set()
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self.stop_event.set()
+        while self._stops:
+            name, fn = self._stops.pop()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - stop the rest even if one part fails
+                logger.exception("stopping %s failed", name)
+        logger.info("stopped")
+
+    # -- status for HTTP, MQTT state and systemd ---------------------------------------------
+    def _camera(self) -> tuple[str, str, float]:
+        s = self.source
+        if s is None or s.ended or not s.realtime:
+            return ("", "ok", -1.0)
+        return (s.name, s.status, s.seconds_since_frame())
+
+    def health(self) -> tuple[bool, str]:
+        if self.loop is None or self.source is None:
+            return False, "starting"
+        if self.loop.worker_error:
+            return False, f"inference worker failed: {self.loop.worker_error}"
+        if not self.loop.alive() and not self.loop.done.is_set():
+            return False, "inference worker stopped"
+        if self.source.status != "ok" and not self.source.ended:
+            return False, f"camera {self.source.status}: {self.source.last_error}"
+        return True, "ok (replay finished)" if self.source.ended else "ok"
+
+    def state_summary(self) -> dict[str, Any]:
+        """Small health figures for the retained MQTT state topic."""
+        m = self.metrics.snapshot()
+        clf = self.classifier
+        with self._store_lock():
+            out = backlog(self.store.conn) if self.store else {"rows": 0, "bytes": 0}
+        return {"model_id": getattr(clf, "model_id", None), "model_release": getattr(clf, "release", None),
+                "camera": self.source.status if self.source else "down", "fps": round(m["fps"], 2),
+                "latency_ms_p50": round(m["latency_ms_p50"], 2), "latency_ms_p99": round(m["latency_ms_p99"], 2),
+                "parts": m["parts_inspected"], "dropped": m["frames_dropped"], "defect_rate": round(m["defect_rate"], 4),
+                "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1)}
+
+    def _store_lock(self):  # the store's own lock: reads from HTTP threads share the one connection
+        return self.store._lock if self.store else threading.RLock()
+
+    def values(self) -> dict[str, Any]:
+        """Every numeric figure (counters, gauges, percentiles) in one dict."""
+        m = self.metrics.snapshot()
+        with self._store_lock():
+            out = backlog(self.store.conn) if self.store else {"rows": 0, "bytes": 0}
+        src = self.source
+        return {**m, "queue_depth": self.loop.queue.qsize() if self.loop else 0, "outbox_rows": out["rows"],
+                "outbox_bytes": out["bytes"], "rss_bytes": rss_bytes(),
+                "frames_corrupt": src.corrupt if src else 0, "source_reopens": src.reopens if src else 0,
+                "camera_up": 1 if src is not None and src.status == "ok" else 0}
+
+    def status(self) -> dict[str, Any]:
+        ok, reason = self.health()
+        v = self.values()
+        clf = self.classifier
+        src = self.source
+        with self._store_lock():
+            stock = levels(self.store.conn) if self.store else {}
+            alerts = open_alerts(self.store.conn) if self.store else []
+        return {
+            "device_id": self.config.device.device_id, "version": __version__, "healthy": ok, "health": reason,
+            "started_at": self.started_at, "sku": self.config.inspection.sku,
+            "counters": {k: v[k] for k in self.metrics.COUNTERS + ("frames_corrupt", "source_reopens")},
+            "fps": v["fps"], "dropped": v["frames_dropped"], "queue_depth": v["queue_depth"],
+            "latency_ms": {"p50": v["latency_ms_p50"], "p99": v["latency_ms_p99"]},
+            "inference_ms": {"p50": v["inference_ms_p50"], "p99": v["inference_ms_p99"]},
+            "defect_rate": v["defect_rate"], "outbox": {"rows": v["outbox_rows"], "bytes": v["outbox_bytes"]},
+            "rss_bytes": v["rss_bytes"], "uptime_s": v["uptime_s"],
+            "camera": {"status": src.status if src else "down", "source": src.describe() if src else "",
+                       "kind": src.kind if src else "", "ended": bool(src and src.ended),
+                       "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
+                       "last_error": src.last_error if src else ""},
+            "model": {"id": getattr(clf, "model_id", None), "release": getattr(clf, "release", None),
+                      "path": str(getattr(clf, "model_path", "") or "")},
+            "stock": stock, "plans": self.refresher.plans if self.refresher else [], "alerts": alerts,
+            "recent": self.recent(10),
+        }
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        return recent_inspections(self.store, limit) if self.store else []
+
+    def metrics_text(self) -> str:
+        return prometheus_text(self.values(), labels={"device_id": self.config.device.device_id})
+
+    def snapshot_path(self, name: str) -> Path | None:
+        return self.snapshots.path_of(name) if self.snapshots else None

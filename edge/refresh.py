@@ -1,0 +1,189 @@
+"""Periodic work beside the loop: inventory plans, alerts and the retained state on MQTT.
+
+Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy via
+`smartstock.planning.refresh_plans` when that module is present, else the sales-history demand and
+`compute_policy`), published retained on `{base}/inventory/<sku>`. Every few seconds: the alert
+rules (low stock, defect rate over the window, camera down) are evaluated, the alerts table synced
+and, on change, the open alerts published retained on `{base}/alerts`. Everything goes through the
+outbox, so it reaches the broker even after an outage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from smartstock.config import Config
+from smartstock.inventory import alerts as rules
+from smartstock.store import Store
+from smartstock.store.alerts import open_alerts, sync_alerts
+from smartstock.store.stock import levels
+from smartstock.sync.outbox import PRIORITY_STATE, PRIORITY_TELEMETRY, enqueue
+from smartstock.sync.payloads import message
+from smartstock.sync.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+RULE_KINDS = (rules.LOW_STOCK, rules.DEFECT_RATE, rules.CAMERA_DOWN)
+
+
+def fallback_plans(store: Store, config: Config) -> list[dict[str, Any]]:
+    """Policy per SKU from the sales history (or the configured annual demand), without forecasting."""
+    from smartstock.errors import SmartStockError
+    from smartstock.inventory.policy import DemandEstimate, compute_policy, demand_from_sales
+
+    with store.transaction() as conn:
+        stock = levels(conn)
+        skus = sorted({config.inspection.sku, *stock, *(r[0] for r in conn.execute("SELECT DISTINCT sku FROM sales"))})
+        sales = {s: conn.execute("SELECT date, SUM(quantity) FROM sales WHERE sku = ? GROUP BY date ORDER BY date",
+                                 (s,)).fetchall() for s in skus}
+    plans = []
+    for sku in skus:
+        pol = config.inventory.policy_for(sku)
+        lv = stock.get(sku, {})
+        on_hand = float(lv.get("on_hand", 0.0))
+        plan: dict[str, Any] = {"sku": sku, "on_hand": on_hand, "defect_rate": lv.get("defect_rate", 0.0),
+                                "reorder_point": None, "source": "none"}
+        try:
+            if sales[sku]:
+                demand = demand_from_sales([(d, q) for d, q in sales[sku]], window_days=365)
+            elif pol.annual_demand is not None:
+                demand = DemandEstimate(pol.annual_demand / config.inventory.days_per_year, 0.0, "config:annual_demand")
+            else:
+                plans.append(plan)
+                continue
+            res = compute_policy(pol, demand, defect_rate=min(float(plan["defect_rate"]), 0.99), on_hand=on_hand,
+                                 days_per_year=config.inventory.days_per_year)
+            plan.update(res.to_dict())
+            plan["source"] = demand.source
+        except SmartStockError as e:
+            plan["error"] = str(e)
+        plans.append(plan)
+    return plans
+
+
+def load_planner() -> Callable[[Store, Config], list[dict[str, Any]]]:
+    """C's forecasting planner when installed, else the sales-history fallback."""
+    try:
+        mod = importlib.import_module("smartstock.planning")
+        return getattr(mod, "refresh_plans")
+    except (ImportError, AttributeError):
+        return fallback_plans
+
+
+class Refresher:
+    """Runs in its own thread; sleeps only in stop_event.wait()."""
+
+    def __init__(self, store: Store, config: Config, topics: Topics, *, status: Callable[[], dict[str, Any]],
+                 camera: Callable[[], tuple[str, str, float]], stop_event: threading.Event,
+                 alert_interval_s: float = 5.0) -> None:
+        self.store = store
+        self.config = config
+        self.topics = topics
+        self.status = status          # the service status dict for {base}/state
+        self.camera = camera          # (name, status, seconds since last frame); seconds < 0 = not live
+        self.stop_event = stop_event
+        self.alert_interval_s = alert_interval_s
+        self.plans: list[dict[str, Any]] = []
+        self.planner = load_planner()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="refresh", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _main(self) -> None:
+        import time
+        next_plan = next_state = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            try:
+                if now >= next_plan:
+                    self.refresh_plans()
+                    next_plan = now + self.config.forecast.refresh_interval_s
+                self.check_alerts()
+                if now >= next_state:
+                    self.publish_state()
+                    next_state = now + self.config.mqtt.stats_interval_s
+                self.error = None
+            except Exception as e:  # noqa: BLE001 - a failing refresh must not stop inspection; retried next round
+                if self.error is None:
+                    logger.exception("refresh failed (will retry): %s", e)
+                self.error = f"{type(e).__name__}: {e}"
+            self.stop_event.wait(self.alert_interval_s)
+
+    # -- the three jobs, callable directly (tests, start-up) ---------------------------------
+    def refresh_plans(self) -> list[dict[str, Any]]:
+        plans = self.planner(self.store, self.config)
+        with self.store.transaction() as conn:
+            stock = levels(conn)
+            for p in plans:
+                p["on_hand"] = stock.get(p["sku"], {}).get("on_hand", p.get("on_hand", 0.0))
+                enqueue(conn, self.topics.inventory(p["sku"]), message(self.topics.device_id, **_inventory_fields(p)),
+                        retain=True, priority=PRIORITY_STATE)
+        self.plans = plans
+        logger.info("inventory plans refreshed for %d SKU(s)", len(plans))
+        return plans
+
+    def evaluate(self) -> list[rules.Alert]:
+        """The alerts that should be open now (pure rules over current figures)."""
+        cfg = self.config.alerts
+        active: list[rules.Alert] = []
+        with self.store.transaction() as conn:
+            stock = levels(conn)
+            if cfg.low_stock:
+                rops = {p["sku"]: p.get("reorder_point") for p in self.plans}
+                for sku, rop in rops.items():
+                    a = rules.low_stock(sku, stock.get(sku, {}).get("on_hand", 0.0), rop)
+                    if a:
+                        active.append(a)
+            sku = self.config.inspection.sku
+            n, d = conn.execute("SELECT COUNT(*), COALESCE(SUM(is_defect), 0) FROM (SELECT is_defect FROM inspections "
+                                "WHERE sku = ? ORDER BY id DESC LIMIT ?)", (sku, cfg.defect_window)).fetchone()
+        a = rules.defect_rate(sku, int(d), int(n), cfg.defect_rate_threshold, min(cfg.defect_window, 50))
+        if a:
+            active.append(a)
+        name, status, since = self.camera()
+        if since >= 0:
+            a = rules.camera_down(name, status, since, cfg.camera_down_after_s)
+            if a:
+                active.append(a)
+        return active
+
+    def check_alerts(self, force_publish: bool = False) -> list[dict[str, Any]]:
+        active = self.evaluate()
+        with self.store.transaction() as conn:
+            opened, closed = sync_alerts(conn, active, RULE_KINDS)
+            current = open_alerts(conn)
+            if opened or closed or force_publish:
+                enqueue(conn, self.topics.alerts, message(self.topics.device_id, alerts=current),
+                        retain=True, priority=PRIORITY_STATE)
+        for key in opened:
+            logger.warning("alert opened: %s", next(a.message for a in active if a.key == key))
+        for key in closed:
+            logger.info("alert cleared: %s", key)
+        return current
+
+    def publish_state(self) -> None:
+        with self.store.transaction() as conn:
+            enqueue(conn, self.topics.state, message(self.topics.device_id, **self.status()),
+                    retain=True, priority=PRIORITY_TELEMETRY)
+
+
+_INVENTORY_KEYS = ("on_hand", "forecast", "forecast_total", "demand_per_day", "eoq", "order_quantity", "safety_stock",
+                   "reorder_point", "order_up_to", "days_of_cover", "defect_rate", "reorder_now", "model", "source",
+                   "lot_model", "annual_cost")
+
+
+def _inventory_fields(plan: dict[str, Any]) -> dict[str, Any]:
+    out = {k: plan[k] for k in _INVENTORY_KEYS if k in plan}
+    out["sku"] = plan["sku"]
+    return out

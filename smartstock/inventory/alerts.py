@@ -1,0 +1,72 @@
+"""Alert rules as pure functions: given figures, which alerts should be open right now.
+
+Each alert has a `key` (one open alert per key, e.g. `low_stock:PCB-100`); the store keeps them
+(smartstock.store.alerts) and closes an alert when its rule stops returning it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LOW_STOCK = "low_stock"
+DEFECT_RATE = "defect_rate"
+CAMERA_DOWN = "camera_down"
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str
+    kind: str
+    message: str
+    severity: str = "warning"
+    sku: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def low_stock(sku: str, on_hand: float, reorder_point: float | None) -> Alert | None:
+    """Open when on-hand stock is at or below the reorder point (none without a reorder point)."""
+    if reorder_point is None or on_hand > reorder_point:
+        return None
+    severity = "critical" if on_hand <= 0 else "warning"
+    return Alert(f"{LOW_STOCK}:{sku}", LOW_STOCK,
+                 f"{sku}: on hand {on_hand:g} is at or below the reorder point {reorder_point:.1f}; order now",
+                 severity, sku, {"on_hand": on_hand, "reorder_point": reorder_point})
+
+
+def low_stock_from_plans(plans: Iterable[Mapping[str, Any]]) -> list[Alert]:
+    """Low-stock alerts for every plan dict with `sku`, `on_hand` and `reorder_point`."""
+    out = []
+    for p in plans:
+        rop = p.get("reorder_point")
+        a = low_stock(str(p["sku"]), float(p.get("on_hand") or 0.0), None if rop is None else float(rop))
+        if a is not None:
+            out.append(a)
+    return out
+
+
+def defect_rate(sku: str, defects: int, parts: int, threshold: float, min_parts: int) -> Alert | None:
+    """Open when the defect share of the last `parts` parts exceeds `threshold`; needs `min_parts` parts
+    so a single bad part at start-up does not page anyone."""
+    if parts < max(1, min_parts):
+        return None
+    rate = defects / parts
+    if rate <= threshold:
+        return None
+    severity = "critical" if rate > 2 * threshold else "warning"
+    return Alert(f"{DEFECT_RATE}:{sku}", DEFECT_RATE,
+                 f"{sku}: defect rate {rate:.1%} over the last {parts} parts exceeds {threshold:.1%}; check the line",
+                 severity, sku, {"rate": rate, "defects": defects, "parts": parts, "threshold": threshold})
+
+
+def camera_down(source: str, status: str, seconds_since_frame: float, down_after_s: float) -> Alert | None:
+    """Open when the source has not delivered a frame for `down_after_s` seconds."""
+    if seconds_since_frame < down_after_s:
+        return None
+    return Alert(CAMERA_DOWN, CAMERA_DOWN,
+                 f"camera {source}: no frame for {seconds_since_frame:.0f} s (status {status}); check cable and power",
+                 "critical", None, {"status": status, "seconds_since_frame": round(seconds_since_frame, 1)})
