@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level or "INFO")
+    # Logs go to stdout; with --json only warnings are logged so the output stays parseable JSON.
+    setup_logging(args.log_level or ("WARNING" if getattr(args, "json", False) else "INFO"))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
