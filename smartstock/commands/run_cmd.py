@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sku", help="SKU booked for the parts this camera sees")
     p.add_argument("--device-id", help="device id used in MQTT topics and payloads")
     p.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://... (enables MQTT)")
+    p.add_argument("--http-host", help="address the status server binds (0.0.0.0 in a container)")
     p.add_argument("--http-port", type=int, help="status/metrics port (0 = any free port, written to STATE/http.port)")
     p.add_argument("--max-frames", type=int, metavar="N", help="exit 0 after N inspected parts (replays, tests)")
     p.add_argument("--loop", action="store_true", default=None, help="loop a file or folder source")
@@ -54,6 +55,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             cfg.inspection.sku = args.sku
         if args.device_id is not None:
             cfg.device.device_id = args.device_id
+        if args.http_host is not None:
+            cfg.http.host = args.http_host
         if args.http_port is not None:
             cfg.http.port = args.http_port
             cfg.http.enabled = True
