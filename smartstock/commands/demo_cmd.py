@@ -1,0 +1,41 @@
+"""`smartstock demo --out DIR`: generated sales imported, stock booked, policy figures printed."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from smartstock.commands._common import print_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the demo on generated data (seconds; no hardware or network needed)")
+    p.add_argument("--out", type=Path, default=Path("demo-output"), help="folder for the demo's files and store")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from smartstock.demo import run_demo
+
+    ctx = run_demo(args.out, seed=args.seed, say=lambda msg: print(f"- {msg}"))
+    print("\nStock (units)")
+    print_table([{"sku": sku, "on_hand": row["on_hand"], "produced": row["produced"], "scrapped": row["scrapped"],
+                  "received": row["received"], "sold": row["sold"], "defect_rate": f"{row['defect_rate']:.1%}"}
+                 for sku, row in ctx.stock.items()])
+    print("\nPolicy per SKU (demand from the last 365 days of sales; Q = EOQ/EPQ lot in good units, "
+          "start qty = Q / (1 - defect rate))")
+    rows = []
+    for sku, r in ctx.policies.items():
+        cover = r["days_of_cover"]
+        rows.append({"sku": sku, "demand/day": r["demand_per_day"], "model": r["lot_model"], "Q": r["lot_size"],
+                     "start qty": r["order_quantity"], "safety": r["safety_stock"], "ROP": r["reorder_point"],
+                     "up-to": r["order_up_to"] if r["order_up_to"] is not None else "-",
+                     "cover (d)": cover if cover is not None and math.isfinite(cover) else "-",
+                     "reorder": "YES" if r["reorder_now"] else "no"})
+    print_table(rows, floatfmt="{:.1f}")
+    state = args.out / "state"
+    print(f"\nOutput in {args.out}/: " + ", ".join(p.name for p in ctx.outputs) + ", state/ (the SQLite store)")
+    print(f"Try: smartstock policy GEAR-A --config {args.out}/smartstock.toml --state-dir {state}")
+    return 0
