@@ -59,5 +59,20 @@ class Topics:
         return f"{self.base}/response/{name}"
 
     @property
+    def cmd_filter(self) -> str:
+        """Subscription filter for every command."""
+        return f"{self.base}/cmd/+"
+
+    def cmd_name(self, topic: str) -> str | None:
+        """The command name of a `{base}/cmd/<name>` topic, None for any other topic."""
+        head = f"{self.base}/cmd/"
+        return topic[len(head):] if topic.startswith(head) and "/" not in topic[len(head):] else None
+
+    @property
     def sales_in(self) -> str:
         return f"{self.base}/sales/in"
+
+    @property
+    def sync_stats(self) -> str:
+        """Live counters of the sync path itself (published directly, not via the outbox)."""
+        return f"{self.base}/sync"

@@ -1,0 +1,289 @@
+"""The MQTT sync service of the device: one connection, one worker thread draining the outbox.
+
+`SyncService` wires the pieces of `smartstock.sync` together: the paho connection (availability,
+TLS, credentials, backoff), the outbox drainer (QoS 1, bounded in-flight window, delete on PUBACK),
+the cap policy, Home Assistant discovery, inbound sales and commands. Published directly, not via
+the outbox, are only the messages that describe the connection itself and are regenerated on every
+connect: `status` online/offline, discovery configs, the `{base}/sync` counters and command replies.
+Everything else (events, state, inventory, alerts, model state) goes through the outbox.
+
+`start_sync(app)` is the start step of edge/app.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smartstock.config import DeviceConfig, MqttConfig
+from smartstock.errors import InputError, SmartStockError
+from smartstock.store.db import Store
+from smartstock.sync import outbox
+from smartstock.sync.client import InboundMessage, MqttClient, STATUS_ONLINE
+from smartstock.sync.discovery import discovery_messages
+from smartstock.sync.drain import OutboxDrainer
+from smartstock.sync.inbound import CommandHandler, CommandRouter, Reply, SalesInbox, parse_set_threshold
+from smartstock.sync.payloads import dumps, message
+from smartstock.sync.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+CAP_INTERVAL_S = 5.0
+IDLE_POLL_S = 0.2
+
+
+class SyncService:
+    def __init__(self, mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *,
+                 state_provider: Callable[[], dict[str, Any]] | None = None,
+                 skus_provider: Callable[[], list[str]] | None = None,
+                 password: str | None = None, client_id: str | None = None) -> None:
+        self.cfg = mqtt_cfg
+        self.store = store
+        self.topics = Topics.from_config(mqtt_cfg, device_cfg)
+        self.state_provider = state_provider
+        self.skus_provider = skus_provider or (lambda: [])
+        self.client = MqttClient(mqtt_cfg, self.topics, password=password, client_id=client_id)
+        self.drainer = OutboxDrainer(store, self._publish_row, device_id=device_cfg.device_id,
+                                     inflight=mqtt_cfg.inflight, batch_topic=self.topics.inspection_events,
+                                     batch_events=mqtt_cfg.batch_events,
+                                     historical_after_s=mqtt_cfg.historical_after_s)
+        self.commands = CommandRouter(self.topics, mqtt_cfg.max_payload_kb)
+        self.sales = SalesInbox(store, self.topics, mqtt_cfg.max_payload_kb)
+        self.sales_topic = mqtt_cfg.sales_topic or self.topics.sales_in
+        self.dropped: dict[str, int] = {}
+        self._republish_hooks: list[Callable[[], None]] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._discovery_due = threading.Event()
+        self._published_skus: tuple[str, ...] | None = None
+        self._thread: threading.Thread | None = None
+        self._error_logged: str | None = None
+
+        self.client.on_ack = self._on_ack
+        self.client.add_connect_listener(self._on_connect)
+        self.client.subscribe(self.topics.cmd_filter, self._on_command)
+        self.client.subscribe(self.sales_topic, self._on_sales)
+        if mqtt_cfg.ha_discovery:
+            self.client.subscribe(f"{mqtt_cfg.ha_prefix}/status", self._on_ha_status)
+        self.commands.register("sync-now", self._cmd_sync_now)
+        self.commands.register("rebirth", self._cmd_rebirth)
+        self.commands.register("republish", self._cmd_rebirth)
+        self.commands.register("snapshot", self._cmd_snapshot)
+
+    # -- hooks for the app, the OTA agent and the status page -----------------------------------
+    def subscribe(self, topic_filter: str, handler: Callable[[InboundMessage], None], qos: int = 1) -> None:
+        """Deliver a topic to another component (the OTA agent: model/desired, artifacts)."""
+        self.client.subscribe(topic_filter, handler, qos)
+
+    def register_command(self, name: str, handler: CommandHandler) -> None:
+        self.commands.register(name, handler)
+
+    def on_republish(self, fn: Callable[[], None]) -> None:
+        """`fn` re-enqueues the retained state (called by the `rebirth` command)."""
+        self._republish_hooks.append(fn)
+
+    def wake(self) -> None:
+        """New rows in the outbox: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics and the `{base}/sync` topic."""
+        s = self.drainer.stats()
+        s["dropped"] = sum(self.dropped.values())
+        s.update({f"dropped_{k}": v for k, v in self.dropped.items()})
+        s.update(self.commands.counters)
+        s.update(self.sales.counters)
+        s["connected"] = int(self.client.connected)
+        s["connects"] = self.client.connects
+        return s
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.client.start()
+        self._thread = threading.Thread(target=self._run, name="sync-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Let the worker finish its step, delete what was acknowledged, publish offline, disconnect."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.drainer._process_acks()
+            self.drainer.flush_deletes(force=True)
+        except (SmartStockError, sqlite3.Error) as e:
+            logger.warning("sync: could not delete the last acknowledged rows (%s); they will be sent again", e)
+        self.client.stop()
+
+    def _run(self) -> None:
+        next_caps = next_stats = 0.0
+        while not self._stop.is_set():
+            self._wake.clear()
+            more = False
+            try:
+                more = self.drainer.step(self.client.connected)
+                now = time.monotonic()
+                if self.client.connected and self._discovery_due.is_set():
+                    self._discovery_due.clear()
+                    self.publish_discovery()
+                if now >= next_caps:
+                    next_caps = now + CAP_INTERVAL_S
+                    self.enforce_caps()
+                if now >= next_stats:
+                    next_stats = now + self.cfg.stats_interval_s
+                    self._periodic()
+                if self._error_logged:
+                    logger.info("sync: store readable again")
+                    self._error_logged = None
+            except (SmartStockError, sqlite3.Error) as e:
+                if str(e) != self._error_logged:
+                    logger.error("sync: %s; retrying", e)
+                    self._error_logged = str(e)
+                self._stop.wait(1.0)
+            if not more:
+                self._wake.wait(IDLE_POLL_S)
+
+    # -- periodic work ------------------------------------------------------------------------
+    def enforce_caps(self) -> dict[str, int]:
+        with self.store.transaction() as conn:
+            drops = outbox.enforce_caps(conn, max_rows=self.cfg.outbox_max_rows,
+                                        max_bytes=int(self.cfg.outbox_max_mb * 1e6),
+                                        max_age_s=self.cfg.outbox_max_age_days * 86400.0)
+        if drops:
+            for k, v in drops.items():
+                self.dropped[k] = self.dropped.get(k, 0) + v
+            logger.warning("sync: outbox over its cap, dropped %s (policy: telemetry, then state, then events)",
+                           ", ".join(f"{v} {k}" for k, v in drops.items()))
+        return drops
+
+    def _periodic(self) -> None:
+        stats = self.stats()
+        logger.debug("sync: %s", stats)
+        if not self.client.connected:
+            return
+        self._publish_live(self.topics.sync_stats, message(self.topics.device_id, **stats), retain=True)
+        if self.cfg.ha_discovery and self._published_skus is not None \
+                and tuple(sorted(set(self.skus_provider()))) != self._published_skus:
+            self.publish_discovery()
+
+    def publish_discovery(self) -> int:
+        if not self.cfg.ha_discovery:
+            return 0
+        skus = tuple(sorted(set(self.skus_provider())))
+        msgs = discovery_messages(self.topics, ha_prefix=self.cfg.ha_prefix, skus=skus)
+        for topic, payload in msgs:
+            self._publish_live(topic, payload, retain=True)
+        self._published_skus = skus
+        logger.info("sync: Home Assistant discovery published (%d entities)", len(msgs))
+        return len(msgs)
+
+    # -- paho thread callbacks ----------------------------------------------------------------
+    def _on_ack(self, mid: int, ok: bool, retryable: bool) -> None:
+        self.drainer.on_ack(mid, ok, retryable)
+        self._wake.set()
+
+    def _on_connect(self) -> None:
+        self.drainer.on_reconnect()
+        self._discovery_due.set()
+        self._wake.set()
+
+    def _on_ha_status(self, msg: InboundMessage) -> None:
+        if msg.payload.strip().lower() == b"online":
+            logger.info("sync: Home Assistant is online; republishing discovery")
+            self._discovery_due.set()
+            self._wake.set()
+
+    def _on_command(self, msg: InboundMessage) -> None:
+        reply = self.commands.handle(msg)
+        if reply is not None:
+            self._reply(reply)
+
+    def _on_sales(self, msg: InboundMessage) -> None:
+        try:
+            reply = self.sales.handle(msg)
+        except (SmartStockError, sqlite3.Error) as e:
+            logger.error("sales on %s not stored: %s", msg.topic, e)
+            reply = Reply(msg.response_topic or self.topics.response("sales"),
+                          message(self.topics.device_id, ok=False, error=f"not stored ({e}); send it again",
+                                  accepted=[], duplicates=[], rejected=[]), msg.correlation_data)
+        self._reply(reply)
+
+    # -- commands -----------------------------------------------------------------------------
+    def _cmd_sync_now(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self._wake.set()
+        s = self.drainer.stats()
+        return {"backlog": s["backlog"], "in_flight": s["in_flight"], "connected": self.client.connected}
+
+    def _cmd_rebirth(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self.client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
+        n = self.publish_discovery()
+        for fn in self._republish_hooks:
+            fn()
+        self._wake.set()
+        return {"discovery": n, "state_hooks": len(self._republish_hooks)}
+
+    def _cmd_snapshot(self, _args: dict[str, Any]) -> dict[str, Any]:
+        state = self.state_provider() if self.state_provider else {}
+        return {"state": state, "sync": self.stats()}
+
+    # -- publishing ---------------------------------------------------------------------------
+    def _publish_row(self, topic: str, payload: bytes, qos: int, retain: bool,
+                     user_properties: list[tuple[str, str]] | None) -> int | None:
+        return self.client.publish(topic, payload, qos=qos, retain=retain, user_properties=user_properties)
+
+    def _publish_live(self, topic: str, payload: dict[str, Any], *, retain: bool = False,
+                      correlation_data: bytes | None = None) -> None:
+        try:
+            self.client.publish(topic, dumps(payload), qos=1, retain=retain, correlation_data=correlation_data)
+        except ValueError as e:
+            logger.error("sync: cannot publish on %s: %s", topic, e)
+
+    def _reply(self, reply: Reply) -> None:
+        self._publish_live(reply.topic, reply.payload, correlation_data=reply.correlation_data)
+
+
+def _skus_of(store: Store, configured: list[str]) -> list[str]:
+    rows = store.query("SELECT sku FROM skus UNION SELECT DISTINCT sku FROM stock_movements")
+    return sorted({*configured, *(r[0] for r in rows)})
+
+
+def start_sync(app: Any) -> SyncService | None:
+    """The `start_sync` step of edge/app.py: needs `app.config`, `app.store`; uses `app.state_summary`,
+    `app.status`, `app.loop`/`app.classifier`, `app.refresher` when present."""
+    cfg = app.config
+    if not cfg.mqtt.enabled:
+        logger.info("mqtt disabled (mqtt.enabled = false): events stay in the outbox")
+        return None
+    configured = [cfg.inspection.sku, *cfg.inventory.skus]
+    svc = SyncService(cfg.mqtt, cfg.device, app.store,
+                      state_provider=getattr(app, "status", None) or getattr(app, "state_summary", None),
+                      skus_provider=lambda: _skus_of(app.store, configured),
+                      password=getattr(app, "mqtt_password", None))
+
+    def set_threshold(args: dict[str, Any]) -> dict[str, Any]:
+        label, value = parse_set_threshold(args)
+        loop = getattr(app, "loop", None)
+        clf = loop.classifier if loop is not None else getattr(app, "classifier", None)
+        if clf is None or not hasattr(clf, "thresholds"):
+            raise InputError("the running model has no thresholds to set")
+        labels = getattr(getattr(clf, "manifest", None), "labels", None) or list(clf.thresholds)
+        if label not in labels:
+            raise InputError(f"unknown label {label!r}; the model's labels are {', '.join(map(str, labels))}")
+        clf.thresholds = {**clf.thresholds, label: value}  # one assignment: the loop sees old or new
+        logger.info("threshold for %s set to %.3f by command (until restart; set vision.thresholds to keep it)",
+                    label, value)
+        return {"label": label, "threshold": value, "persistent": False}
+
+    svc.register_command("set-threshold", set_threshold)
+    refresher = getattr(app, "refresher", None)
+    if refresher is not None and hasattr(refresher, "publish_state"):
+        svc.on_republish(refresher.publish_state)
+    svc.start()
+    if hasattr(app, "on_stop"):
+        app.on_stop("mqtt sync", svc.stop)
+    return svc
