@@ -1,0 +1,234 @@
+"""`smartstock ota keygen | sign | push | status`: the technician's side of over-the-air updates."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from smartstock.commands._common import add_config_option, load, print_json
+from smartstock.errors import ConfigError, InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ota", help="sign and push model updates (technician tool)")
+    osub = p.add_subparsers(dest="ota_command", metavar="ACTION", required=True)
+
+    kg = osub.add_parser("keygen", help="create an Ed25519 signing key pair")
+    kg.add_argument("--out", type=Path, required=True, help="folder for <key-id>.key (0600) and <key-id>.pub")
+    kg.add_argument("--key-id", required=True, help="name of the key, e.g. plant-2026 (devices trust <key-id>.pub)")
+    kg.set_defaults(func=_keygen)
+
+    sg = osub.add_parser("sign", help="write a signed update envelope for a model file")
+    sg.add_argument("model", type=Path, help="model file (.onnx/.tflite) with its manifest.json beside it")
+    sg.add_argument("--release", type=int, required=True, help="release number (must be higher than installed)")
+    sg.add_argument("--key", type=Path, required=True, help="private key from `ota keygen` (<key-id>.key)")
+    sg.add_argument("--key-id", default=None, help="key id (default: the key file's name without .key)")
+    sg.add_argument("--target-device", action="append", default=[], metavar="ID", help="device id (repeatable)")
+    sg.add_argument("--group", action="append", default=[], metavar="G", help="device group (repeatable)")
+    sg.add_argument("--any-device", action="store_true", help="valid for every device that trusts the key")
+    sg.add_argument("--expires", default="30d", help="validity: 30d, 12h, an ISO time, or 'never' (default 30d)")
+    sg.add_argument("--allow-downgrade", action="store_true", help="may replace a higher release (device must allow too)")
+    sg.add_argument("--artifact-url", default=None, help="https URL the device downloads the model from "
+                    "(default: the retained MQTT artifact topic `ota push --artifact` publishes)")
+    sg.add_argument("--summary", default="", help="release notes shown on dashboards")
+    sg.add_argument("--out", type=Path, default=None, help="envelope file (default: <model-id>-r<N>.envelope.json)")
+    sg.set_defaults(func=_sign)
+
+    pu = osub.add_parser("push", help="publish an envelope (and its model) to a device or group over MQTT")
+    pu.add_argument("envelope", type=Path)
+    who = pu.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device", help="device id")
+    who.add_argument("--group", help="device group")
+    pu.add_argument("--artifact", type=Path, default=None, help="model file to publish retained on the artifact topic")
+    _add_broker_options(pu)
+    pu.set_defaults(func=_push)
+
+    st = osub.add_parser("status", help="show a device's model/state")
+    st.add_argument("--device", required=True)
+    st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the retained state")
+    _add_broker_options(st)
+    st.set_defaults(func=_status)
+
+
+def _add_broker_options(p: argparse.ArgumentParser) -> None:
+    add_config_option(p)
+    p.add_argument("--url", default=None, help="broker, mqtt://[user:pass@]host:port or mqtts://... "
+                   "(default: the config's mqtt.host/port)")
+    p.add_argument("--ca-file", type=Path, default=None, help="CA certificate for mqtts://")
+    p.add_argument("--site", default=None, help="site topic level (default: the config's device.site)")
+    p.add_argument("--line", default=None, help="line topic level (default: the config's device.line)")
+    p.add_argument("--prefix", default=None, help="topic prefix (default: the config's mqtt.prefix)")
+
+
+# -- keygen / sign ------------------------------------------------------------------------------
+def _keygen(args: argparse.Namespace) -> int:
+    from smartstock.ota.keys import generate_keypair
+
+    priv, pub = generate_keypair(args.out, args.key_id)
+    print(f"private key: {priv} (mode 600; keep it off the devices)")
+    print(f"public key:  {pub} (copy into each device's ota.keyring_dir)")
+    return 0
+
+
+def parse_expires(text: str, now: dt.datetime) -> dt.datetime | None:
+    if text == "never":
+        return None
+    m = re.fullmatch(r"(\d+)([dhm])", text)
+    if m:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+        return now + dt.timedelta(**{unit: int(m.group(1))})
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--expires {text!r}: not a duration or ISO time",
+                          hint="use e.g. 30d, 12h, 2026-12-31T00:00:00Z or never") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from smartstock.ota.keys import load_private_key
+    from smartstock.ota.sign import sign_model
+
+    key = load_private_key(args.key)
+    key_id = args.key_id or args.key.name.removesuffix(".key")
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    env, rel = sign_model(args.model, release=args.release, key=key, key_id=key_id, devices=args.target_device,
+                          groups=args.group, any_device=args.any_device, expires=parse_expires(args.expires, now),
+                          allow_downgrade=args.allow_downgrade, url=args.artifact_url, summary=args.summary, now=now)
+    out = args.out or Path(f"{rel.model_id}-r{rel.release}.envelope.json")
+    out.write_bytes(env.to_json())
+    a = rel.artifact
+    print(f"signed {rel.kind} {rel.model_id} release {rel.release} ({a.name}, sha256 {a.sha256[:12]}..., {a.size} bytes) "
+          f"with key {key_id}; expires {rel.expires.isoformat() if rel.expires else 'never'}")
+    print(f"envelope: {out}")
+    return 0
+
+
+# -- push / status ------------------------------------------------------------------------------
+def _broker(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    cfg = load(args)
+    if args.url:
+        u = urllib.parse.urlsplit(args.url)
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+            raise ConfigError(f"--url {args.url!r}: expected mqtt://host:port or mqtts://host:port")
+        conn = {"host": u.hostname, "port": u.port or (8883 if u.scheme == "mqtts" else 1883),
+                "tls": u.scheme == "mqtts", "username": urllib.parse.unquote(u.username) if u.username else None,
+                "password": urllib.parse.unquote(u.password) if u.password else None}
+    else:
+        m = cfg.mqtt
+        conn = {"host": m.host, "port": m.port, "tls": m.tls is not None, "username": m.username,
+                "password": m.password()}
+    return conn, cfg
+
+
+def _connect(args: argparse.Namespace, conn: dict[str, Any]):
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as e:
+        from smartstock.errors import BackendUnavailable
+
+        raise BackendUnavailable("paho-mqtt is not installed", hint="pip install 'smartstock[edge]'") from e
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smartstock-ota-{int(time.time() * 1000) % 10**9}",
+                         protocol=mqtt.MQTTv311)
+    if conn["username"]:
+        client.username_pw_set(conn["username"], conn["password"])
+    if conn["tls"]:
+        client.tls_set(ca_certs=str(args.ca_file) if args.ca_file else None)
+    try:
+        client.connect(conn["host"], conn["port"], keepalive=30)
+    except OSError as e:
+        raise ConfigError(f"cannot reach the broker at {conn['host']}:{conn['port']}: {e}",
+                          hint="check --url and that the broker is running") from None
+    client.loop_start()
+    return client
+
+
+def _bases(args: argparse.Namespace, cfg: Any) -> str:
+    from smartstock.ota.addressing import device_base, group_base
+
+    prefix = args.prefix or cfg.mqtt.prefix
+    if getattr(args, "group", None):
+        return group_base(prefix, args.group)
+    return device_base(prefix, args.site or cfg.device.site, args.line or cfg.device.line, args.device)
+
+
+def _push(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from smartstock.ota import addressing
+    from smartstock.ota.envelope import parse_envelope
+    from smartstock.ota.refusal import UpdateRefused
+    from smartstock.ota.release import parse_release
+
+    try:
+        raw = args.envelope.read_bytes()
+        release = parse_release(parse_envelope(raw).manifest_bytes)
+    except OSError as e:
+        raise InputError(f"{args.envelope}: cannot read: {e.strerror}") from None
+    except UpdateRefused as e:
+        raise InputError(f"{args.envelope}: {e}", hint="push the file `smartstock ota sign` wrote") from None
+    data = None
+    if args.artifact is not None:
+        data = args.artifact.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != release.artifact.sha256 or len(data) != release.artifact.size:
+            raise InputError(f"{args.artifact}: sha256 {digest[:12]}... / {len(data)} bytes does not match the envelope's "
+                             f"{release.artifact.sha256[:12]}... / {release.artifact.size} bytes",
+                             hint="pass the model file that was signed")
+    elif release.artifact.url is None:
+        raise ConfigError("the envelope has no --artifact-url, so the model must travel over MQTT",
+                          hint="add --artifact MODEL_FILE")
+    conn, cfg = _broker(args)
+    base = _bases(args, cfg)
+    client = _connect(args, conn)
+    try:
+        if data is not None:  # artifact first: the device asks for it as soon as the envelope arrives
+            client.publish(addressing.artifact(base, release.artifact.sha256), data, qos=1, retain=True).wait_for_publish(60)
+        client.publish(addressing.desired(base), raw, qos=1, retain=True).wait_for_publish(30)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    print(f"pushed {release.kind} release {release.release} to {base}"
+          + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
+    print(f"follow it with: smartstock ota status --device ID --url {args.url or 'mqtt://HOST:PORT'}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import threading
+
+    from smartstock.ota import addressing
+
+    conn, cfg = _broker(args)
+    topic = addressing.state(_bases(args, cfg))
+    got: dict[str, Any] = {}
+    done = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001 - paho callback
+        try:
+            got.update(json.loads(msg.payload.decode("utf-8")))
+        except ValueError:
+            got["raw"] = msg.payload.decode("utf-8", "replace")
+        done.set()
+
+    client = _connect(args, conn)
+    client.on_message = on_message
+    client.subscribe(topic, qos=1)
+    try:
+        done.wait(args.timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    if not got:
+        print(f"no model state on {topic} within {args.timeout:g} s (device never reported, or wrong --device/--site/--line)",
+              file=sys.stderr)
+        return 1
+    print_json(got)
+    return 0

@@ -1,0 +1,129 @@
+"""What the updater needs to know about each kind of model, behind one small interface.
+
+The installer stays model-agnostic: a kind says how to check the model manifest against the signed
+release, load a model in a fresh runtime, compare its contract with the running model, and run
+its golden samples. Runtimes are imported lazily (a kind whose runtime is missing is unsupported).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+from smartstock.errors import ModelError, SmartStockError
+from smartstock.ota.refusal import (
+    GOLDEN_FAILED, LOAD_FAILED, MALFORMED, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused,
+)
+from smartstock.ota.release import ReleaseManifest
+
+logger = logging.getLogger(__name__)
+
+
+class ModelKind(Protocol):
+    kind: str
+
+    def check_manifest(self, release: ReleaseManifest) -> None:
+        """The model manifest inside the release agrees with the signed artifact entry."""
+
+    def load(self, path: Path) -> Any:
+        """A freshly loaded model object (not shared with the running one)."""
+
+    def check_contract(self, new: Any, running: Any | None) -> None:
+        """Refuse (WRONG_INPUT / WRONG_OUTPUT) a model the service could not use in place of `running`."""
+
+    def golden(self, model: Any) -> str:
+        """Run the manifest's golden samples; returns the detail or raises GOLDEN_FAILED."""
+
+    def identity(self, model: Any) -> tuple[int, str | None, str]:
+        """(release, sha256 of the model file, model id)."""
+
+
+class DefectClassifierKind:
+    """defect-classifier: smartstock.vision's DefectClassifier and manifest."""
+
+    kind = "defect-classifier"
+
+    def __init__(self, *, backend: str = "auto", threads: int = 2, roi: Any = None,
+                 thresholds: dict[str, float] | None = None) -> None:
+        self.backend, self.threads, self.roi, self.thresholds = backend, threads, roi, thresholds
+
+    def check_manifest(self, release: ReleaseManifest) -> None:
+        from smartstock.vision.manifest import parse_manifest
+
+        try:
+            mm = parse_manifest(release.model_manifest_bytes(), "signed model manifest")
+        except ModelError as e:
+            raise UpdateRefused(MALFORMED, str(e)) from None
+        art = next((a for a in mm.artifacts.values() if a.file == release.artifact.name), None)
+        if art is None:
+            raise UpdateRefused(MALFORMED, f"model manifest does not list {release.artifact.name!r}")
+        if (art.sha256, art.size) != (release.artifact.sha256, release.artifact.size):
+            raise UpdateRefused(MALFORMED, "model manifest's sha256/size for the artifact differ from the release's")
+        if mm.kind != release.kind or mm.release != release.release or mm.model_id != release.model_id:
+            raise UpdateRefused(MALFORMED, f"model manifest says {mm.kind} {mm.model_id} release {mm.release}, "
+                                f"the release says {release.kind} {release.model_id} release {release.release}")
+
+    def load(self, path: Path) -> Any:
+        from smartstock.vision.classifier import DefectClassifier
+
+        try:
+            return DefectClassifier.load(path, backend=self.backend, threads=self.threads, roi=self.roi,
+                                         thresholds=self.thresholds)
+        except SmartStockError as e:
+            raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a runtime may raise anything on a hostile file
+            raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: runtime refused the file: {type(e).__name__}: {e}") from None
+
+    def check_contract(self, new: Any, running: Any | None) -> None:
+        if running is None:
+            return
+        a, b = new.manifest.input, running.manifest.input
+        if (a.shape[1:], a.dtype, a.layout, a.color) != (b.shape[1:], b.dtype, b.layout, b.color):
+            raise UpdateRefused(WRONG_INPUT, f"input {a.shape} {a.dtype} {a.layout} {a.color} differs from the "
+                                f"running model's {b.shape} {b.dtype} {b.layout} {b.color}",
+                                hint="export the new model with the same image size and colour as the running one")
+        if list(new.labels) != list(running.labels):
+            raise UpdateRefused(WRONG_OUTPUT, f"labels {new.labels} differ from the running model's {running.labels}",
+                                hint="keep the same classes in the same order, or change the config and reinstall")
+        if set(new.manifest.defect_labels) != set(running.manifest.defect_labels):
+            raise UpdateRefused(WRONG_OUTPUT, f"defect labels {new.manifest.defect_labels} differ from "
+                                f"{running.manifest.defect_labels}")
+
+    def golden(self, model: Any) -> str:
+        from smartstock.vision.manifest import run_golden
+
+        art = model.manifest.artifact_for(model.model_path)
+        try:
+            ok, _, detail = run_golden(model.backend, model.manifest, art.format)
+        except Exception as e:  # noqa: BLE001
+            raise UpdateRefused(GOLDEN_FAILED, f"golden samples could not run: {type(e).__name__}: {e}") from None
+        if not ok:
+            raise UpdateRefused(GOLDEN_FAILED, detail, hint="the file does not compute what its export recorded")
+        return detail
+
+    def identity(self, model: Any) -> tuple[int, str | None, str]:
+        try:
+            sha = model.manifest.artifact_for(model.model_path).sha256
+        except ModelError:
+            sha = None
+        return model.release, sha, model.model_id
+
+
+_KINDS: dict[str, str] = {
+    "defect-classifier": "smartstock.ota.kinds:DefectClassifierKind",
+    "demand-forecaster": "smartstock.ota.kinds_demand:DemandForecasterKind",
+}
+
+
+def kind_class(kind: str) -> type | None:
+    """The adapter class for a kind, or None when its code is not available on this device."""
+    module, _, name = _KINDS.get(kind, ":").partition(":")
+    if not module:
+        return None
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        logger.info("OTA for %s unavailable: %s", kind, e)
+        return None

@@ -1,0 +1,77 @@
+"""Every OTA step goes to the store's model_history and to the retained `{base}/model/state`.
+
+Both are written in one transaction (the outbox row with the history row), so what a dashboard
+sees is what the device recorded. The payload carries Home Assistant `update` entity keys
+(installed_version, latest_version, in_progress, title, release_summary) for the kind that acted
+last, plus status/progress/error, and a `models` map with every kind's state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from smartstock.store.db import Store, utcnow
+from smartstock.sync.outbox import PRIORITY_STATE, enqueue
+from smartstock.sync.payloads import message
+
+logger = logging.getLogger(__name__)
+
+KV_KEY = "ota.state"
+TITLES = {"defect-classifier": "SmartStock defect model", "demand-forecaster": "SmartStock demand model"}
+IN_PROGRESS = {"verifying", "downloading", "installing", "trial"}
+
+
+class StateReporter:
+    """Keeps each kind's latest OTA state; `report()` records and publishes one step."""
+
+    def __init__(self, store: Store | None, topic: str | None, device_id: str) -> None:
+        self.store, self.topic, self.device_id = store, topic, device_id
+        self.models: dict[str, dict[str, Any]] = {}
+        if store is not None:
+            try:
+                self.models = json.loads(store.get_kv(KV_KEY) or "{}")
+            except ValueError:
+                self.models = {}
+
+    def report(self, kind: str, status: str, *, release: int | None = None, sha256: str | None = None,
+               model_id: str | None = None, installed: dict[str, Any] | None = None, error: str | None = None,
+               detail: str = "", progress: int | None = None, summary: str | None = None,
+               serving: str | None = None) -> dict[str, Any]:
+        """Record one step. `release/sha256/model_id` describe the release acted on; `installed` what now serves."""
+        st = self.models.setdefault(kind, {"installed_version": None, "latest_version": None, "serving": None})
+        if installed is not None:
+            st["installed_version"] = str(installed["release"]) if installed.get("release") is not None else None
+            st["installed_sha256"] = installed.get("sha256")
+            st["installed_model_id"] = installed.get("model_id")
+        if serving is not None:
+            st["serving"] = serving
+        if release is not None and status not in ("refused",):
+            st["latest_version"] = str(release)
+        if summary is not None:
+            st["release_summary"] = summary
+        st.update(status=status, error=error, detail=detail, progress=progress, in_progress=status in IN_PROGRESS,
+                  updated_at=utcnow())
+        if st.get("latest_version") is None:
+            st["latest_version"] = st.get("installed_version")
+        payload = message(self.device_id, kind=kind, title=TITLES.get(kind, kind),
+                          installed_version=st.get("installed_version"), latest_version=st.get("latest_version"),
+                          in_progress=st["in_progress"], release_summary=st.get("release_summary", ""),
+                          status=status, progress=progress, error=error, detail=detail,
+                          serving=st.get("serving"), models=self.models)
+        log = logger.warning if status in ("refused", "rolled_back", "fallback") else logger.info
+        log("OTA %s: %s%s%s", kind, status, f" release {release}" if release is not None else "",
+            f" ({error}: {detail})" if error else f" ({detail})" if detail else "")
+        if self.store is not None:
+            with self.store.transaction() as conn:
+                conn.execute("INSERT INTO model_history(ts, kind, model_id, release, sha256, status, detail) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (utcnow(), kind, model_id, release, sha256, status,
+                              f"{error}: {detail}" if error else detail))
+                conn.execute("INSERT INTO kv(key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                             "SET value = excluded.value, updated_at = excluded.updated_at",
+                             (KV_KEY, json.dumps(self.models), utcnow()))
+                if self.topic:
+                    enqueue(conn, self.topic, payload, retain=True, priority=PRIORITY_STATE)
+        return payload

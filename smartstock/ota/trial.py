@@ -1,0 +1,137 @@
+"""Watch a freshly installed model on live frames and decide: commit or roll back.
+
+`ObservedModel` wraps the serving classifier (same interface) and keeps a rolling window of what
+it produced; the running model's window is the baseline. During a trial `TrialModel` serves the
+new model and, if it raises, serves that frame with the old one (the frame is never lost) and
+counts the error. `judge()` is a pure function of the two windows and the limits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class TrialLimits:
+    frames: int = 200               # ota.trial_frames: frames before a decision
+    max_s: float = 600.0            # ota.trial_max_s: longest trial
+    max_error_rate: float = 0.05    # share of frames the new model may fail on
+    max_defect_rate_jump: float = 0.25  # new defect rate - baseline defect rate
+    max_slowdown: float = 3.0       # new mean latency / baseline mean latency (fps drop)
+    min_baseline: int = 20          # frames the baseline needs before it is compared against
+    min_slowdown_ms: float = 2.0    # a slowdown below this many ms per frame is noise, not a regression
+
+
+class Window:
+    """Rolling counts of one model's outputs (thread-safe: the loop writes, the agent reads)."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[tuple[str, bool, float]] = deque(maxlen=size)
+        self.errors = 0
+        self.frames = 0
+
+    def add(self, label: str, is_defect: bool, latency_ms: float) -> None:
+        with self._lock:
+            self._items.append((label, is_defect, latency_ms))
+            self.frames += 1
+
+    def add_error(self) -> None:
+        with self._lock:
+            self.errors += 1
+            self.frames += 1
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            items = list(self._items)
+            errors, frames = self.errors, self.frames
+        n = len(items)
+        labels = Counter(label for label, _, _ in items)
+        return {
+            "frames": frames, "ok_frames": n, "errors": errors,
+            "error_rate": errors / frames if frames else 0.0,
+            "defect_rate": sum(d for _, d, _ in items) / n if n else 0.0,
+            "mean_latency_ms": sum(lat for _, _, lat in items) / n if n else 0.0,
+            "labels": dict(labels),
+        }
+
+
+def judge(trial: dict[str, Any], baseline: dict[str, Any], limits: TrialLimits, elapsed_s: float,
+          final: bool) -> tuple[str, str] | None:
+    """('rollback', why) / ('commit', summary) / None (keep watching). `final`: time is up."""
+    frames, errors = trial["frames"], trial["errors"]
+    if errors >= 3 and trial["error_rate"] > limits.max_error_rate:
+        return "rollback", f"{errors} of {frames} frames failed ({trial['error_rate']:.0%} > {limits.max_error_rate:.0%})"
+    if frames < limits.frames and not final:
+        return None
+    if trial["error_rate"] > limits.max_error_rate:
+        return "rollback", f"error rate {trial['error_rate']:.1%} > {limits.max_error_rate:.1%}"
+    n = trial["ok_frames"]
+    if n == 0:
+        if frames:
+            return "rollback", f"all {frames} frames failed"
+        return "commit", f"no frames in {elapsed_s:.0f} s (line idle); golden samples passed"
+    has_base = baseline["ok_frames"] >= limits.min_baseline
+    if has_base:
+        jump = trial["defect_rate"] - baseline["defect_rate"]
+        if jump > limits.max_defect_rate_jump:
+            return "rollback", (f"defect rate jumped from {baseline['defect_rate']:.1%} to {trial['defect_rate']:.1%} "
+                                f"(limit +{limits.max_defect_rate_jump:.0%})")
+        base_labels = [k for k, v in baseline["labels"].items() if v >= 0.05 * baseline["ok_frames"]]
+        if len(trial["labels"]) == 1 and len(base_labels) >= 2 and n >= 20:
+            only = next(iter(trial["labels"]))
+            return "rollback", (f"all {n} outputs were {only!r} while the previous model saw "
+                                f"{', '.join(sorted(base_labels))}")
+        slower = trial["mean_latency_ms"] - baseline["mean_latency_ms"]
+        if slower > limits.min_slowdown_ms and trial["mean_latency_ms"] > limits.max_slowdown * baseline["mean_latency_ms"]:
+            return "rollback", (f"too slow: {trial['mean_latency_ms']:.1f} ms per frame vs "
+                                f"{baseline['mean_latency_ms']:.1f} ms (limit x{limits.max_slowdown:g})")
+    return "commit", (f"{frames} frames in {elapsed_s:.0f} s, errors {errors}, defect rate "
+                      f"{trial['defect_rate']:.1%}" + (f" (before {baseline['defect_rate']:.1%})" if has_base else "")
+                      + f", {trial['mean_latency_ms']:.1f} ms/frame")
+
+
+class ObservedModel:
+    """The serving classifier plus a window of its outputs; attribute access falls through to it."""
+
+    def __init__(self, model: Any, window: Window | None = None) -> None:
+        self.model = model
+        self.window = window or Window()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def _record(self, results: Sequence[Any]) -> None:
+        for r in results:
+            self.window.add(r.label, bool(r.is_defect), float(r.latency_ms))
+
+    def classify(self, frame: Any) -> Any:
+        return self.classify_batch([frame])[0]
+
+    def classify_batch(self, frames: Sequence[Any]) -> list[Any]:
+        results = self.model.classify_batch(frames)
+        self._record(results)
+        return results
+
+
+class TrialModel(ObservedModel):
+    """The new model on trial; a frame it fails on is served by the old model (counted as an error)."""
+
+    def __init__(self, model: Any, fallback: Any) -> None:
+        super().__init__(model)
+        self.fallback = fallback
+        self.started = time.monotonic()
+
+    def classify_batch(self, frames: Sequence[Any]) -> list[Any]:
+        try:
+            results = self.model.classify_batch(frames)
+        except Exception:  # noqa: BLE001 - any failure of an untrusted model is an error to count
+            for _ in frames:
+                self.window.add_error()
+            return self.fallback.classify_batch(frames)
+        self._record(results)
+        return results
