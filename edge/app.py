@@ -64,12 +64,14 @@ class App:
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.steps: list[Callable[[], None]] = [
             self.start_store,
+            self.start_ota_models,
             self.start_classifier,
             self.start_snapshots,
             self.start_source,
             self.start_loop,
             self.start_refresh,
             self.start_http,
+            self.start_ota,
         ]
 
     # -- start-up steps ----------------------------------------------------------------------
@@ -91,6 +93,18 @@ class App:
                                                     thresholds=v.thresholds or None)
         logger.info("model %s release %s", getattr(self.classifier, "model_id", "?"),
                     getattr(self.classifier, "release", "?"))
+
+    def start_ota_models(self) -> None:
+        """OTA hook: serve the validated current/previous/default model (undoes an interrupted trial)."""
+        from edge.ota_agent import start_models
+
+        start_models(self)
+
+    def start_ota(self) -> None:
+        """OTA hook: the update agent (worker thread; swaps models through the loop between batches)."""
+        from edge.ota_agent import start_agent
+
+        start_agent(self)
 
     def start_snapshots(self) -> None:
         if self.config.inspection.snapshots:

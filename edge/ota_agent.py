@@ -1,0 +1,241 @@
+"""The OTA agent: MQTT in, a worker thread that verifies, fetches, installs and judges the trial.
+
+MQTT callbacks only enqueue (never block paho's thread or the inspection loop); the worker does
+the slow parts (download, model load, golden samples) while the loop keeps classifying with the
+old model, and the swap itself is the loop's `swap_classifier` between two batches. Start-up
+goes through `start_models()` so the service always serves a validated model and says which.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from smartstock.config import Config
+from smartstock.errors import SmartStockError
+from smartstock.ota import addressing
+from smartstock.ota.fetch import existing
+from smartstock.ota.install import Installer
+from smartstock.ota.keys import Keyring
+from smartstock.ota.kinds import DefectClassifierKind
+from smartstock.ota.refusal import FETCH_FAILED, UpdateRefused
+from smartstock.ota.report import StateReporter
+from smartstock.ota.trial import TrialLimits
+from smartstock.ota.updater import Pending, Updater
+from smartstock.store import Store
+from smartstock.sync.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.2
+
+
+def limits_from(cfg: Config) -> TrialLimits:
+    o = cfg.ota
+    return TrialLimits(frames=o.trial_frames, max_s=o.trial_max_s, max_error_rate=o.trial_max_error_rate,
+                       max_defect_rate_jump=o.trial_max_defect_rate_jump, max_slowdown=o.trial_max_slowdown)
+
+
+class OtaAgent:
+    def __init__(self, config: Config, state_dir: Path, store: Store, topics: Topics) -> None:
+        self.config = config
+        self.topics = topics
+        self.reporter = StateReporter(store, topics.model_state, config.device.device_id)
+        v = config.vision
+        self._swap_fn: Callable[[Any], Any] = lambda model: None
+        self.installers = {"defect-classifier": Installer(
+            state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads, roi=v.roi,
+                                            thresholds=v.thresholds or None),
+            self.reporter, swap=lambda m: self._swap_fn(m), limits=limits_from(config))}
+        self.keyring = Keyring(config.ota.keyring_dir) if config.ota.keyring_dir else None
+        self.updater = Updater(device=config.device, ota=config.ota, state_dir=state_dir, reporter=self.reporter,
+                               installers=self.installers, keyring=self.keyring) if self.keyring else None
+        self.jobs: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=32)
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sync: Any = None
+        self._waiting: tuple[Pending, str, float] | None = None  # (release, base it came from, since)
+        self._deferred: list[tuple[bytes, str]] = []
+        self._subscribed: set[str] = set()
+        self.counters = {"envelopes": 0, "dropped": 0, "installs": 0, "refused": 0}
+
+    # -- start-up -----------------------------------------------------------------------------
+    def startup(self, default_path: Path | None) -> Any:
+        """The model to serve: undo an interrupted trial, then current / previous / default."""
+        return self.installers["defect-classifier"].startup(default_path).model
+
+    def bases(self) -> list[str]:
+        """Device base and one base per group: where envelopes for this device appear."""
+        prefix = self.config.mqtt.prefix
+        return [self.topics.base] + [addressing.group_base(prefix, g) for g in self.config.device.groups]
+
+    def start(self, swap: Callable[[Any], Any], sync: Any | None) -> None:
+        self._swap_fn = swap
+        self._sync = sync
+        if self.updater is None:
+            logger.warning("OTA: ota.keyring_dir is not set, so no update can be verified; updates are disabled")
+        self._thread = threading.Thread(target=self._run, name="ota-agent", daemon=True)
+        self._thread.start()
+
+    def attach(self, sync: Any) -> None:
+        """Subscribe (again) through the sync service; safe to call once it exists."""
+        self._sync = sync
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- MQTT callbacks (paho's thread: enqueue only) ----------------------------------------
+    def _put(self, job: tuple[str, Any, Any]) -> None:
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            self.counters["dropped"] += 1
+            logger.warning("OTA: job queue full, dropped a %s message", job[0])
+
+    def _subscribe(self) -> None:
+        if self._sync is None or self.updater is None:
+            return
+        for base in self.bases():
+            topic = addressing.desired(base)
+            if topic not in self._subscribed:
+                self._sync.subscribe(topic, lambda msg, base=base: self._put(("envelope", msg.payload, base)))
+                self._subscribed.add(topic)
+
+    def _want_artifact(self, base: str, sha256: str) -> None:
+        topic = addressing.artifact(base, sha256)
+        if topic not in self._subscribed and self._sync is not None:
+            self._sync.subscribe(topic, lambda msg: self._put(("artifact", sha256, msg.payload)))
+            self._subscribed.add(topic)
+
+    # -- worker -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self._subscribe()
+                try:
+                    job = self.jobs.get(timeout=POLL_S)
+                except queue.Empty:
+                    job = None
+                if job is not None:
+                    self._handle(job)
+                if self.updater is not None:
+                    self.updater.poll()
+                    self._check_waiting()
+                    if self._deferred and not self.updater.busy:
+                        raw, base = self._deferred.pop(0)
+                        self._handle(("envelope", raw, base))
+            except SmartStockError as e:
+                logger.error("OTA: %s", e)
+            except Exception:  # noqa: BLE001 - the agent must never take the service down
+                logger.exception("OTA: unexpected error; the running model keeps serving")
+                self.stop_event.wait(1.0)
+
+    def _handle(self, job: tuple[str, Any, Any]) -> None:
+        kind, a, b = job
+        if self.updater is None:
+            return
+        if kind == "envelope":
+            self._on_envelope(a, b)
+        elif kind == "artifact":
+            self._on_artifact(a, b)
+
+    def _on_envelope(self, raw: bytes, base: str) -> None:
+        self.counters["envelopes"] += 1
+        if self.updater.busy or self._waiting is not None:
+            self._deferred.append((raw, base))
+            return
+        try:
+            pending = self.updater.offer(raw)
+            if pending is None:
+                return
+            a = pending.release.artifact
+            staged = existing(self.updater.staging, a.sha256, a.size)
+            if staged is None and a.url:
+                staged = self.updater.fetch(pending)
+            if staged is None:
+                self._waiting = (pending, base, time.monotonic())
+                self.reporter.report(pending.release.kind, "downloading", release=pending.release.release,
+                                     sha256=a.sha256, model_id=pending.release.model_id, progress=20,
+                                     detail=f"waiting for the retained artifact on {addressing.artifact(base, a.sha256)}")
+                self._want_artifact(base, a.sha256)
+                return
+            self._install(pending, staged)
+        except UpdateRefused:
+            self.counters["refused"] += 1
+
+    def _on_artifact(self, sha256: str, data: bytes) -> None:
+        if self._waiting is None or self._waiting[0].sha256 != sha256:
+            return  # a retained artifact re-delivered after its install: nothing to do
+        pending = self._waiting[0]
+        self._waiting = None
+        try:
+            staged = self.updater.stage(pending, data)
+            self._install(pending, staged)
+        except UpdateRefused:
+            self.counters["refused"] += 1
+
+    def _install(self, pending: Pending, staged: Path) -> None:
+        self.updater.install(pending, staged)
+        self.counters["installs"] += 1
+
+    def _check_waiting(self) -> None:
+        if self._waiting is None:
+            return
+        pending, base, since = self._waiting
+        if time.monotonic() - since > self.config.ota.artifact_timeout_s:
+            self._waiting = None
+            self.updater._seen.pop(pending.digest, None)  # the next delivery of the envelope retries
+            self.counters["refused"] += 1
+            self.reporter.report(pending.release.kind, "refused", release=pending.release.release,
+                                 sha256=pending.sha256, model_id=pending.release.model_id, error=FETCH_FAILED,
+                                 detail=f"artifact did not arrive on {addressing.artifact(base, pending.sha256)} "
+                                 f"within {self.config.ota.artifact_timeout_s:g} s")
+
+
+# -- steps for edge/app.py ----------------------------------------------------------------------
+def start_models(app: Any) -> None:
+    """Before the classifier step: serve current / previous / default, validated (OTA start-up)."""
+    if not app.config.ota.enabled or app.classifier is not None:
+        return
+    from smartstock.vision.classifier import default_model_path
+
+    agent = OtaAgent(app.config, app.state_dir, app.store, app.topics)
+    default = app.config.vision.model
+    if default is None:
+        try:
+            default = default_model_path()
+        except SmartStockError as e:
+            logger.error("%s", e)
+    app.classifier = agent.startup(default)
+    app.ota = agent
+
+
+def start_agent(app: Any) -> None:
+    """After the loop: the worker thread; swaps go through the loop between batches."""
+    agent = getattr(app, "ota", None)
+    if agent is None:
+        return
+
+    def swap(model: Any) -> None:
+        app.loop.swap_classifier(model)
+        app.classifier = model
+
+    agent.start(swap, getattr(app, "sync", None))
+    app.on_stop("ota agent", agent.stop)
+    if getattr(app, "sync", None) is None:
+        # the sync step may come after this one: attach as soon as it exists
+        threading.Thread(target=_attach_later, args=(app, agent), name="ota-attach", daemon=True).start()
+
+
+def _attach_later(app: Any, agent: OtaAgent) -> None:
+    while not agent.stop_event.wait(0.2):
+        sync = getattr(app, "sync", None)
+        if sync is not None:
+            agent.attach(sync)
+            return
