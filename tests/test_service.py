@@ -1,0 +1,225 @@
+"""The real service as a user runs it (`smartstock run` in a subprocess) on the real exported defect
+model: exact bookings for a known number of parts, HTTP endpoints, systemd notify, a source that
+disappears and returns, SIGTERM, and SIGKILL at random moments never corrupting the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge.samples import write_parts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = """
+[device]
+device_id = "test-cam"
+[source]
+stall_timeout_s = 1.0
+backoff_max_s = 1.0
+[inspection]
+sku = "PCB-T"
+queue_size = 8
+snapshot_max_mb = 5
+[forecast]
+refresh_interval_s = 3600
+[alerts]
+camera_down_after_s = 2.0
+[http]
+port = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def model_file(request) -> Path:
+    folder = Path(request.getfixturevalue("defect_model_dir"))
+    onnx = sorted(folder.glob("*.onnx"))
+    assert onnx, f"no .onnx model in {folder}"
+    return onnx[0]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("parts") / "line"
+    write_parts(folder, 20, size=96, defect_rate=0.3, seed=1)
+    return folder
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMARTSTOCK_", "NOTIFY_", "WATCHDOG_"))}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _start(tmp_path: Path, model: Path, state: Path, *args: str, **env: str) -> subprocess.Popen:
+    cfg = tmp_path / "smartstock.toml"
+    cfg.write_text(CONFIG)
+    log = open(tmp_path / f"service-{time.monotonic_ns()}.log", "wb")
+    return subprocess.Popen([sys.executable, "-m", "smartstock", "run", "--config", str(cfg), "--model", str(model),
+                             "--state-dir", str(state), *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=_env(tmp_path, **env), cwd=tmp_path)
+
+
+def _port(state: Path, proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    f = state / "http.port"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f.exists() and f.read_text().strip():
+            return int(f.read_text())
+        assert proc.poll() is None, f"service exited early with {proc.returncode}"
+        time.sleep(0.1)
+    raise AssertionError("service did not write http.port")
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _wait_for(cond, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _count(state: Path, sql: str) -> int:
+    conn = sqlite3.connect(state / "smartstock.sqlite", timeout=10)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _stock(state: Path, sku: str) -> dict:
+    p = subprocess.run([sys.executable, "-m", "smartstock", "stock", "--json", "--state-dir", str(state)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT, env=_env(state))
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    rows = data if isinstance(data, list) else data.get("skus", data.get("stock", data))
+    if isinstance(rows, dict):
+        return rows[sku]
+    return next(r for r in rows if r.get("sku") == sku)
+
+
+def test_known_number_of_parts_books_exactly_that_many(tmp_path, model_file, parts):
+    state = tmp_path / "state"
+    sock_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_path))
+    notify.settimeout(0.2)
+    n = 45  # more than the folder holds: the looping replay goes round more than twice
+    proc = _start(tmp_path, model_file, state, "--source", str(parts), "--loop", "--fps", "15", "--max-frames", str(n),
+                  NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")
+    try:
+        port = _port(state, proc)
+        code, body = _get(port, "/healthz")
+        assert (code, body.strip()) == (200, "ok")
+        _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") >= 5, what="first inspections")
+        code, metrics = _get(port, "/metrics")
+        assert code == 200 and 'smartstock_parts_inspected_total{device_id="test-cam"}' in metrics
+        assert "smartstock_latency_seconds" in metrics and "smartstock_outbox_rows" in metrics
+        code, body = _get(port, "/api/status")
+        status = json.loads(body)
+        assert status["camera"]["status"] == "ok" and status["model"]["id"] and status["sku"] == "PCB-T"
+        assert status["counters"]["parts_inspected"] >= 5 and "PCB-T" in status["stock"]
+        code, body = _get(port, "/api/recent?limit=3")
+        assert code == 200 and len(json.loads(body)["inspections"]) == 3
+        assert _get(port, "/snapshots/..%2f..%2fsmartstock.sqlite")[0] == 404
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    msgs = []
+    while True:
+        try:
+            msgs.append(notify.recv(4096).decode())
+        except (socket.timeout, BlockingIOError):
+            break
+    notify.close()
+    assert msgs and msgs[0].startswith("READY=1") and "WATCHDOG=1" in msgs and msgs[-1] == "STOPPING=1"
+    assert _count(state, "SELECT COUNT(*) FROM inspections") == n
+    assert _count(state, "SELECT COUNT(*) FROM stock_movements WHERE ref IN (SELECT event_id FROM inspections)") == n
+    stock = _stock(state, "PCB-T")
+    assert stock["produced"] + stock["scrapped"] == n
+    assert _count(state, "SELECT COUNT(*) FROM outbox WHERE topic LIKE '%/events/inspection'") == n
+
+
+def test_source_that_disappears_is_reopened_and_sigterm_exits_cleanly(tmp_path, model_file, parts):
+    state = tmp_path / "state"
+    folder = tmp_path / "cam"
+    shutil.copytree(parts, folder)
+    proc = _start(tmp_path, model_file, state, "--source", str(folder), "--loop", "--fps", "20")
+    try:
+        port = _port(state, proc)
+        _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
+        folder.rename(tmp_path / "cam-unplugged")
+        code, body = _wait_for(lambda: (r := _get(port, "/healthz"))[0] == 503 and r, what="503 from /healthz")
+        assert "camera" in body and ("reconnecting" in body or "down" in body)
+        status = json.loads(_get(port, "/api/status")[1])
+        assert status["camera"]["status"] in ("reconnecting", "down") and not status["healthy"]
+        _wait_for(lambda: any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
+                  what="camera_down alert")
+        assert proc.poll() is None, "the service stays up while the camera is gone"
+        before = _count(state, "SELECT COUNT(*) FROM inspections")
+        (tmp_path / "cam-unplugged").rename(folder)
+        _wait_for(lambda: _get(port, "/healthz")[0] == 200, what="recovery")
+        _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") > before + 3, what="inspections resume")
+        _wait_for(lambda: not json.loads(_get(port, "/api/status")[1])["alerts"], what="alert cleared")
+        assert json.loads(_get(port, "/api/status")[1])["counters"]["source_reopens"] >= 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0  # a hang guard, not a timing assertion
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    n = _count(state, "SELECT COUNT(*) FROM inspections")
+    assert _count(state, "SELECT COUNT(*) FROM stock_movements") == n
+    log = "".join(p.read_text() for p in tmp_path.glob("service-*.log"))
+    assert "reconnecting" in log and "reopened" in log and "stopped" in log
+    assert log.count("camera ok -> reconnecting") == 1  # logged once per state change, not per frame
+
+
+def test_sigkill_at_random_moments_never_corrupts_or_loses(tmp_path, model_file, parts):
+    state = tmp_path / "state"
+    rng = random.Random(5)
+    seen = 0
+    for _ in range(3):
+        proc = _start(tmp_path, model_file, state, "--source", str(parts), "--loop", "--http-port", "0")
+        try:
+            _wait_for(lambda: state.joinpath("smartstock.sqlite").exists()
+                      and _count(state, "SELECT COUNT(*) FROM inspections") > seen, timeout=60, what="inspections")
+            time.sleep(rng.uniform(0.05, 1.5))
+        finally:
+            proc.kill()
+            proc.wait(10)
+        conn = sqlite3.connect(state / "smartstock.sqlite")
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            n = conn.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+            moves = conn.execute("SELECT COUNT(*) FROM stock_movements").fetchone()[0]
+            linked = conn.execute("SELECT COUNT(*) FROM inspections i JOIN stock_movements m ON m.ref = i.event_id "
+                                  "JOIN outbox o ON json_extract(CAST(o.payload AS TEXT), '$.event_id') = i.event_id").fetchone()[0]
+        finally:
+            conn.close()
+        assert n == moves == linked, (n, moves, linked)
+        assert n > seen, "every earlier committed inspection is still there and the new run added more"
+        seen = n
