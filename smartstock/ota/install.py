@@ -226,7 +226,7 @@ class Installer:
         facts["high_water"] = max(int(facts.get("high_water", 0)), t.release.release)
         self._save_facts(facts)
         crash_point("committed")
-        model = ObservedModel(t.model.model)
+        model = ObservedModel(t.model.model, t.model.window)  # trial frames are its first observations
         self.swap(model)
         release, sha, model_id = self.kind.identity(t.model.model)
         self.serving = Serving(model, "current", release, sha, model_id)
