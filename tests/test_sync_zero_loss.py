@@ -1,0 +1,259 @@
+"""Zero loss: N inspection events through the outbox while the device's link is cut again and again.
+
+The device is a separate process (the driver at the bottom of this file) that books parts with the
+edge loop's own `record_parts` (inspection + movement + outbox event in one transaction) and runs
+the real `SyncService`. Its broker connection goes through a TCP proxy the test controls. A
+subscriber with a persistent session, connected to the broker directly, must end with every event
+id: duplicates are allowed and counted, losses are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+N_EVENTS = 20_000
+
+
+class CutProxy:
+    """TCP proxy on loopback: `cut()` drops live connections, `refuse = True` closes new ones at once,
+    `blackhole = True` swallows what the device sends (its publishes stay unacknowledged)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.refuse = False
+        self.blackhole = False
+        self.cuts = 0
+        self._live: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._running = True
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while self._running:
+            try:
+                client, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            if self.refuse:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=1.0)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._live += [client, upstream]
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, up), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not (upstream and self.blackhole):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            live, self._live = self._live, []
+        for s in live:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.cuts += 1
+
+    def close(self) -> None:
+        self._running = False
+        self.cut()
+        self.sock.close()
+
+
+class Subscriber:
+    """Persistent session (clean_session False, fixed client id), QoS 1, straight to the broker."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.ids: collections.Counter[str] = collections.Counter()
+        self.order_breaks = 0
+        self._last_first = -1
+        self.topic = topic
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="zero-loss-sub", clean_session=False,
+                                  protocol=mqtt.MQTTv311)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_message(self, _c, _u, msg) -> None:
+        body = json.loads(msg.payload)
+        for ev in body.get("events", [body]):
+            eid = ev["event_id"]
+            if eid not in self.ids:
+                n = int(eid.split("-")[1])
+                if n < self._last_first:
+                    self.order_breaks += 1
+                self._last_first = n
+            self.ids[eid] += 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _driver(state: Path, port: int, n: int, rate: float, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "tests.test_sync_zero_loss", "--state", str(state), "--port", str(port),
+           "--n", str(n), "--rate", str(rate)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_zero_loss_through_cuts_broker_restarts_and_sigkill(tmp_path, broker_factory):
+    broker = broker_factory("zl", persistence=True)
+    proxy = CutProxy(broker.port)
+    topic = "smartstock/plant/line1/zl-dev/events/inspection"
+    sub = Subscriber(broker.port, topic)
+    assert sub.client.is_connected() or _wait(lambda: sub.client.is_connected(), 5)
+    state, log = tmp_path / "device", tmp_path / "device.log"
+    dev = _driver(state, proxy.port, N_EVENTS, 1000.0, log)
+    disruptions: list[str] = []
+    try:
+        _wait(lambda: len(sub.ids) > 500, 30)
+        plan = ["cut"] * 4 + ["broker"] + ["cut"] * 3 + ["kill"] + ["cut"] * 3 + ["long"] + ["broker"]
+        for step in plan:
+            time.sleep(0.8)
+            if step == "cut":
+                proxy.refuse = True
+                proxy.cut()
+                time.sleep(0.4)
+                proxy.refuse = False
+            elif step == "broker":
+                broker.restart()  # SIGTERM: mosquitto saves its persistence file, then starts from it
+            elif step == "kill":  # while publishes are in flight and unacknowledged
+                proxy.blackhole = True
+                time.sleep(0.5)
+                dev.send_signal(signal.SIGKILL)
+                dev.wait(10)
+                proxy.cut()
+                proxy.blackhole = False
+                dev = _driver(state, proxy.port, N_EVENTS, 1000.0, log)
+            elif step == "long":
+                proxy.refuse = True
+                proxy.cut()
+                time.sleep(6.0)  # the device keeps producing into its outbox meanwhile
+                proxy.refuse = False
+            disruptions.append(step)
+        rc = dev.wait(180)
+        assert rc == 0, log.read_text()[-3000:]
+        _wait(lambda: len(sub.ids) >= N_EVENTS, 60)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+        sub.close()
+        proxy.close()
+
+    expected = {f"zl-{i:06d}" for i in range(N_EVENTS)}
+    missing = expected - set(sub.ids)
+    duplicates = sum(c - 1 for c in sub.ids.values())
+    summary = json.loads(log.read_text().strip().splitlines()[-1])
+    print(f"\nzero loss: {len(expected)} events, {proxy.cuts} proxy cuts, disruptions {disruptions}, "
+          f"{duplicates} duplicates, {len(missing)} missing, order breaks {sub.order_breaks}; device: {summary}")
+    assert proxy.cuts >= 10 and disruptions.count("broker") >= 2 and "kill" in disruptions
+    assert not missing, f"{len(missing)} events lost, e.g. {sorted(missing)[:5]}"
+    assert set(sub.ids) == expected, "unexpected event ids"
+    assert sub.order_breaks == 0, "events of one topic arrived out of order"
+    assert summary["backlog"] == 0 and summary["historical"] > 0  # the long outage was replayed as history
+
+
+def _wait(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+# -- the device side: the same recorder and sync service as the edge app ---------------------------
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from edge.recorder import InspectedPart, record_parts
+    from edge.sync_worker import SyncService
+    from smartstock.config import Config
+    from smartstock.store import open_store
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--rate", type=float, default=1000.0)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    cfg = Config.model_validate({"device": {"device_id": "zl-dev"},
+                                 "mqtt": {"enabled": True, "host": "127.0.0.1", "port": a.port, "keepalive_s": 5,
+                                          "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "historical_after_s": 2.0,
+                                          "ha_discovery": False}})
+    store = open_store(a.state)
+    svc = SyncService(cfg.mqtt, cfg.device, store)
+    svc.start()
+    topic = svc.topics.inspection_events
+    done = store.query_one("SELECT COUNT(*) FROM inspections")[0]
+    t0, batch = time.monotonic(), 20
+    for start in range(done, a.n, batch):
+        parts = [InspectedPart(event_id=f"zl-{i:06d}", ts=time.time(), sku="PCB-1", label="ok", score=0.9,
+                               is_defect=False, latency_ms=1.0, model_id="m", model_release=1, frame_id=i)
+                 for i in range(start, min(start + batch, a.n))]
+        record_parts(store, parts, device_id="zl-dev", topic=topic)
+        svc.wake()
+        delay = t0 + (start - done + batch) / a.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        s = svc.stats()
+        if s["backlog"] == 0 and s["in_flight"] == 0:
+            break
+        time.sleep(0.1)
+    svc.stop()
+    stats = svc.stats()
+    store.close()
+    print(json.dumps(stats), flush=True)
+    return 0 if stats["backlog"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
