@@ -176,7 +176,10 @@ def _push(args: argparse.Namespace) -> int:
         raise InputError(f"{args.envelope}: {e}", hint="push the file `smartstock ota sign` wrote") from None
     data = None
     if args.artifact is not None:
-        data = args.artifact.read_bytes()
+        try:
+            data = args.artifact.read_bytes()
+        except OSError as e:
+            raise InputError(f"{args.artifact}: cannot read the model file: {e.strerror}") from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != release.artifact.sha256 or len(data) != release.artifact.size:
             raise InputError(f"{args.artifact}: sha256 {digest[:12]}... / {len(data)} bytes does not match the envelope's "
