@@ -4,7 +4,9 @@ capture thread: source.read -> trigger -> bounded queue. On a full queue the OLD
 dropped and counted (a live camera must never wait). A replay at full speed (`source.realtime` is
 False) is paced by inference instead, so a replay books every part.
 inference worker: takes one part, plus up to `batch_max - 1` more if they are already waiting,
-classifies them in one call, saves defect snapshots and commits the batch (see recorder.py).
+classifies them in one call, saves defect snapshots and hands the results to the writer.
+writer thread: commits every result waiting (group commit, see recorder.py) while the worker runs
+the next batch, so the fsync overlaps inference instead of adding to it.
 `swap_classifier()` replaces the model between two batches: no part is lost or classified twice.
 """
 
@@ -68,6 +70,9 @@ class InspectionLoop:
         self._swap_lock = threading.Lock()
         self._stop_capture = threading.Event()
         self._stop_worker = threading.Event()
+        self._results: queue.Queue[list[tuple[InspectedPart, float]]] = queue.Queue(maxsize=4)
+        self.worker_finished = threading.Event()
+        self._classified = 0
         self.done = threading.Event()       # set when max_parts reached or a replay is fully processed
         self.capture_finished = threading.Event()
         self._handed_over = 0               # parts put into the queue minus parts dropped from it
@@ -78,7 +83,8 @@ class InspectionLoop:
     # -- control -----------------------------------------------------------------------------
     def start(self) -> None:
         self._threads = [threading.Thread(target=self._capture_main, name="capture", daemon=True),
-                         threading.Thread(target=self._worker_main, name="inference", daemon=True)]
+                         threading.Thread(target=self._worker_main, name="inference", daemon=True),
+                         threading.Thread(target=self._writer_main, name="writer", daemon=True)]
         for t in self._threads:
             t.start()
 
@@ -88,14 +94,14 @@ class InspectionLoop:
         deadline = time.monotonic() + timeout
         self._threads[0].join(max(0.0, deadline - time.monotonic())) if self._threads else None
         self._stop_worker.set()
-        for t in self._threads[1:]:
+        for t in self._threads[1:]:  # the worker first: the writer ends after it, with its last results
             t.join(max(0.0, deadline - time.monotonic()))
         left = self.queue.qsize()
         if left:
             logger.warning("stopped with %d part(s) not inspected (drain timed out)", left)
 
     def alive(self) -> bool:
-        return bool(self._threads) and self._threads[1].is_alive()
+        return bool(self._threads) and all(t.is_alive() for t in self._threads[1:])
 
     @property
     def classifier(self) -> Classifier:
@@ -130,6 +136,10 @@ class InspectionLoop:
             logger.exception("capture thread failed")
         finally:
             self.capture_finished.set()
+            try:
+                self.queue.put_nowait(_WAKE)  # let the worker see the end without waiting for its timeout
+            except queue.Full:
+                pass
 
     def _hand_over(self, frame: Frame) -> None:
         if not self.source.realtime:  # replay: wait for the worker rather than lose parts
@@ -163,8 +173,8 @@ class InspectionLoop:
             while True:
                 batch = self._next_batch()
                 if batch:
-                    self._process(batch)
-                if self.settings.max_parts is not None and self._committed >= self.settings.max_parts:
+                    self._classify(batch)
+                if self.settings.max_parts is not None and self._classified >= self.settings.max_parts:
                     break
                 if not batch and self.capture_finished.is_set() and self.queue.empty():
                     break
@@ -174,6 +184,35 @@ class InspectionLoop:
             self.worker_error = f"{type(e).__name__}: {e}"
             logger.exception("inference worker failed")
         finally:
+            self.worker_finished.set()
+            try:
+                self._results.put_nowait([])  # wake the writer so it ends without waiting for its timeout
+            except queue.Full:
+                pass
+
+    def _writer_main(self) -> None:
+        try:
+            while True:
+                try:
+                    pending = [self._results.get(timeout=0.2)]
+                except queue.Empty:
+                    if self.worker_finished.is_set() and self._results.empty():
+                        break
+                    continue
+                while True:
+                    try:
+                        pending.append(self._results.get_nowait())
+                    except queue.Empty:
+                        break
+                items = [item for batch in pending for item in batch]
+                if items:
+                    self._commit(items)
+                if self.worker_finished.is_set() and self._results.empty():
+                    break
+        except Exception as e:  # noqa: BLE001 - as for the worker
+            self.worker_error = f"writer: {type(e).__name__}: {e}"
+            logger.exception("store writer failed")
+        finally:
             self.done.set()
 
     def _next_batch(self) -> list[Frame]:
@@ -181,18 +220,20 @@ class InspectionLoop:
             first = self.queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        batch = [first]
+        batch = [] if first is _WAKE else [first]
         limit = self.settings.batch_max
         if self.settings.max_parts is not None:
-            limit = min(limit, self.settings.max_parts - self._committed)
+            limit = min(limit, self.settings.max_parts - self._classified)
         while len(batch) < limit:
             try:
-                batch.append(self.queue.get_nowait())
+                f = self.queue.get_nowait()
             except queue.Empty:
                 break
+            if f is not _WAKE:
+                batch.append(f)
         return batch
 
-    def _process(self, frames: list[Frame]) -> None:
+    def _classify(self, frames: list[Frame]) -> None:
         s = self.settings
         with self._swap_lock:
             clf = self._classifier
@@ -201,22 +242,37 @@ class InspectionLoop:
         per_part_ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
         model_id = getattr(clf, "model_id", None)
         release = getattr(clf, "release", None)
-        parts = []
+        out = []
         for f, r in zip(frames, results):
             eid = new_event_id()
             snap = self.snapshots.save(f.image, eid) if (r.is_defect and self.snapshots is not None) else None
-            parts.append(InspectedPart(event_id=eid, ts=f.ts, sku=s.sku, label=r.label, score=float(r.score),
-                                       is_defect=bool(r.is_defect), latency_ms=float(getattr(r, "latency_ms", per_part_ms)),
-                                       model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap))
+            out.append((InspectedPart(event_id=eid, ts=f.ts, sku=s.sku, label=r.label, score=float(r.score),
+                                      is_defect=bool(r.is_defect), latency_ms=float(getattr(r, "latency_ms", per_part_ms)),
+                                      model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap),
+                        f.t_mono))
+        self._classified += len(out)
+        while not self.done.is_set():  # bounded: a slow disk slows inference down instead of growing memory
+            try:
+                self._results.put(out, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        logger.error("store writer has stopped: %d result(s) not stored", len(out))
+
+    def _commit(self, items: list[tuple[InspectedPart, float]]) -> None:
+        parts = [p for p, _ in items]
         try:
-            record_parts(self.store, parts, device_id=s.device_id, topic=s.events_topic)
+            record_parts(self.store, parts, device_id=self.settings.device_id, topic=self.settings.events_topic)
         except (StoreError, sqlite3.Error, OSError) as e:  # disk full or locked: count, log, carry on
             self.metrics.inc("store_errors")
             logger.error("could not store %d inspection(s): %s", len(parts), e)
             return
         self._committed += len(parts)
         now = time.monotonic()
-        self.metrics.parts_done([p.latency_ms for p in parts], [(now - f.t_mono) * 1000.0 for f in frames],
+        self.metrics.parts_done([p.latency_ms for p in parts], [(now - t) * 1000.0 for _, t in items],
                                 sum(p.is_defect for p in parts))
         if self.on_batch is not None:
             self.on_batch(parts)
+
+
+_WAKE: Any = object()  # queue marker: capture has finished

@@ -184,7 +184,8 @@ def test_source_that_disappears_is_reopened_and_sigterm_exits_cleanly(tmp_path, 
         (tmp_path / "cam-unplugged").rename(folder)
         _wait_for(lambda: _get(port, "/healthz")[0] == 200, what="recovery")
         _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") > before + 3, what="inspections resume")
-        _wait_for(lambda: not json.loads(_get(port, "/api/status")[1])["alerts"], what="alert cleared")
+        _wait_for(lambda: not any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
+                  what="camera_down alert cleared")
         assert json.loads(_get(port, "/api/status")[1])["counters"]["source_reopens"] >= 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0  # a hang guard, not a timing assertion
