@@ -186,3 +186,10 @@ def test_staging_and_slot_names_come_from_the_hash(rig):
     names = {p.name for p in (rig.state_dir / "models").rglob("*")}
     assert pending.sha256 in names and "defect-v2.onnx" in names
     assert all(os.path.realpath(p).startswith(str(rig.state_dir.resolve())) for p in (rig.state_dir / "models").rglob("*"))
+
+
+def test_wrapper_is_transparent_for_the_loop_and_commands(rig):
+    clf = rig.loop.classifier
+    assert (clf.model_id, clf.release, clf.labels) == ("tiny-defect", 1, ["ok", "defect"])
+    clf.thresholds = {**clf.thresholds, "defect": 0.99}   # what the set-threshold command does
+    assert clf.model.thresholds["defect"] == 0.99

@@ -102,8 +102,17 @@ class ObservedModel:
         self.model = model
         self.window = window or Window()
 
+    _OWN = frozenset({"model", "window", "fallback", "started"})
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # e.g. the set-threshold command assigns `clf.thresholds`: it must reach the real model
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.model, name, value)
 
     def _record(self, results: Sequence[Any]) -> None:
         for r in results:
