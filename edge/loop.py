@@ -96,7 +96,12 @@ class InspectionLoop:
         self._stop_worker.set()
         for t in self._threads[1:]:  # the worker first: the writer ends after it, with its last results
             t.join(max(0.0, deadline - time.monotonic()))
-        left = self.queue.qsize()
+        left = 0
+        while True:  # what is still queued was captured but never inspected: say how much
+            try:
+                left += self.queue.get_nowait() is not _WAKE
+            except queue.Empty:
+                break
         if left:
             logger.warning("stopped with %d part(s) not inspected (drain timed out)", left)
 

@@ -186,6 +186,15 @@ def step_write_summary(ctx: DemoContext) -> None:
     ctx.outputs.append(path)
 
 
+def step_appliance(ctx: DemoContext) -> None:
+    """The edge service itself on replayed generated parts (shipped model, status page, MQTT if installed).
+    The device runtime lives in `edge/`; it is imported only here, as `smartstock run` does."""
+    from edge.demo import run_appliance
+
+    run_appliance(ctx, ctx.say)
+    ctx.outputs += [ctx.out / "parts", ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("config", step_config),
     ("sales", step_generate_sales),
@@ -193,6 +202,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("stock", step_book_stock),
     ("policy", step_policies),
     ("summary", step_write_summary),
+    ("appliance", step_appliance),
 ]
 
 
