@@ -17,9 +17,8 @@ import logging
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, NamedTuple
 
 from smartstock.errors import InputError
 
@@ -33,10 +32,10 @@ NAMINGS: dict[str, tuple[str, str, str]] = {
 }
 _DATE_RE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_BAD_CHARS = re.compile("[\x00\udc80-\udcff]")  # NUL, or bytes that were not UTF-8 (surrogate escapes)
 
 
-@dataclass(frozen=True)
-class SalesRow:
+class SalesRow(NamedTuple):
     """One valid sale: quantity sold of `sku` on `date` (line = first physical line of the record)."""
 
     line: int
@@ -46,8 +45,7 @@ class SalesRow:
     price: float | None = None
 
 
-@dataclass(frozen=True)
-class RowError:
+class RowError(NamedTuple):
     """A rejected record and why; `line` is the physical line number in the file (header = 1)."""
 
     line: int
@@ -219,7 +217,7 @@ class SalesCsv:
 
 def _has_bad_chars(text: str) -> bool:
     """True when the text holds bytes that were not UTF-8 (surrogate escapes) or NUL characters."""
-    return any("\udc80" <= c <= "\udcff" or c == "\x00" for c in text)
+    return _BAD_CHARS.search(text) is not None
 
 
 def parse_date(raw: str) -> dt.date | None:

@@ -131,9 +131,8 @@ def import_sales(store: Store, records: Iterable[SalesRow | RowError], *, source
 
 def _keyed(conn: sqlite3.Connection, rows: Sequence[SalesRow]) -> list[Sale]:
     """Sales with natural keys; occurrence counts carry over between chunks in the TEMP table."""
-    idents = [_identity(r.sku, r.date.isoformat(), r.quantity, r.price) for r in rows]
-    ks = [int.from_bytes(hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True)
-          for i in idents]
+    idents = [_identity(r.sku, r.date, r.quantity, r.price).encode("utf-8", "surrogatepass") for r in rows]
+    ks = [int.from_bytes(hashlib.blake2b(i, digest_size=8).digest(), "big", signed=True) for i in idents]
     seen: dict[int, int] = {}
     distinct = list(dict.fromkeys(ks))
     for i in range(0, len(distinct), 500):
@@ -141,10 +140,11 @@ def _keyed(conn: sqlite3.Connection, rows: Sequence[SalesRow]) -> list[Sale]:
         q = f"SELECT k, n FROM temp.{_SEEN} WHERE k IN ({','.join('?' * len(part))})"
         seen.update(conn.execute(q, part).fetchall())
     out = []
-    for r, k in zip(rows, ks):
+    for r, ident, k in zip(rows, idents, ks):
         n = seen.get(k, 0)
         seen[k] = n + 1
-        out.append(Sale(r.sku, r.date, r.quantity, r.price, sale_key(r.sku, r.date, r.quantity, r.price, n)))
+        key = hashlib.sha256(ident + b"\x1f%d" % n).hexdigest()[:32]  # == sale_key(r..., n)
+        out.append(Sale(r.sku, r.date, r.quantity, r.price, key))
     conn.executemany(f"INSERT INTO temp.{_SEEN}(k, n) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET n = excluded.n",
                      [(k, seen[k]) for k in distinct])
     return out
