@@ -65,7 +65,7 @@ class SyncService:
 
         self.client.on_ack = self._on_ack
         self.client.add_connect_listener(self._on_connect)
-        self.client.subscribe(self.topics.cmd_filter, self._on_command)
+        self.client.subscribe(self.topics.cmd_filter, self._on_command, retain_as_published=True)
         self.client.subscribe(self.sales_topic, self._on_sales)
         if mqtt_cfg.ha_discovery:
             self.client.subscribe(f"{mqtt_cfg.ha_prefix}/status", self._on_ha_status)

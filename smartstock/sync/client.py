@@ -95,7 +95,7 @@ class MqttClient:
         self._v5 = cfg.protocol == "5"
         self._mqtt = mqtt
         self._connected = threading.Event()
-        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._subs: dict[str, Any] = {}  # filter -> qos (3.1.1) or SubscribeOptions (5)
         self._connect_listeners: list[Callable[[], None]] = []
         self._disconnect_listeners: list[Callable[[], None]] = []
         self.on_ack: AckCallback | None = None
@@ -170,16 +170,24 @@ class MqttClient:
     def add_disconnect_listener(self, fn: Callable[[], None]) -> None:
         self._disconnect_listeners.append(fn)
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Deliver messages matching `topic_filter` to `handler` (from paho's thread); kept across reconnects."""
-        self._subs[topic_filter] = (qos, handler)
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, *, retain_as_published: bool = False) -> None:
+        """Deliver messages matching `topic_filter` to `handler` (from paho's thread); kept across reconnects.
+
+        `retain_as_published` (MQTT 5) keeps the retain flag on live messages too, so a handler can
+        tell a retained publication from a fresh one; on 3.1.1 only stale retained copies carry it."""
+        if self._v5:
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            self._subs[topic_filter] = SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
+        else:
+            self._subs[topic_filter] = qos
 
         def dispatch(_client: Any, _userdata: Any, msg: Any) -> None:
             self._dispatch(handler, msg)
 
         self._client.message_callback_add(topic_filter, dispatch)
         if self.connected:
-            self._client.subscribe(topic_filter, qos)
+            self._client.subscribe(topic_filter, self._subs[topic_filter])
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                 user_properties: list[tuple[str, str]] | None = None,
@@ -247,7 +255,7 @@ class MqttClient:
         if self._will:
             client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         if self._subs:
-            client.subscribe([(f, qos) for f, (qos, _h) in self._subs.items()])
+            client.subscribe(list(self._subs.items()))
         self._connected.set()
         for fn in self._connect_listeners:
             try:
