@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -120,6 +121,7 @@ class MqttClient:
             self._setup_tls(cfg.tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_unmatched
 
@@ -263,9 +265,22 @@ class MqttClient:
             except Exception:  # a listener bug must not kill paho's network thread
                 logger.exception("mqtt: connect listener failed")
 
+    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
+        exc = sys.exc_info()[1]  # paho calls this from inside its `except OSError`
+        if isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.CertificateError):
+            hint = "TLS handshake failed; check mqtt.tls.ca_file is the CA of the broker's certificate, the host " \
+                   "name, the client certificate, and that the port is the broker's TLS listener"
+        else:
+            hint = "check mqtt.host/mqtt.port and that the broker is running"
+        self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}: {type(exc).__name__}: {exc}"
+        self._log_state(f"fail:{type(exc).__name__}", logging.ERROR, "mqtt: %s (%s); retrying with backoff",
+                        self.last_error, hint)
+
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        if not was:  # the end of a refused or failed attempt: already logged by the connect callbacks
+            return
         if reason_code is not None and getattr(reason_code, "is_failure", False):
             self.last_error = f"disconnected: {reason_code}"
         if self._stopping:
@@ -273,12 +288,11 @@ class MqttClient:
         else:
             self._log_state("disconnected", logging.WARNING, "mqtt: disconnected from %s:%d (%s); reconnecting "
                             "with backoff", self.cfg.host, self.cfg.port, reason_code)
-        if was:
-            for fn in self._disconnect_listeners:
-                try:
-                    fn()
-                except Exception:
-                    logger.exception("mqtt: disconnect listener failed")
+        for fn in self._disconnect_listeners:
+            try:
+                fn()
+            except Exception:
+                logger.exception("mqtt: disconnect listener failed")
 
     def _on_publish(self, _client: Any, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
         if self.on_ack is None:
