@@ -1,0 +1,194 @@
+"""index.html of the supervisor report: summary table first, then one section per chart group.
+
+Charts are PNG files in `charts/` beside index.html, linked relatively, so the folder can be zipped,
+copied to a share or opened straight from a USB stick. CSS is inline; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from smartstock.report.model import ReportData, SkuReport
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;margin:0;background:#f4f6f8}
+header{background:#1f3b57;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
+header p{margin:0;opacity:.85;font-size:13px}main{max-width:1180px;margin:0 auto;padding:12px 28px 40px}
+nav{margin:14px 0;font-size:13px}nav a{margin-right:12px;color:#2e86c1;text-decoration:none}
+section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:16px 20px;margin:18px 0}
+h2{font-size:18px;margin:0 0 10px;color:#1f3b57}h3{font-size:15px;margin:18px 0 6px}
+img.chart{max-width:100%;height:auto;display:block;margin:8px 0;border:1px solid #e3e7eb;border-radius:4px}
+table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0}
+th,td{padding:5px 8px;border-bottom:1px solid #e3e7eb;text-align:right;white-space:nowrap}
+th{background:#eef2f5;color:#1f3b57;font-weight:600}th:first-child,td:first-child{text-align:left}
+td.bad{color:#c0392b;font-weight:600}td.ok{color:#2c7a3f;font-weight:600}
+.note{color:#52606d;font-size:12.5px}.problem{color:#c0392b;font-size:12.5px}
+.kpis{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}.kpi{background:#eef2f5;border-radius:6px;padding:8px 12px;min-width:120px}
+.kpi b{display:block;font-size:18px;color:#1f3b57}.kpi span{font-size:12px;color:#52606d}
+"""
+
+
+def render(data: ReportData, charts: dict[str, str], out: Path) -> Path:
+    """Write index.html; `charts` maps a chart key to its path relative to index.html."""
+    top = [r for r in data.skus if f"trend:{r.sku}" in charts]
+    rest = [r for r in data.skus if r not in top]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>{escape(data.title)}</title><style>{CSS}</style></head><body>",
+             f"<header><h1>{escape(data.title)}</h1><p>Generated {escape(data.generated_at)} · "
+             + " · ".join(f"{escape(k)}: {escape(v)}" for k, v in data.sources.items()) + "</p></header><main>",
+             "<nav><a href='#summary'>Summary</a><a href='#sales'>Sales</a><a href='#quality'>Quality</a>"
+             + "".join(f"<a href='#sku-{_id(r.sku)}'>{escape(r.sku)}</a>" for r in top) + "</nav>",
+             _summary(data),
+             _section("sales", "Sales", [_img(charts, "sales_overview", "Monthly sales of the top SKUs")],
+                      f"Top {len(top)} of {len(data.skus)} SKU(s) by units sold get their own section below."
+                      if data.skus else ""),
+             _quality(data, charts)]
+    for r in top:
+        parts.append(_sku_section(r, charts))
+    if rest:
+        parts.append(_section("other-skus", "Other SKUs", [_sku_table(rest)],
+                              "Figures only; run the report with a larger --top to chart them."))
+    if data.notes:
+        parts.append(_section("notes", "Notes", ["<ul>" + "".join(f"<li>{escape(n)}</li>" for n in data.notes)
+                                                 + "</ul>"], ""))
+    parts.append("</main></body></html>\n")
+    path = out / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _summary(data: ReportData) -> str:
+    parts = sum(1 for _ in data.inspections)
+    bad = sum(1 for i in data.inspections if i.is_defect)
+    sims = [r.simulation.result for r in data.skus if r.simulation]
+    demand = sum(s.demand_total for s in sims)
+    served = sum(s.served_total for s in sims)
+    kpis = [("SKUs", f"{len(data.skus)}"),
+            ("parts inspected", f"{parts:,}"),
+            ("defect rate", f"{bad / parts:.2%}" if parts else "–"),
+            ("simulated fill rate", f"{served / demand:.1%}" if demand else "–"),
+            ("simulated stock-outs", f"{sum(s.stockout_events for s in sims)}" if sims else "–"),
+            ("holding + ordering cost", _money(sum(s.total_cost for s in sims)) if sims else "–")]
+    body = "<div class='kpis'>" + "".join(f"<div class='kpi'><b>{escape(v)}</b><span>{escape(k)}</span></div>"
+                                          for k, v in kpis) + "</div>"
+    body += _sku_table(data.skus)
+    note = ("Service level and costs come from replaying each SKU's (s, Q) policy day by day against its actual "
+            "demand (lost sales; orders arrive after the lead time). Fill rate = units served from stock / demand; "
+            "cycle service level = replenishment cycles without a stock-out / all cycles; cost = holding + ordering "
+            "over the replayed days.")
+    return _section("summary", "Summary", [body], note)
+
+
+def _sku_table(skus: list[SkuReport]) -> str:
+    head = ["SKU", "demand/day", "on hand", "model", "MASE", "coverage", "EOQ", "safety stock", "reorder point",
+            "target", "fill rate", "cycle SL", "stock-outs", "orders", "cost"]
+    rows = []
+    for r in skus:
+        p, f, s = r.policy, r.forecast, r.simulation.result if r.simulation else None
+        target = p.service_level if p else None
+        achieved = (s.fill_rate if p and p.service_type == "fill_rate" else s.cycle_service_level) if s else None
+        cls = "" if achieved is None or target is None or math.isnan(achieved) else ("ok" if achieved >= target else "bad")
+        cells = [f"<a href='#sku-{_id(r.sku)}'>{escape(r.sku)}</a>",
+                 _num(p.demand_per_day, 1) if p else "–",
+                 (_num(p.on_hand, 0) + ("" if p.on_hand_known else "*")) if p else "–",
+                 escape(f.model) if f else "–",
+                 _num(f.metrics.get("MASE"), 2) if f else "–",
+                 _pct(f.metrics.get("coverage")) if f else "–",
+                 _num(p.eoq, 0) if p else "–", _num(p.safety_stock, 0) if p else "–",
+                 _num(p.reorder_point, 0) if p else "–",
+                 f"{_pct(target)} {'FR' if p and p.service_type == 'fill_rate' else 'CSL'}" if p else "–",
+                 _pct(s.fill_rate) if s else "–", _pct(s.cycle_service_level) if s else "–",
+                 f"{s.stockout_events} ({len(s.short_days)} d)" if s else "–",
+                 str(s.orders) if s else "–", _money(s.total_cost) if s else "–"]
+        rows.append("<tr>" + "".join(f"<td class='{cls}'>{c}</td>" if i in (10, 11) else f"<td>{c}</td>"
+                                     for i, c in enumerate(cells)) + "</tr>")
+    if not rows:
+        rows.append(f"<tr><td colspan='{len(head)}'>no SKUs with sales</td></tr>")
+    return ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table><p class='note'>* on hand unknown (no stock in the store): "
+            "the plan starts from s + Q. Target: CSL = cycle service level, FR = fill rate; achieved values in "
+            "green meet it, red miss it.</p>")
+
+
+def _quality(data: ReportData, charts: dict[str, str]) -> str:
+    m = data.model_manifest or {}
+    model = (f"Model <b>{escape(str(m.get('model_id', '?')))}</b> release {escape(str(m.get('release', '?')))}, "
+             f"labels {escape(', '.join(map(str, m.get('labels', []))))}" if m else
+             f"Model: {escape(data.model_source)}")
+    acc = _accuracy(data.model_evaluation, m)
+    body = [f"<p class='note'>{model}{' · accuracy ' + acc if acc else ''} · evaluation from "
+            f"{escape(data.model_source)}</p>",
+            _img(charts, "defect_rate", "Defect rate over time"),
+            _img(charts, "defect_classes", "Inspections per class"),
+            _img(charts, "confusion", "Confusion matrix")]
+    return _section("quality", "Quality", body, "")
+
+
+def _sku_section(r: SkuReport, charts: dict[str, str]) -> str:
+    body = [_img(charts, f"trend:{r.sku}", f"{r.sku} sales trend"),
+            _img(charts, f"forecast:{r.sku}", f"{r.sku} forecast vs actual"),
+            _img(charts, f"policy:{r.sku}", f"{r.sku} EOQ and reorder point"),
+            _img(charts, f"simulation:{r.sku}", f"{r.sku} simulated stock")]
+    notes = []
+    if r.policy:
+        p = r.policy
+        notes.append(f"Demand {p.demand_per_day:,.2f}/day (σ {p.demand_std_per_day:,.2f}, from {p.demand_source}); "
+                     f"order cost {_money(p.order_cost)}, holding {_money(p.holding_cost)}/unit/year, lead time "
+                     f"{p.lead_time_days:g} days, defect rate {p.defect_rate:.1%}; start {p.start_quantity:,.0f} "
+                     f"per order for {p.lot_size:,.0f} good.")
+        notes += p.notes
+    if r.simulation:
+        notes.append(f"Simulation: {r.simulation.policy_basis}.")
+        notes += r.simulation.result.notes
+    if r.forecast and r.forecast.windows:
+        f = r.forecast
+        notes.append(f"Backtest: {len(f.windows)} rolling origins × {len(f.windows[0].dates)} periods, "
+                     f"{f.level:.0%} intervals, model {f.model}.")
+    html = "".join(f"<p class='note'>{escape(n)}</p>" for n in notes)
+    html += "".join(f"<p class='problem'>{escape(p)}</p>" for p in r.problems)
+    return _section(f"sku-{_id(r.sku)}", f"SKU {r.sku}", body + [html], "")
+
+
+def _section(anchor: str, title: str, body: list[str], note: str) -> str:
+    return (f"<section id='{escape(anchor)}'><h2>{escape(title)}</h2>" + "".join(body)
+            + (f"<p class='note'>{escape(note)}</p>" if note else "") + "</section>")
+
+
+def _img(charts: dict[str, str], key: str, alt: str) -> str:
+    rel = charts.get(key)
+    if rel is None:
+        return ""
+    return f"<img class='chart' src='{escape(rel)}' alt='{escape(alt)}' loading='lazy'>"
+
+
+def _accuracy(evaluation: dict[str, Any] | None, manifest: dict[str, Any]) -> str:
+    for doc in (evaluation or {}, manifest.get("metrics") or {}):
+        for key in ("accuracy", "test_accuracy"):
+            v = doc.get(key)
+            if isinstance(v, (int, float)):
+                return f"{v:.2%}"
+    return ""
+
+
+def _id(sku: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in sku)
+
+
+def _num(v: float | None, digits: int) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def _pct(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.1%}"
+
+
+def _money(v: float) -> str:
+    return f"{v:,.0f}"
