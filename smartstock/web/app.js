@@ -1,0 +1,185 @@
+// SmartStock status page: polls the device's own JSON endpoints; no libraries, no build step.
+// /api/status every 1.5 s (counters, stock, plans, alerts, last inspections), /api/recent every 3 s
+// (defects with snapshots). A failed request marks the page "disconnected" and keeps the last values
+// greyed out; polling goes on with a growing pause (up to 5 s) until the device answers again.
+"use strict";
+(function () {
+  const STATUS_MS = 1500;
+  const RECENT_MS = 3000;
+  const TIMEOUT_MS = 2500;
+  const MAX_THUMBS = 12;
+  const $ = (id) => document.getElementById(id);
+  const state = { statusFailures: 0, lastOk: 0, thumbsKey: "" };
+
+  async function getJSON(url) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+    try {
+      const r = await fetch(url, { cache: "no-store", signal: ctl.signal });
+      if (!r.ok) throw new Error(url + ": HTTP " + r.status);
+      return await r.json();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // -- formatting ------------------------------------------------------------------------------
+  const num = (v, d = 0) => (typeof v === "number" && isFinite(v))
+    ? v.toLocaleString(undefined, { minimumFractionDigits: d, maximumFractionDigits: d }) : "–";
+  const pct = (v, d = 1) => (typeof v === "number" && isFinite(v)) ? (100 * v).toFixed(d) + " %" : "–";
+  const ms = (v) => (typeof v === "number" && isFinite(v)) ? (v < 10 ? v.toFixed(1) : v.toFixed(0)) + " ms" : "–";
+  function time(ts) {
+    const d = new Date(ts);
+    return isNaN(d) ? String(ts || "–") : d.toLocaleTimeString();
+  }
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v; else e.setAttribute(k, v);
+    }
+    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return e;
+  }
+  function setText(id, text, alarm) {
+    const e = $(id);
+    if (e.textContent !== text) e.textContent = text;
+    if (alarm !== undefined) e.parentElement.classList.toggle("alarm", !!alarm);
+  }
+
+  // -- connection badge ------------------------------------------------------------------------
+  function setConnected(ok, detail) {
+    const badge = $("conn");
+    badge.textContent = ok ? "live" : "disconnected";
+    badge.className = "badge " + (ok ? "badge-ok" : "badge-bad");
+    badge.title = detail || "";
+    document.body.classList.toggle("stale", !ok);
+    const ago = state.lastOk ? Math.round((Date.now() - state.lastOk) / 1000) : null;
+    $("updated").textContent = ok ? "updated " + new Date().toLocaleTimeString()
+      : (ago === null ? "no data yet" : "last data " + ago + " s ago");
+  }
+
+  // -- rendering -------------------------------------------------------------------------------
+  function renderStatus(s) {
+    const c = s.counters || {};
+    const parts = c.parts_inspected, defects = c.defects;
+    const alerts = Array.isArray(s.alerts) ? s.alerts : [];
+    const hasAlert = (kind) => alerts.some((a) => a.kind === kind);
+    setText("device", s.device_id ? s.device_id + (s.sku ? " · " + s.sku : "") : "–");
+    setText("health", s.health ? "health: " + s.health : "");
+    setText("c-parts", num(parts));
+    setText("c-good", typeof parts === "number" && typeof defects === "number" ? num(parts - defects) : "–");
+    setText("c-defects", num(defects));
+    setText("c-rate", pct(s.defect_rate, 2), hasAlert("defect_rate"));
+    setText("c-fps", num(s.fps, 1));
+    setText("c-dropped", num(s.dropped), s.dropped > 0);
+    setText("c-p50", ms((s.latency_ms || {}).p50));
+    setText("c-p99", ms((s.latency_ms || {}).p99));
+    setText("c-queue", num(s.queue_depth));
+    const ob = s.outbox || {};
+    setText("c-outbox", typeof ob.rows === "number" ? num(ob.rows) : "–");
+    const cam = s.camera || {};
+    const camStatus = cam.ended ? "replay done" : (cam.status || "–");
+    setText("c-camera", camStatus, !cam.ended && cam.status && cam.status !== "ok");
+    setText("c-camera-src", "camera" + (cam.kind ? " (" + cam.kind + ")" : ""));
+    $("c-camera-src").title = cam.last_error || cam.source || "";
+    const m = s.model || {};
+    setText("c-model", m.id ? m.id + (m.release != null ? " r" + m.release : "") : "–");
+    $("c-model").title = m.path || "";
+    renderAlerts(alerts);
+    renderStock(s.stock || {}, Array.isArray(s.plans) ? s.plans : [], alerts);
+    renderRecent(Array.isArray(s.recent) ? s.recent : []);
+  }
+
+  function renderAlerts(alerts) {
+    const ul = $("alerts");
+    const items = alerts.length ? alerts.map((a) => el("li", { class: a.severity || "warning" },
+      el("b", {}, (a.kind || "alert").replace(/_/g, " ")), (a.sku ? " · " + a.sku : "") + " — " + (a.message || ""),
+      el("span", { class: "muted small" }, "  since " + time(a.opened_at))))
+      : [el("li", { class: "none" }, "no open alerts")];
+    ul.replaceChildren(...items);
+  }
+
+  function renderStock(stock, plans, alerts) {
+    const byPlan = Object.fromEntries(plans.map((p) => [p.sku, p]));
+    const skus = [...new Set([...Object.keys(stock), ...plans.map((p) => p.sku)])].sort();
+    const low = new Set(alerts.filter((a) => a.kind === "low_stock").map((a) => a.sku));
+    const rows = skus.map((sku) => {
+      const st = stock[sku] || {}, p = byPlan[sku] || {};
+      const onHand = typeof st.on_hand === "number" ? st.on_hand : p.on_hand;
+      const rop = p.reorder_point;
+      const reorder = low.has(sku) || p.reorder_now === true ||
+        (typeof rop === "number" && typeof onHand === "number" && onHand <= rop);
+      const known = typeof rop === "number";
+      return el("tr", {}, el("td", {}, sku), el("td", {}, num(onHand)), el("td", {}, num(rop)),
+        el("td", {}, num(p.safety_stock)), el("td", {}, num(p.eoq)),
+        el("td", {}, p.days_of_cover == null ? "–" : num(p.days_of_cover, 1)),
+        el("td", {}, num(st.produced)), el("td", {}, num(st.scrapped)),
+        el("td", {}, pct(typeof st.defect_rate === "number" ? st.defect_rate : p.defect_rate)),
+        el("td", { class: reorder ? "status-reorder" : (known ? "status-ok" : "muted") },
+          reorder ? "reorder" : (known ? "ok" : "no plan")));
+    });
+    $("stock").replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "10", class: "muted" }, "no stock booked yet"))]));
+  }
+
+  function renderRecent(recent) {
+    const rows = recent.map((r) => el("tr", {}, el("td", {}, time(r.ts)), el("td", { class: "l" }, r.sku || ""),
+      el("td", { class: "l " + (r.is_defect ? "defect" : "good") }, r.label || ""), el("td", {}, num(r.score, 3)),
+      el("td", {}, ms(r.latency_ms)), el("td", { class: "l" }, (r.model_id || "") + (r.model_release != null ? " r" + r.model_release : ""))));
+    $("recent").replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "6", class: "muted" }, "no parts inspected yet"))]));
+  }
+
+  function renderDefects(list) {
+    const defects = list.filter((r) => r.is_defect).slice(0, MAX_THUMBS);
+    const key = defects.map((r) => r.event_id).join(",");
+    if (key === state.thumbsKey) return; // unchanged: keep the images, no flicker
+    state.thumbsKey = key;
+    const box = $("defects");
+    if (!defects.length) {
+      box.replaceChildren(el("p", { class: "muted" }, "no defects among the last inspections"));
+      return;
+    }
+    box.replaceChildren(...defects.map((r) => {
+      let pic;
+      if (r.snapshot) {
+        pic = el("img", { src: "snapshots/" + encodeURIComponent(r.snapshot), alt: (r.label || "defect") + " snapshot",
+          loading: "lazy" });
+        pic.addEventListener("error", () => pic.replaceWith(el("div", { class: "noimg" }, "snapshot removed")));
+      } else {
+        pic = el("div", { class: "noimg" }, "no snapshot");
+      }
+      return el("figure", {}, pic, el("figcaption", {}, el("b", {}, r.label || "defect"), " " + num(r.score, 2),
+        el("br"), el("span", { class: "muted" }, time(r.ts) + (r.sku ? " · " + r.sku : ""))));
+    }));
+  }
+
+  // -- polling ---------------------------------------------------------------------------------
+  async function pollStatus() {
+    try {
+      const s = await getJSON("api/status");
+      state.statusFailures = 0;
+      state.lastOk = Date.now();
+      renderStatus(s);
+      setConnected(true, s.health || "");
+    } catch (e) {
+      state.statusFailures += 1;
+      setConnected(false, String(e && e.message ? e.message : e));
+    }
+    const pause = state.statusFailures ? Math.min(5000, STATUS_MS * (1 + state.statusFailures)) : STATUS_MS;
+    setTimeout(pollStatus, pause);
+  }
+
+  async function pollRecent() {
+    try {
+      const r = await getJSON("api/recent?limit=200");
+      renderDefects(Array.isArray(r.inspections) ? r.inspections : []);
+    } catch (e) {
+      // the status poll reports the connection; keep the thumbnails we have
+    }
+    setTimeout(pollRecent, state.statusFailures ? 5000 : RECENT_MS);
+  }
+
+  pollStatus();
+  pollRecent();
+})();
