@@ -117,7 +117,8 @@ def _eoq(args: argparse.Namespace) -> int:
         print_json(out)
         return 0
     label = {"eoq": "EOQ", "epq": "EPQ", "eoq_backorders": "EOQ with backorders"}[out["model"]]
-    print(f"{label}: {q:.2f} units")
+    print(f"{label}: {q:.2f} units" + (" (order cost 0: lot-for-lot, order what each period needs)"
+                                         if q == 0 and d > 0 else ""))
     rows = [("orders per year", f"{n:.2f}"),
             ("cycle time", f"{out['cycle_days']:.1f} days" if out["cycle_days"] else "-"),
             ("annual ordering cost", f"{ordering:.2f}"), ("annual holding cost", f"{cost - ordering:.2f}")]

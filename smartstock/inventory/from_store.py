@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from smartstock.config import InventoryConfig, SkuPolicy
-from smartstock.errors import ConfigError
+from smartstock.errors import ConfigError, InvalidParameter
 from smartstock.inventory.policy import DemandEstimate, PolicyResult, compute_policy, demand_from_sales
 from smartstock.store.sales import sales_series
 from smartstock.store.skus import effective_policy
@@ -41,5 +41,8 @@ def sku_policy(conn: sqlite3.Connection, inventory: InventoryConfig, sku: str, *
     if demand is None:
         demand = demand_for_sku(conn, policy, sku, inventory=inventory, window_days=window_days)
     stock = levels(conn, sku).get(sku, {})
-    return policy, compute_policy(policy, demand, defect_rate=stock.get("defect_rate", 0.0),
-                                  on_hand=stock.get("on_hand", 0.0), days_per_year=inventory.days_per_year)
+    try:
+        return policy, compute_policy(policy, demand, defect_rate=stock.get("defect_rate", 0.0),
+                                      on_hand=stock.get("on_hand", 0.0), days_per_year=inventory.days_per_year)
+    except InvalidParameter as e:
+        raise InvalidParameter(f"SKU {sku}: {e.args[0]}", hint=e.hint) from None
