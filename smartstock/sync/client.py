@@ -188,8 +188,12 @@ class MqttClient:
             self._dispatch(handler, msg)
 
         self._client.message_callback_add(topic_filter, dispatch)
-        if self.connected:
-            self._client.subscribe(topic_filter, self._subs[topic_filter])
+        if self.connected:  # paho takes MQTT 5 SubscribeOptions only as the `options` keyword
+            opts = self._subs[topic_filter]
+            if self._v5:
+                self._client.subscribe(topic_filter, options=opts)
+            else:
+                self._client.subscribe(topic_filter, opts)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                 user_properties: list[tuple[str, str]] | None = None,
