@@ -123,16 +123,15 @@ class CommandRouter:
                 raise InputError(f"payload must be a JSON object like {{\"request_id\": \"r1\", \"args\": {{}}}}, "
                                  f"got {type(obj).__name__}")
             request_id = _request_id(obj)
+            if name not in self._handlers:
+                raise InputError(f"unknown command {name!r}; this device knows: {', '.join(self.names)}")
             extra = sorted(set(obj) - {"request_id", "args"})
             if extra:
                 raise InputError(f"unknown field(s) {', '.join(map(repr, extra))}; put command arguments under \"args\"")
             args = obj.get("args", {})
             if not isinstance(args, dict):
                 raise InputError("args must be a JSON object")
-            handler = self._handlers.get(name)
-            if handler is None:
-                raise InputError(f"unknown command {name!r}; this device knows: {', '.join(self.names)}")
-            result = handler(args)
+            result = self._handlers[name](args)
             body = {"ok": True, "result": result if result is not None else {}}
         except (InputError, ValueError, TypeError, KeyError) as e:
             self.counters["command_errors"] += 1
