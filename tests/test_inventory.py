@@ -6,6 +6,8 @@ import datetime as dt
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smartstock.config import SkuPolicy
 from smartstock.errors import InvalidParameter, SmartStockError
@@ -214,3 +216,29 @@ def test_policy_models_follow_the_inputs():
         compute_policy(SkuPolicy(production_rate=100), demand)
     with pytest.raises(InvalidParameter, match="defect_rate"):
         compute_policy(SkuPolicy(), demand, defect_rate=1.0)
+
+
+# -- properties ------------------------------------------------------------------------------------
+POS = st.floats(min_value=1e-2, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(d=POS, s=POS, h=POS, factor=st.floats(min_value=0.05, max_value=20))
+def test_eoq_is_the_cost_minimum_and_the_variants_bracket_it(d, s, h, factor):
+    q = eoq(d, s, h)
+    assert total_cost(q, d, s, h).total <= total_cost(q * factor, d, s, h).total * (1 + 1e-12)
+    bo = eoq_backorders(d, s, h, h * factor)
+    assert bo.order_quantity >= q * (1 - 1e-12) and bo.annual_cost <= total_cost(q, d, s, h).total * (1 + 1e-12)
+    assert epq(d, s, h, d * (1 + factor)) >= q * (1 - 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(d=POS, sd=POS, lt=st.floats(min_value=0.1, max_value=100), slt=st.floats(min_value=0, max_value=30),
+       lo=st.floats(min_value=0.51, max_value=0.98), p=st.floats(min_value=0, max_value=0.9))
+def test_safety_stock_grows_with_service_scrap_and_variability(d, sd, lt, slt, lo, p):
+    hi = lo + 0.01
+    assert safety_stock(hi, d, sd, lt, slt) > safety_stock(lo, d, sd, lt, slt)
+    assert safety_stock(lo, d, sd, lt, slt) >= safety_stock(lo, d, sd, lt, 0) * (1 - 1e-12)
+    ss_p, rop_p = yield_adjusted_reorder_point(lo, d, sd, lt, slt, p)
+    ss_0, rop_0 = yield_adjusted_reorder_point(lo, d, sd, lt, slt, 0.0)
+    assert ss_p >= ss_0 * (1 - 1e-12) and rop_p >= rop_0 * (1 - 1e-12)
