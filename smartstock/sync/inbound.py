@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartstock.errors import InputError
-from smartstock.store.db import Store, utcnow
+from smartstock.store.db import Store
 from smartstock.sync.client import InboundMessage
 from smartstock.sync.payloads import message
 from smartstock.sync.topics import Topics
@@ -206,16 +206,13 @@ def _records(obj: Any) -> tuple[str | None, list[Any]]:
 
 
 def store_sales(store: Store, records: list[dict[str, Any]]) -> list[bool]:
-    """Insert validated records in one transaction; True per new row, False per duplicate."""
-    now = utcnow()
-    out = []
+    """Insert validated records in one transaction (the sales import's own insert, natural key
+    `mqtt:<id>`); True per new row, False per duplicate."""
+    from smartstock.store.sales import Sale, insert_sales
+
     with store.transaction() as conn:
-        for r in records:
-            cur = conn.execute("INSERT OR IGNORE INTO sales(sku, date, quantity, price, source, natural_key, imported_at) "
-                               "VALUES (?, ?, ?, ?, 'mqtt', ?, ?)",
-                               (r["sku"], r["date"], r["quantity"], r["price"], f"mqtt:{r['id']}", now))
-            out.append(cur.rowcount == 1)
-    return out
+        return [insert_sales(conn, [Sale(r["sku"], dt.date.fromisoformat(r["date"]), r["quantity"], r["price"],
+                                         f"mqtt:{r['id']}")], source="mqtt") == 1 for r in records]
 
 
 class SalesInbox:
