@@ -57,6 +57,8 @@ class Updater:
     def offer(self, raw: bytes) -> Pending | None:
         """Verify and decide. None: nothing to do (already installed or seen). Raises UpdateRefused."""
         digest = hashlib.sha256(raw).hexdigest()
+        if len(self._seen) > 1000:  # bounded: a flood of junk envelopes must not grow memory
+            self._seen.clear()
         if digest in self._seen:
             logger.debug("envelope %s already handled (%s)", digest[:12], self._seen[digest])
             return None
