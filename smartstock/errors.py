@@ -9,6 +9,7 @@ Exit codes (documented in the README):
     5  an optional runtime is not installed
     6  state store problem (locked, corrupt, not writable)
     7  over-the-air update refused
+    8  MQTT broker unreachable or it refused the connection (tools that need it now)
     130 interrupted (Ctrl-C)
 """
 
@@ -76,3 +77,9 @@ class OtaRejected(SmartStockError):
     """An over-the-air update was refused; the running model keeps serving."""
 
     exit_code = 7
+
+
+class BrokerUnavailable(SmartStockError):
+    """A command that needs the MQTT broker now could not connect (the device service itself retries)."""
+
+    exit_code = 8
