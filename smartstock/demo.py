@@ -207,14 +207,21 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
 
 
 def run_demo(out: Path | str, *, seed: int = 0, say: Callable[[str], None] | None = None,
-             steps: list[tuple[str, Callable[[DemoContext], None]]] | None = None) -> DemoContext:
-    """Run the steps in order into `out`; the store is closed at the end even when a step fails."""
+             steps: list[tuple[str, Callable[[DemoContext], None]]] | None = None,
+             after_step: Callable[[str, DemoContext], None] | None = None) -> DemoContext:
+    """Run the steps in order into `out`; the store is closed at the end even when a step fails.
+
+    `after_step(name, ctx)` runs after each step, so the CLI can show a step's figures before a later
+    (longer, or failing) step starts.
+    """
     ctx = DemoContext(out=Path(out), seed=seed, say=say or logger.info)
     ctx.out.mkdir(parents=True, exist_ok=True)
     try:
         for name, step in steps or STEPS:
             logger.debug("demo step %s", name)
             step(ctx)
+            if after_step is not None:
+                after_step(name, ctx)
     finally:
         if ctx.store is not None:
             ctx.store.close()

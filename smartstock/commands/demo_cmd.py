@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smartstock.commands._common import print_table
+
+if TYPE_CHECKING:
+    from smartstock.demo import DemoContext
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from smartstock.demo import run_demo
 
-    ctx = run_demo(args.out, seed=args.seed, say=lambda msg: print(f"- {msg}"))
+    def after_step(name: str, ctx: DemoContext) -> None:
+        if name == "policy":
+            _print_inventory(ctx)
+
+    ctx = run_demo(args.out, seed=args.seed, say=lambda msg: print(f"- {msg}", flush=True), after_step=after_step)
+    state = args.out / "state"
+    print(f"\nOutput in {args.out}/: " + ", ".join(p.name for p in ctx.outputs) + ", state/ (the SQLite store)")
+    print(f"Try: smartstock policy GEAR-A --config {args.out}/smartstock.toml --state-dir {state}")
+    return 0
+
+
+def _print_inventory(ctx: DemoContext) -> None:
+    """Stock and policy tables, printed as soon as the policy step has run."""
     print("\nStock (units)")
     print_table([{"sku": sku, "on_hand": row["on_hand"], "produced": row["produced"], "scrapped": row["scrapped"],
                   "received": row["received"], "sold": row["sold"], "defect_rate": f"{row['defect_rate']:.1%}"}
@@ -35,7 +51,4 @@ def _demo(args: argparse.Namespace) -> int:
                      "cover (d)": cover if cover is not None and math.isfinite(cover) else "-",
                      "reorder": "YES" if r["reorder_now"] else "no"})
     print_table(rows, floatfmt="{:.1f}")
-    state = args.out / "state"
-    print(f"\nOutput in {args.out}/: " + ", ".join(p.name for p in ctx.outputs) + ", state/ (the SQLite store)")
-    print(f"Try: smartstock policy GEAR-A --config {args.out}/smartstock.toml --state-dir {state}")
-    return 0
+    print(flush=True)
