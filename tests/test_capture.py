@@ -166,3 +166,23 @@ def test_close_interrupts_a_paced_read(tmp_path):
     src.read(0.1)
     threading.Timer(0.1, src.close).start()
     assert src.read(5.0) is None
+
+
+def test_video_file_removed_and_restored_is_reopened(tmp_path):
+    video = write_video(tmp_path / "line.avi", 4, size=32)
+    src = open_source(SourceConfig(uri=str(video), loop=True, stall_timeout_s=0.5, backoff_max_s=0.2))
+    assert src.read(1.0) is not None
+    video.rename(tmp_path / "aside.avi")
+    statuses = set()
+    for _ in range(30):  # the open file plays to its end, then the rewind finds it gone
+        src.read(0.1)
+        statuses.add(src.status)
+    assert statuses & {"reconnecting", "down"} and ("gone" in src.last_error or "not found" in src.last_error)
+    (tmp_path / "aside.avi").rename(video)
+    got = None
+    for _ in range(50):
+        got = src.read(0.1)
+        if got is not None:
+            break
+    assert got is not None and src.status == "ok" and src.reopens >= 1
+    src.close()
