@@ -13,6 +13,7 @@ from smartstock.report import charts_sales as CS
 from smartstock.report import html, sources
 from smartstock.report import series as S
 from smartstock.report.analysis import analyse_sku
+from smartstock.report.charts_base import is_placeholder
 from smartstock.report.model import ReportData, SkuReport
 from smartstock.store.db import Store, utcnow
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 class ReportResult:
     index: Path
     charts: dict[str, Path]                     # chart key -> PNG file
+    placeholders: set[str] = field(default_factory=set)  # chart keys drawn as "no data for ..." cards
     rejected: list[str] = field(default_factory=list)  # bad input rows, `FILE:LINE: reason`
 
 
@@ -75,6 +77,7 @@ def build_report(out: Path, config: Config, *, store: Store | None = None, sales
                     defect_rate=level["defect_rate"] if level else 0.0, policy_overrides=_overrides(store, sku),
                     model_hint=_last_model(store, sku))
         skus.append(r)
+    skus.sort(key=lambda r: (-sum(r.sales), r.sku))  # biggest sellers first in every table
     top = S.top_n({r.sku: sum(r.sales) for r in skus}, top_n)
     data = ReportData(title=title, generated_at=utcnow(), sources=srcs, skus=skus, inspections=inspections,
                       stock=stock, model_manifest=manifest, model_evaluation=evaluation, model_source=model_src,
@@ -83,10 +86,11 @@ def build_report(out: Path, config: Config, *, store: Store | None = None, sales
         data.notes.append(f"{len(rejected)} input row(s) rejected; the first: {rejected[0]}")
 
     charts = _draw(chart_dir, data, top)
+    empty = {k for k, p in charts.items() if is_placeholder(p)}
     rel = {k: f"charts/{p.name}" for k, p in charts.items()}
-    index = html.render(data, rel, out)
-    logger.info("report written: %s (%d charts)", index, len(charts))
-    return ReportResult(index, charts, rejected)
+    index = html.render(data, rel, out, empty=empty)
+    logger.info("report written: %s (%d charts, %d without data)", index, len(charts), len(empty))
+    return ReportResult(index, charts, empty, rejected)
 
 
 def _draw(d: Path, data: ReportData, top: list[str]) -> dict[str, Path]:

@@ -78,9 +78,13 @@ def legend_below(fig: Any, ax: Any, ncols: int = 4) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
 
 
-def save(fig: Any, path: Path) -> Path:
+PLACEHOLDER_MARK = "smartstock: no data"
+
+
+def save(fig: Any, path: Path, *, description: str = "smartstock chart") -> Path:
+    """Write the PNG; the Description text chunk says whether it is a chart or a no-data card."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI)
+    fig.savefig(path, format="png", dpi=DPI, metadata={"Description": description, "Software": "smartstock report"})
     logger.debug("chart written: %s", path)
     return path
 
@@ -98,4 +102,24 @@ def placeholder(path: Path, title: str, reason: str, width_in: float = 9.0, heig
             color=COLORS["muted"], weight="bold", transform=ax.transAxes)
     ax.text(0.5, 0.3, reason, ha="center", va="center", fontsize=9, color=COLORS["muted"],
             transform=ax.transAxes, wrap=True)
-    return save(fig, path)
+    return save(fig, path, description=f"{PLACEHOLDER_MARK}: {title}: {reason}")
+
+
+def is_placeholder(path: Path) -> bool:
+    """True when the PNG is a no-data card (reads the text chunks; no image library needed)."""
+    import struct
+    import zlib
+
+    data = Path(path).read_bytes()
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and body.startswith(b"Description\0"):
+            return body.split(b"\0", 1)[1].decode("latin-1").startswith(PLACEHOLDER_MARK)
+        if kind == b"zTXt" and body.startswith(b"Description\0"):
+            return zlib.decompress(body.split(b"\0", 1)[1][1:]).decode("latin-1").startswith(PLACEHOLDER_MARK)
+        if kind == b"IDAT":
+            break
+        pos += 12 + length
+    return False

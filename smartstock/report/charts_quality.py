@@ -62,7 +62,7 @@ def defects_per_class(path: Path, inspections: list[Inspection]) -> Path:
         c[1] = c[1] or int(i.is_defect)
     labels = sorted(counts, key=lambda k: (-counts[k][0], k))
     total = len(inspections)
-    fig, ax = figure(9.0, 0.9 + 0.42 * len(labels))
+    fig, ax = figure(9.0, max(2.4, 0.9 + 0.42 * len(labels)))
     vals = [counts[k][0] for k in labels]
     colors = [COLORS["short"] if counts[k][1] else COLORS["good"] for k in labels]
     ax.barh(labels, vals, color=colors)

@@ -26,12 +26,13 @@ def sales_overview(path: Path, skus: list[SkuReport], top: list[str]) -> Path:
             continue
         others_days += r.days
         others_vals += r.sales
-    for i, r in enumerate(s for s in skus if s.sku in top):
-        m, v = S.bucket(r.days, r.sales, "M")
-        ax.plot(m, v, marker="o", ms=3, lw=1.6, color=SERIES[top.index(r.sku) % len(SERIES)], label=r.sku)
+    by_sku = {r.sku: r for r in skus}
+    for i, sku in enumerate(top):  # legend in rank order
+        m, v = S.complete_buckets(by_sku[sku].days, by_sku[sku].sales, "M")
+        ax.plot(m, v, marker="o", ms=3, lw=1.6, color=SERIES[i % len(SERIES)], label=sku)
     if others_days:
         od, ov = S.daily(zip(others_days, others_vals))
-        m, v = S.bucket(od, ov, "M")
+        m, v = S.complete_buckets(od, ov, "M")
         ax.plot(m, v, lw=1.2, ls="--", color=COLORS["muted"], label=f"{len(skus) - len(top)} other SKUs")
     style(ax, title, "month", "units sold per month")
     date_axis(ax)

@@ -22,7 +22,7 @@ section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);p
 h2{font-size:18px;margin:0 0 10px;color:#1f3b57}h3{font-size:15px;margin:18px 0 6px}
 img.chart{max-width:100%;height:auto;display:block;margin:8px 0;border:1px solid #e3e7eb;border-radius:4px}
 table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0}
-th,td{padding:5px 8px;border-bottom:1px solid #e3e7eb;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}th,td{padding:5px 7px;border-bottom:1px solid #e3e7eb;text-align:right;white-space:nowrap}
 th{background:#eef2f5;color:#1f3b57;font-weight:600}th:first-child,td:first-child{text-align:left}
 td.bad{color:#c0392b;font-weight:600}td.ok{color:#2c7a3f;font-weight:600}
 .note{color:#52606d;font-size:12.5px}.problem{color:#c0392b;font-size:12.5px}
@@ -31,9 +31,11 @@ td.bad{color:#c0392b;font-weight:600}td.ok{color:#2c7a3f;font-weight:600}
 """
 
 
-def render(data: ReportData, charts: dict[str, str], out: Path) -> Path:
-    """Write index.html; `charts` maps a chart key to its path relative to index.html."""
-    top = [r for r in data.skus if f"trend:{r.sku}" in charts]
+def render(data: ReportData, charts: dict[str, str], out: Path, *, empty: set[str] | None = None) -> Path:
+    """Write index.html; `charts` maps a chart key to its path relative to index.html; `empty` holds the
+    keys drawn as no-data cards (their alt text says so)."""
+    imgs = {k: (rel, k in (empty or ())) for k, rel in charts.items()}
+    top = [r for r in data.skus if f"trend:{r.sku}" in imgs]
     rest = [r for r in data.skus if r not in top]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -43,12 +45,12 @@ def render(data: ReportData, charts: dict[str, str], out: Path) -> Path:
              "<nav><a href='#summary'>Summary</a><a href='#sales'>Sales</a><a href='#quality'>Quality</a>"
              + "".join(f"<a href='#sku-{_id(r.sku)}'>{escape(r.sku)}</a>" for r in top) + "</nav>",
              _summary(data),
-             _section("sales", "Sales", [_img(charts, "sales_overview", "Monthly sales of the top SKUs")],
+             _section("sales", "Sales", [_img(imgs, "sales_overview", "Monthly sales of the top SKUs")],
                       f"Top {len(top)} of {len(data.skus)} SKU(s) by units sold get their own section below."
                       if data.skus else ""),
-             _quality(data, charts)]
+             _quality(data, imgs)]
     for r in top:
-        parts.append(_sku_section(r, charts))
+        parts.append(_sku_section(r, imgs))
     if rest:
         parts.append(_section("other-skus", "Other SKUs", [_sku_table(rest)],
                               "Figures only; run the report with a larger --top to chart them."))
@@ -108,27 +110,27 @@ def _sku_table(skus: list[SkuReport]) -> str:
                                      for i, c in enumerate(cells)) + "</tr>")
     if not rows:
         rows.append(f"<tr><td colspan='{len(head)}'>no SKUs with sales</td></tr>")
-    return ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table><p class='note'>* on hand unknown (no stock in the store): "
+    return ("<div class='scroll'><table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div><p class='note'>* on hand unknown (no stock in the store): "
             "the plan starts from s + Q. Target: CSL = cycle service level, FR = fill rate; achieved values in "
             "green meet it, red miss it.</p>")
 
 
-def _quality(data: ReportData, charts: dict[str, str]) -> str:
+def _quality(data: ReportData, charts: Imgs) -> str:
     m = data.model_manifest or {}
     model = (f"Model <b>{escape(str(m.get('model_id', '?')))}</b> release {escape(str(m.get('release', '?')))}, "
              f"labels {escape(', '.join(map(str, m.get('labels', []))))}" if m else
-             f"Model: {escape(data.model_source)}")
+             f"Model: none to show ({escape(data.model_source)})")
     acc = _accuracy(data.model_evaluation, m)
-    body = [f"<p class='note'>{model}{' · accuracy ' + acc if acc else ''} · evaluation from "
-            f"{escape(data.model_source)}</p>",
+    where = f" · evaluation from {escape(data.model_source)}" if m else ""
+    body = [f"<p class='note'>{model}{' · accuracy ' + acc if acc else ''}{where}</p>",
             _img(charts, "defect_rate", "Defect rate over time"),
             _img(charts, "defect_classes", "Inspections per class"),
             _img(charts, "confusion", "Confusion matrix")]
     return _section("quality", "Quality", body, "")
 
 
-def _sku_section(r: SkuReport, charts: dict[str, str]) -> str:
+def _sku_section(r: SkuReport, charts: Imgs) -> str:
     body = [_img(charts, f"trend:{r.sku}", f"{r.sku} sales trend"),
             _img(charts, f"forecast:{r.sku}", f"{r.sku} forecast vs actual"),
             _img(charts, f"policy:{r.sku}", f"{r.sku} EOQ and reorder point"),
@@ -158,10 +160,15 @@ def _section(anchor: str, title: str, body: list[str], note: str) -> str:
             + (f"<p class='note'>{escape(note)}</p>" if note else "") + "</section>")
 
 
-def _img(charts: dict[str, str], key: str, alt: str) -> str:
-    rel = charts.get(key)
-    if rel is None:
+Imgs = dict[str, tuple[str, bool]]  # chart key -> (relative path, is a no-data card)
+
+
+def _img(charts: Imgs, key: str, alt: str) -> str:
+    if key not in charts:
         return ""
+    rel, empty = charts[key]
+    if empty:
+        alt = f"no data for {alt}"
     return f"<img class='chart' src='{escape(rel)}' alt='{escape(alt)}' loading='lazy'>"
 
 
