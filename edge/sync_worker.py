@@ -59,6 +59,7 @@ class SyncService:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._discovery_due = threading.Event()
+        self._stats_due = threading.Event()
         self._published_skus: tuple[str, ...] | None = None
         self._thread: threading.Thread | None = None
         self._error_logged: str | None = None
@@ -134,7 +135,8 @@ class SyncService:
                 if now >= next_caps:
                     next_caps = now + CAP_INTERVAL_S
                     self.enforce_caps()
-                if now >= next_stats:
+                if now >= next_stats or (self.client.connected and self._stats_due.is_set()):
+                    self._stats_due.clear()
                     next_stats = now + self.cfg.stats_interval_s
                     self._periodic()
                 if self._error_logged:
@@ -190,6 +192,7 @@ class SyncService:
     def _on_connect(self) -> None:
         self.drainer.on_reconnect()
         self._discovery_due.set()
+        self._stats_due.set()
         self._wake.set()
 
     def _on_ha_status(self, msg: InboundMessage) -> None:
