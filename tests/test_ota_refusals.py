@@ -81,7 +81,8 @@ def test_artifact_transfer_problems(rig, mangle, reason):
     pending = rig.updater.offer(env.to_json())
     assert pending is not None
     assert_refused(rig, reason, rig.updater.stage, pending, mangle(model.read_bytes()))
-    assert not (rig.state_dir / "models" / "staging" / pending.sha256).exists()
+    staging = rig.state_dir / "models" / "staging"
+    assert not (staging / pending.sha256).exists() and not (staging / f"{pending.sha256}.part").exists()
 
 
 def test_wrong_input_shape(rig):

@@ -84,7 +84,11 @@ def stage_bytes(data: bytes, staging: Path, sha256: str, size: int) -> Path:
         raise UpdateRefused(OVERSIZED, f"artifact message is {len(data)} bytes, the signed manifest says {size}")
     with open(part, "wb") as f:
         f.write(data)
-    return _finish(part, final, hashlib.sha256(data).hexdigest(), len(data), sha256, size)
+    try:
+        return _finish(part, final, hashlib.sha256(data).hexdigest(), len(data), sha256, size)
+    except UpdateRefused:
+        part.unlink(missing_ok=True)  # a whole message cannot be resumed: keep nothing
+        raise
 
 
 def url_allowed(url: str, allow_http: bool) -> None:

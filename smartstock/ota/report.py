@@ -55,11 +55,16 @@ class StateReporter:
                   updated_at=utcnow())
         if st.get("latest_version") is None:
             st["latest_version"] = st.get("installed_version")
-        payload = message(self.device_id, kind=kind, title=TITLES.get(kind, kind),
-                          installed_version=st.get("installed_version"), latest_version=st.get("latest_version"),
-                          in_progress=st["in_progress"], release_summary=st.get("release_summary", ""),
+        # The HA `update` entity ("Defect model") reads the top-level keys: they always describe the defect
+        # model when there is one; status/error/detail describe the step just taken (of `kind`).
+        ha_kind = "defect-classifier" if "defect-classifier" in self.models else kind
+        ha = self.models[ha_kind]
+        payload = message(self.device_id, kind=kind, title=TITLES.get(ha_kind, ha_kind),
+                          installed_version=ha.get("installed_version"), latest_version=ha.get("latest_version"),
+                          in_progress=bool(ha.get("in_progress")), release_summary=ha.get("release_summary", ""),
+                          update_percentage=ha.get("progress") if ha.get("in_progress") else None,
                           status=status, progress=progress, error=error, detail=detail,
-                          serving=st.get("serving"), models=self.models)
+                          serving=ha.get("serving"), models=self.models)
         log = logger.warning if status in ("refused", "rolled_back", "fallback") else logger.info
         log("OTA %s: %s%s%s", kind, status, f" release {release}" if release is not None else "",
             f" ({error}: {detail})" if error else f" ({detail})" if detail else "")
