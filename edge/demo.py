@@ -8,6 +8,7 @@ free port with a subscriber that shows what was published (otherwise the outbox 
 
 from __future__ import annotations
 
+import csv
 import getpass
 import json
 import logging
@@ -21,13 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.samples import write_parts
-
 logger = logging.getLogger(__name__)
 
 DEMO_SKU = "GEAR-A"      # made on this line in the demo config
-DEMO_PARTS = 150
+DEMO_PARTS = 150         # the 60 sample images replayed in a loop
 DEMO_FPS = 15.0
+SAMPLE_PARTS = Path(__file__).resolve().parent / "sample_parts"  # real PCB patches, see its README
 
 
 def _free_port() -> int:
@@ -90,21 +90,25 @@ class _Subscriber:
         self._c.disconnect()
 
 
+def _sample_labels(folder: Path) -> dict[str, str]:
+    with open(folder / "labels.csv", newline="", encoding="utf-8") as f:
+        return {row["file"]: row["label"] for row in csv.DictReader(f)}
+
+
 def run_appliance(ctx: Any, say: Callable[[str], None]) -> dict[str, Any]:
     """Run the service on generated parts into ctx.out; returns a summary (also written to appliance.json)."""
     from edge.app import App
     from smartstock.sync.topics import Topics
 
     out: Path = ctx.out
-    parts = out / "parts"
-    if not parts.is_dir() or len(list(parts.glob("*.png"))) != DEMO_PARTS:
-        shutil.rmtree(parts, ignore_errors=True)
-        write_parts(parts, DEMO_PARTS, size=96, defect_rate=0.08, seed=ctx.seed)
-    say(f"generated {DEMO_PARTS} part images to replay as the camera: {parts}")
+    parts = SAMPLE_PARTS
+    truth = _sample_labels(parts)
+    share = sum(v != "ok" for v in truth.values()) / max(len(truth), 1)
+    say(f"camera: {len(truth)} real PCB part images ({share:.0%} defective) replayed in a loop from {parts}")
 
     cfg = ctx.config.model_copy(deep=True)
     cfg.device.device_id = "demo-cam1"
-    cfg.source.uri, cfg.source.fps, cfg.source.loop = str(parts), DEMO_FPS, False
+    cfg.source.uri, cfg.source.fps, cfg.source.loop = str(parts), DEMO_FPS, True
     cfg.inspection.sku = DEMO_SKU
     cfg.http.port = 0
     broker = _Broker(out / "mosquitto")
@@ -127,8 +131,10 @@ def run_appliance(ctx: Any, say: Callable[[str], None]) -> dict[str, Any]:
             m = app.metrics.snapshot()
             say(f"  {m['parts_inspected']} parts inspected, {m['defects']} defective, "
                 f"latency p50 {m['latency_ms_p50']:.0f} ms, camera {app.source.status}")  # type: ignore[union-attr]
-        if app.refresher is not None:
-            app.refresher.refresh_plans()
+        if app.refresher is not None:  # the first plan (forecasts per SKU) runs at start-up in its thread
+            deadline = time.monotonic() + 120
+            while not app.refresher.plans and time.monotonic() < deadline:
+                threading.Event().wait(0.5)
             app.refresher.check_alerts(force_publish=True)
             app.refresher.publish_state()
         if viewer is not None:  # give the sync worker a moment to drain the outbox
@@ -157,6 +163,7 @@ def run_appliance(ctx: Any, say: Callable[[str], None]) -> dict[str, Any]:
     if plan:
         say(f"{DEMO_SKU} plan: EOQ/lot {plan.get('lot_size', plan.get('eoq', 0)) or 0:.0f}, "
             f"reorder point {plan.get('reorder_point') or 0:.0f}, safety stock {plan.get('safety_stock') or 0:.0f}")
+    say(f"defect rate measured {st['defect_rate']:.0%} (the sample holds {share:.0%} defective parts)")
     say(f"open alerts: {', '.join(a['key'] for a in st['alerts']) or 'none'}")
     if viewer is not None:
         seen: dict[str, int] = {}

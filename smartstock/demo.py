@@ -192,7 +192,7 @@ def step_appliance(ctx: DemoContext) -> None:
     from edge.demo import run_appliance
 
     run_appliance(ctx, ctx.say)
-    ctx.outputs += [ctx.out / "parts", ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
+    ctx.outputs += [ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
 
 
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
