@@ -148,7 +148,8 @@ class OtaAgent:
     def _on_envelope(self, raw: bytes, base: str) -> None:
         self.counters["envelopes"] += 1
         if self.updater.busy or self._waiting is not None:
-            self._deferred.append((raw, base))
+            if (raw, base) not in self._deferred:  # retained re-deliveries on reconnect: keep one copy
+                self._deferred = (self._deferred + [(raw, base)])[-8:]
             return
         try:
             pending = self.updater.offer(raw)
