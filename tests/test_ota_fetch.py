@@ -144,3 +144,28 @@ def test_update_over_https_url_path_end_to_end(tmp_path, store):
         assert rig.serving_release == 2 and rig.last_state()["status"] == "committed"
     finally:
         srv.close()
+
+
+@pytest.fixture
+def https_server(blob, tls_files):
+    import ssl
+
+    s = Server(blob)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls_files.server_cert, tls_files.server_key)
+    s.httpd.socket = ctx.wrap_socket(s.httpd.socket, server_side=True)
+    s.url = s.url.replace("http://", "https://")
+    yield s
+    s.close()
+
+
+def test_https_download_with_a_trusted_ca(https_server, blob, tmp_path, tls_files, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca))
+    assert fetch_url(https_server.url, tmp_path, sha(blob), len(blob)).read_bytes() == blob
+
+
+def test_https_with_an_untrusted_certificate_is_refused(https_server, blob, tmp_path, tls_files, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.other_ca))
+    with pytest.raises(UpdateRefused, match="CERTIFICATE_VERIFY_FAILED") as ei:
+        fetch_url(https_server.url, tmp_path, sha(blob), len(blob), timeout_s=5)
+    assert ei.value.reason == "fetch_failed" and not list(tmp_path.iterdir())
