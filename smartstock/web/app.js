@@ -53,6 +53,15 @@
     badge.className = "badge " + (ok ? "badge-ok" : "badge-bad");
     badge.title = detail || "";
     document.body.classList.toggle("stale", !ok);
+    const banner = $("banner");
+    banner.hidden = ok;
+    if (!ok) {
+      setText("health", "health: unknown");
+      banner.textContent = state.lastOk
+        ? "No answer from the device since " + new Date(state.lastOk).toLocaleTimeString() +
+          ". The figures below are the last ones received; retrying…"
+        : "Cannot reach the device's /api/status yet; retrying…";
+    }
     const ago = state.lastOk ? Math.round((Date.now() - state.lastOk) / 1000) : null;
     $("updated").textContent = ok ? "updated " + new Date().toLocaleTimeString()
       : (ago === null ? "no data yet" : "last data " + ago + " s ago");
@@ -115,11 +124,13 @@
         el("td", {}, p.days_of_cover == null ? "–" : num(p.days_of_cover, 1)),
         el("td", {}, num(st.produced)), el("td", {}, num(st.scrapped)),
         el("td", {}, pct(typeof st.defect_rate === "number" ? st.defect_rate : p.defect_rate)),
-        el("td", { class: reorder ? "status-reorder" : (known ? "status-ok" : "muted") },
+        el("td", { class: reorder ? "status-reorder" : (known ? "status-ok" : "muted"), title: p.error || "" },
           reorder ? "reorder" : (known ? "ok" : "no plan")));
     });
     $("stock").replaceChildren(...(rows.length ? rows
       : [el("tr", {}, el("td", { colspan: "10", class: "muted" }, "no stock booked yet"))]));
+    const problems = plans.filter((p) => p.error).map((p) => p.sku + ": " + p.error);
+    setText("plan-notes", problems.length ? "No plan for " + problems.join(" · ") : "");
   }
 
   function renderRecent(recent) {
