@@ -61,9 +61,11 @@ class App:
         self.snapshots: SnapshotStore | None = None
         self.refresher: Refresher | None = None
         self.http: HttpServer | None = None
+        self.sync: Any = None  # edge.sync_worker.SyncService when mqtt.enabled
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.steps: list[Callable[[], None]] = [
             self.start_store,
+            self.start_sync,  # early: its stop runs after the loop drained, so the last parts go out too
             self.start_ota_models,
             self.start_classifier,
             self.start_snapshots,
@@ -133,6 +135,11 @@ class App:
                                    camera=self._camera, stop_event=self.stop_event)
         self.refresher.start()
         self.on_stop("refresh", lambda: self.refresher.join(5.0) if self.refresher else None)
+
+    def start_sync(self) -> None:
+        from edge.sync_worker import start_sync  # paho only when MQTT is used
+
+        self.sync = start_sync(self)
 
     def start_http(self) -> None:
         if not self.config.http.enabled:
@@ -227,7 +234,8 @@ class App:
         return {**m, "queue_depth": self.loop.queue.qsize() if self.loop else 0, "outbox_rows": out["rows"],
                 "outbox_bytes": out["bytes"], "rss_bytes": rss_bytes(),
                 "frames_corrupt": src.corrupt if src else 0, "source_reopens": src.reopens if src else 0,
-                "camera_up": 1 if src is not None and src.status == "ok" else 0}
+                "camera_up": 1 if src is not None and src.status == "ok" else 0,
+                **(self.sync.metric_values() if self.sync is not None else {})}
 
     def status(self) -> dict[str, Any]:
         ok, reason = self.health()

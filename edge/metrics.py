@@ -78,6 +78,14 @@ _HELP = {
     "rss_bytes": ("gauge", "Resident memory of the service"),
     "camera_up": ("gauge", "1 when the source delivers frames, 0 when reconnecting or down"),
     "uptime_s": ("gauge", "Seconds since start"),
+    # MQTT sync (edge/sync_worker.py)
+    "mqtt_connected": ("gauge", "1 while connected to the MQTT broker"),
+    "mqtt_published": ("counter", "Outbox messages handed to the broker (QoS 1)"),
+    "mqtt_acked": ("counter", "Outbox rows deleted after the broker's PUBACK"),
+    "mqtt_resent": ("counter", "Messages sent again after a reconnect (duplicates possible, loss not)"),
+    "mqtt_dropped": ("counter", "Outbox rows dropped by the cap policy (telemetry first, events last)"),
+    "mqtt_rejected": ("counter", "Outbox rows the broker refused or MQTT cannot carry"),
+    "mqtt_in_flight": ("gauge", "Messages published and not yet acknowledged"),
 }
 
 

@@ -33,6 +33,7 @@ from smartstock.sync.topics import Topics
 logger = logging.getLogger(__name__)
 
 CAP_INTERVAL_S = 5.0
+DRAIN_ON_STOP_S = 3.0
 IDLE_POLL_S = 0.2
 
 
@@ -102,14 +103,29 @@ class SyncService:
         s["connects"] = self.client.connects
         return s
 
+    def metric_values(self) -> dict[str, int]:
+        """Cheap counters for /metrics (no store query: the app reports the backlog itself)."""
+        c = self.drainer.counters
+        return {"mqtt_connected": int(self.client.connected), "mqtt_published": c["published"],
+                "mqtt_acked": c["acked"], "mqtt_resent": c["resent"], "mqtt_dropped": sum(self.dropped.values()),
+                "mqtt_rejected": c["rejected"], "mqtt_in_flight": self.drainer.in_flight}
+
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.client.start()
         self._thread = threading.Thread(target=self._run, name="sync-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Let the worker finish its step, delete what was acknowledged, publish offline, disconnect."""
+    def stop(self, timeout: float = 5.0, drain_s: float = DRAIN_ON_STOP_S) -> None:
+        """Give a connected worker up to `drain_s` to empty the outbox (the rest waits for the next
+        start), delete what was acknowledged, publish offline, disconnect."""
+        deadline = time.monotonic() + drain_s
+        while self.client.connected and time.monotonic() < deadline and self._thread is not None \
+                and self._thread.is_alive():
+            if self.drainer.in_flight == 0 and outbox.backlog_of(self.store)["rows"] == 0:
+                break
+            self._wake.set()
+            time.sleep(0.05)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -225,10 +241,17 @@ class SyncService:
     def _cmd_rebirth(self, _args: dict[str, Any]) -> dict[str, Any]:
         self.client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         n = self.publish_discovery()
-        for fn in self._republish_hooks:
-            fn()
-        self._wake.set()
+        if self._republish_hooks:  # they may take a while: never block paho's network thread
+            threading.Thread(target=self._run_republish_hooks, name="sync-rebirth", daemon=True).start()
         return {"discovery": n, "state_hooks": len(self._republish_hooks)}
+
+    def _run_republish_hooks(self) -> None:
+        for fn in self._republish_hooks:
+            try:
+                fn()
+            except Exception:  # one failing hook must not stop the others
+                logger.exception("sync: republish hook %s failed", getattr(fn, "__name__", fn))
+        self._wake.set()
 
     def _cmd_snapshot(self, _args: dict[str, Any]) -> dict[str, Any]:
         state = self.state_provider() if self.state_provider else {}
@@ -283,9 +306,13 @@ def start_sync(app: Any) -> SyncService | None:
         return {"label": label, "threshold": value, "persistent": False}
 
     svc.register_command("set-threshold", set_threshold)
-    refresher = getattr(app, "refresher", None)
-    if refresher is not None and hasattr(refresher, "publish_state"):
-        svc.on_republish(refresher.publish_state)
+    def republish() -> None:  # rebirth: alerts and state again (inventory follows at the next refresh)
+        refresher = getattr(app, "refresher", None)  # looked up now: this step runs before the refresher's
+        if refresher is not None:
+            refresher.check_alerts(force_publish=True)
+            refresher.publish_state()
+
+    svc.on_republish(republish)
     svc.start()
     if hasattr(app, "on_stop"):
         app.on_stop("mqtt sync", svc.stop)

@@ -248,3 +248,29 @@ def test_commands_answered_retained_ignored_oversize_refused(store, broker):
         svc.stop()
         probe.publish(f"{BASE}/cmd/set-threshold", b"", retain=True)  # clear the retained message
         probe.close()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_subscription_hook_works_before_and_after_connect(store, broker, protocol):
+    """The OTA agent subscribes through the service, sometimes long after the connection is up."""
+    svc = make_service(store, broker.port, protocol=protocol, ha_discovery=False)
+    early: list = []
+    late: list = []
+    svc.subscribe(f"{BASE}/model/desired", early.append)
+    svc.start()
+    try:
+        assert svc.client.wait_connected(10)
+        svc.subscribe(f"{BASE}/model/artifact/+", late.append)
+        time.sleep(0.3)
+        probe = Probe(broker.port, "unused/#")
+        probe.publish(f"{BASE}/model/desired", b'{"kind":"x"}', retain=True)
+        probe.publish(f"{BASE}/model/artifact/abc", b"\x00\x01")
+        deadline = time.monotonic() + 10
+        while (not early or not late) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert early and early[0].payload == b'{"kind":"x"}'
+        assert late and late[0].topic == f"{BASE}/model/artifact/abc" and late[0].payload == b"\x00\x01"
+        probe.publish(f"{BASE}/model/desired", b"", retain=True)
+        probe.close()
+    finally:
+        svc.stop()

@@ -97,6 +97,7 @@ class MqttClient:
         self._mqtt = mqtt
         self._connected = threading.Event()
         self._subs: dict[str, Any] = {}  # filter -> qos (3.1.1) or SubscribeOptions (5)
+        self._sub_lock = threading.Lock()
         self._connect_listeners: list[Callable[[], None]] = []
         self._disconnect_listeners: list[Callable[[], None]] = []
         self.on_ack: AckCallback | None = None
@@ -177,23 +178,23 @@ class MqttClient:
 
         `retain_as_published` (MQTT 5) keeps the retain flag on live messages too, so a handler can
         tell a retained publication from a fresh one; on 3.1.1 only stale retained copies carry it."""
+        opts: Any = qos
         if self._v5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
-            self._subs[topic_filter] = SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
-        else:
-            self._subs[topic_filter] = qos
+            opts = SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
 
         def dispatch(_client: Any, _userdata: Any, msg: Any) -> None:
             self._dispatch(handler, msg)
 
-        self._client.message_callback_add(topic_filter, dispatch)
-        if self.connected:  # paho takes MQTT 5 SubscribeOptions only as the `options` keyword
-            opts = self._subs[topic_filter]
-            if self._v5:
-                self._client.subscribe(topic_filter, options=opts)
-            else:
-                self._client.subscribe(topic_filter, opts)
+        self._client.message_callback_add(topic_filter, dispatch)  # outside _sub_lock: it takes paho's lock
+        with self._sub_lock:  # against a connect happening right now: subscribed there or here, never lost
+            self._subs[topic_filter] = opts
+            if self.connected:  # paho takes MQTT 5 SubscribeOptions only as the `options` keyword
+                if self._v5:
+                    self._client.subscribe(topic_filter, options=opts)
+                else:
+                    self._client.subscribe(topic_filter, opts)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                 user_properties: list[tuple[str, str]] | None = None,
@@ -260,9 +261,10 @@ class MqttClient:
         self._log_state("connected", logging.INFO, "mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
         if self._will:
             client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
-        if self._subs:
-            client.subscribe(list(self._subs.items()))
-        self._connected.set()
+        with self._sub_lock:
+            if self._subs:
+                client.subscribe(list(self._subs.items()))
+            self._connected.set()
         for fn in self._connect_listeners:
             try:
                 fn()
