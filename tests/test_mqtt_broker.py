@@ -274,3 +274,50 @@ def test_subscription_hook_works_before_and_after_connect(store, broker, protoco
         probe.close()
     finally:
         svc.stop()
+
+
+def test_start_sync_step_wires_set_threshold_and_stops_with_the_app(store, broker):
+    """`start_sync(app)` as edge/app.py calls it, with a stand-in app holding a real store."""
+    from types import SimpleNamespace
+
+    from edge.sync_worker import start_sync
+
+    cfg = Config.model_validate({"device": {"device_id": "dev1"}, "inspection": {"sku": "PCB-9"},
+                                 "mqtt": {"enabled": True, "port": broker.port, "reconnect_min_s": 0.1}})
+    clf = SimpleNamespace(thresholds={"defect": 0.5}, manifest=SimpleNamespace(labels=["ok", "defect"]))
+    stops: list = []
+    app = SimpleNamespace(config=cfg, store=store, loop=SimpleNamespace(classifier=clf), refresher=None,
+                          status=lambda: {"fps": 1.0}, on_stop=lambda name, fn: stops.append((name, fn)))
+    svc = start_sync(app)
+    probe = Probe(broker.port, [f"{BASE}/response/#", f"{BASE}/sync", "homeassistant/#"])
+    try:
+        assert svc.client.wait_connected(10) and stops[0][0] == "mqtt sync"
+        probe.publish(f"{BASE}/cmd/set-threshold", json.dumps({"request_id": "t1", "args": {"label": "defect",
+                                                                                         "threshold": 0.8}}))
+        ok = payload(probe.wait_for(lambda m: b'"t1"' in m.payload)[0])
+        assert ok["ok"] and clf.thresholds == {"defect": 0.8}
+        probe.publish(f"{BASE}/cmd/set-threshold", json.dumps({"request_id": "t2", "args": {"label": "scratch",
+                                                                                         "threshold": 0.8}}))
+        bad = payload(probe.wait_for(lambda m: b'"t2"' in m.payload)[0])
+        assert not bad["ok"] and "ok, defect" in bad["error"] and clf.thresholds == {"defect": 0.8}
+        sync = payload(probe.wait_for(lambda m: m.topic == f"{BASE}/sync")[0])
+        assert {"published", "acked", "resent", "dropped", "backlog", "connected"} <= set(sync)
+        assert probe.wait_for(lambda m: "pcb_9_on_hand" in m.topic)  # the configured SKU is discovered
+    finally:
+        probe.close()
+        stops[0][1]()
+    assert not svc.client.connected
+    assert start_sync(SimpleNamespace(config=Config(), store=store)) is None  # mqtt.enabled = false
+
+
+def test_cap_policy_runs_in_the_service_and_is_counted(store, caplog):
+    svc = make_service(store, 1, outbox_max_rows=100)  # never started: no broker needed
+    with store.transaction() as conn:
+        for i in range(150):
+            outbox.enqueue(conn, f"{BASE}/telemetry", {"i": i}, priority=outbox.PRIORITY_TELEMETRY)
+        for i in range(30):
+            outbox.enqueue(conn, f"{BASE}/events/inspection", event("dev1"))
+    assert svc.enforce_caps() == {"telemetry": 80}
+    assert svc.stats()["dropped"] == 80 and svc.stats()["dropped_telemetry"] == 80
+    assert "dropped 80 telemetry" in caplog.text
+    assert outbox.backlog(store.conn)["rows"] == 100
