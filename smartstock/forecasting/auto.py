@@ -1,0 +1,63 @@
+"""`auto`: per SKU, classify the demand, backtest the suitable models, forecast with the best.
+
+Too short to backtest: a safe default for the class (Theta for continuous demand, SBA for
+intermittent, naive for one or two points), never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from smartstock.forecasting.backtest import MIN_TRAIN, BacktestResult, backtest, origins
+from smartstock.forecasting.base import Forecaster, ForecasterConfig, make_forecaster, register
+from smartstock.forecasting.demand import DemandClass, candidates, classify, default_model
+
+logger = logging.getLogger(__name__)
+
+
+class AutoConfig(ForecasterConfig):
+    type: Literal["auto"] = "auto"
+    windows: int = Field(3, ge=1, le=20, description="Backtest origins per SKU")
+    horizon: int = Field(0, ge=0, le=1000, description="Backtest horizon (0 = the forecast horizon of the first predict, "
+                                                     "else one season or 4)")
+    metric: Literal["mase", "smape", "mae", "rmse"] = Field("mase", description="What the backtest minimises")
+    models: list[str] | None = Field(None, description="Candidate aliases (default: chosen by demand class)")
+
+
+@register
+class Auto(Forecaster):
+    """Model selection by rolling-origin backtest; exposes `chosen`, `demand_class` and `backtest`."""
+
+    alias = "auto"
+    Config = AutoConfig
+
+    def _fit(self, y: np.ndarray) -> None:
+        self.demand_class: DemandClass = classify(y)
+        self.backtest: BacktestResult | None = None
+        h = self.config.horizon or max(4, self.season_length)
+        min_train = MIN_TRAIN
+        h = min(h, max(1, len(y) - min_train))
+        cands = self.config.models or candidates(self.demand_class, len(y), self.season_length)
+        chosen = None
+        if len(cands) > 1 and origins(len(y), h, self.config.windows, None, min_train):
+            self.backtest = backtest(y, cands, h=h, season_length=self.season_length, windows=self.config.windows,
+                                     min_train=min_train)
+            chosen = self.backtest.best(self.config.metric)
+        if chosen is None:
+            chosen = cands[0] if len(cands) == 1 else default_model(self.demand_class, len(y))
+        self.chosen = chosen
+        self.model = make_forecaster(chosen, season_length=self.season_length).fit(y)
+        logger.debug("auto: %s demand, chose %s", self.demand_class, chosen)
+
+    def _predict(self, h: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.model._predict(h)
+
+    def errors(self) -> np.ndarray | None:
+        """Backtest errors (windows x h, actual - forecast) of the chosen model, if it was backtested."""
+        if self.backtest is None:
+            return None
+        return self.backtest.errors.get(self.chosen)

@@ -1,0 +1,167 @@
+"""Forecast many series: one function per series (picklable, pure) and a process pool around it.
+
+Used by the CLI (`smartstock forecast`, `backtest`) and by `smartstock.planning` on the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smartstock.forecasting.auto import Auto
+from smartstock.forecasting.backtest import MIN_TRAIN, backtest, origins
+from smartstock.forecasting.base import Forecast, make_forecaster
+from smartstock.forecasting.demand import classify
+
+logger = logging.getLogger(__name__)
+
+SEASON_BY_FREQ = {"D": 7, "W": 52, "M": 12, "Q": 4}
+
+
+def default_season_length(freq: str) -> int:
+    """Season length in buckets when the user gave none (weekly demand: yearly season)."""
+    return SEASON_BY_FREQ.get(freq, 1)
+
+
+@dataclass
+class SeriesResult:
+    """Forecast of one series and how it was made; `forecast` is None when the history was empty."""
+
+    key: str
+    forecast: Forecast | None
+    model: str
+    demand_class: str
+    n: int
+    errors: np.ndarray | None = None  # backtest errors (windows x h) of the model used
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs for one series (picklable)."""
+
+    key: str
+    y: np.ndarray
+    h: int
+    model: str = "auto"
+    season_length: int = 1
+    level: float = 0.9
+    lstm_model: Path | None = None
+    windows: int = 3
+    with_errors: bool = False
+
+
+def _build(job: Job) -> Any:
+    opts: dict[str, Any] = {}
+    if job.model == "lstm":
+        opts["model_path"] = job.lstm_model
+    elif job.model == "auto":
+        opts["horizon"] = job.h
+        opts["windows"] = job.windows
+    return make_forecaster(job.model, season_length=job.season_length, **opts)
+
+
+def forecast_one(job: Job) -> SeriesResult:
+    """Fit and forecast one series; negative-free histories get negative-free forecasts."""
+    y = np.asarray(job.y, float)
+    n = len(y)
+    if n == 0:
+        return SeriesResult(job.key, None, "none", "empty", 0, note="no history: nothing to forecast")
+    note = None
+    model = job.model
+    if model not in ("naive", "auto") and n < 2:
+        note, model = f"{n} point(s) of history: naive used instead of {model}", "naive"
+    fc_model = _build(Job(**{**job.__dict__, "model": model}))
+    fc = fc_model.fit(y).predict(job.h, job.level)
+    if np.min(y) >= 0:
+        fc = fc.clipped(0.0)
+    res = SeriesResult(job.key, fc, model, classify(y), n, note=note)
+    if isinstance(fc_model, Auto):
+        res.model = fc_model.chosen
+        res.errors = fc_model.errors()
+        if fc_model.backtest is not None:
+            res.metrics = fc_model.backtest.metrics
+    if job.with_errors and res.errors is None:
+        min_train = MIN_TRAIN
+        h = min(job.h, max(1, n - min_train))
+        if origins(n, h, job.windows, None, min_train) and model != "lstm":
+            bt = backtest(y, [res.model], h=h, season_length=job.season_length, windows=job.windows,
+                          min_train=min_train)
+            res.errors = bt.errors.get(res.model)
+            res.metrics = bt.metrics
+    return res
+
+
+def _init_worker() -> None:
+    # one BLAS thread per process: the pool itself is the parallelism
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def forecast_many(jobs: Iterable[Job], *, n_jobs: int = 1, progress_every: int = 100) -> Iterator[SeriesResult]:
+    """Results in input order; logs progress every `progress_every` series."""
+    jobs = list(jobs)
+    t0 = time.perf_counter()
+
+    def progress(i: int) -> None:
+        if progress_every and (i % progress_every == 0 or i == len(jobs)):
+            rate = i / max(time.perf_counter() - t0, 1e-9)
+            logger.info("forecast: %d/%d series (%.1f/s)", i, len(jobs), rate)
+
+    if n_jobs <= 1 or len(jobs) < 2:
+        for i, job in enumerate(jobs, 1):
+            yield forecast_one(job)
+            progress(i)
+        return
+    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+    with ctx.Pool(n_jobs, initializer=_init_worker) as pool:
+        chunk = max(1, min(16, len(jobs) // (n_jobs * 8) or 1))
+        for i, res in enumerate(pool.imap(forecast_one, jobs, chunksize=chunk), 1):
+            yield res
+            progress(i)
+
+
+@dataclass(frozen=True)
+class BacktestJob:
+    key: str
+    y: np.ndarray
+    h: int
+    models: tuple[str, ...]
+    season_length: int = 1
+    level: float = 0.9
+    windows: int = 3
+
+
+def backtest_one(job: BacktestJob) -> tuple[str, dict[str, dict[str, float]]]:
+    """Per model metrics of one series (empty when too short for a single window)."""
+    y = np.asarray(job.y, float)
+    min_train = MIN_TRAIN
+    if not origins(len(y), job.h, job.windows, None, min_train):
+        return job.key, {}
+    return job.key, backtest(y, list(job.models), h=job.h, season_length=job.season_length, windows=job.windows,
+                             level=job.level, min_train=min_train).metrics
+
+
+def backtest_many(jobs: Iterable[BacktestJob], *, n_jobs: int = 1, progress_every: int = 100
+                  ) -> Iterator[tuple[str, dict[str, dict[str, float]]]]:
+    jobs = list(jobs)
+    if n_jobs <= 1 or len(jobs) < 2:
+        for i, job in enumerate(jobs, 1):
+            yield backtest_one(job)
+            if progress_every and i % progress_every == 0:
+                logger.info("backtest: %d/%d series", i, len(jobs))
+        return
+    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+    with ctx.Pool(n_jobs, initializer=_init_worker) as pool:
+        for i, res in enumerate(pool.imap(backtest_one, jobs, chunksize=max(1, min(8, len(jobs) // (n_jobs * 8) or 1))), 1):
+            yield res
+            if progress_every and (i % progress_every == 0 or i == len(jobs)):
+                logger.info("backtest: %d/%d series", i, len(jobs))

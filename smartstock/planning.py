@@ -1,0 +1,152 @@
+"""Inventory plans from forecasts: the link between demand forecasting and the stock policy.
+
+Per SKU: daily sales from the store -> `forecast.freq` buckets -> forecast (model from the config,
+`auto` by default) -> stored as a forecast run -> `DemandEstimate` whose mean is the forecast and
+whose standard deviation comes from the measured backtest errors of the model used (not a guess)
+-> `compute_policy` with the measured defect rate and stock on hand. Used by the edge service
+(edge/refresh.py), `smartstock forecast --from-store` and `smartstock policy`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from smartstock.config import Config, ForecastConfig
+from smartstock.errors import SmartStockError
+from smartstock.forecasting.io import DAYS_PER_BUCKET, period_index, period_start
+from smartstock.forecasting.runner import Job, SeriesResult, default_season_length, forecast_many
+from smartstock.inventory.from_store import sku_policy
+from smartstock.inventory.policy import DemandEstimate
+from smartstock.store import Store
+from smartstock.store.db import utcnow
+from smartstock.store.sales import sales_series, skus_with_sales
+from smartstock.store.stock import levels
+
+logger = logging.getLogger(__name__)
+
+
+def bucket_daily(daily: list[tuple[dt.date, float]], freq: str, end: dt.date) -> tuple[int, np.ndarray]:
+    """(period index of the first bucket, sums per bucket) from the first sale to `end`, 0 where no sale.
+
+    A last bucket that `end` does not complete is dropped (a half week would look like a demand drop).
+    """
+    idx = np.array([period_index(d, freq) for d, _ in daily])
+    last = period_index(end, freq)
+    if period_index(end + dt.timedelta(days=1), freq) == last and last > idx.min():
+        last -= 1  # `end` is not the last day of its bucket
+    keep = idx <= last
+    start = int(idx.min())
+    y = np.zeros(max(0, last - start + 1))
+    np.add.at(y, idx[keep] - start, [q for (_, q), k in zip(daily, keep) if k])
+    return start, y
+
+
+def demand_estimate(res: SeriesResult, freq: str) -> DemandEstimate:
+    """Per-day mean from the forecast; per-day std from the backtest errors (one-bucket RMSE / sqrt(days))."""
+    days = DAYS_PER_BUCKET[freq]
+    fc = res.forecast
+    if fc is None:
+        raise ValueError(f"{res.key}: no forecast to plan from")
+    mean_day = max(0.0, float(np.mean(fc.mean))) / days
+    if res.errors is not None and res.errors.size:
+        sd_bucket = float(np.sqrt(np.mean(np.square(res.errors))))
+        source = f"forecast:{res.model} (std from {res.errors.size} backtest errors)"
+    else:  # too short to backtest: the model's own one-step interval
+        sd_bucket = float((fc.hi[0] - fc.mean[0]) / norm.ppf(0.5 + fc.level / 2.0))
+        source = f"forecast:{res.model} (std from model residuals, history too short to backtest)"
+    return DemandEstimate(mean_day, max(0.0, sd_bucket) / math.sqrt(days), source)
+
+
+def store_run(conn: Any, sku: str, res: SeriesResult, fc_cfg: ForecastConfig, season_length: int,
+              dates: list[dt.date]) -> int:
+    """Insert one forecast_runs row and its forecasts rows inside the caller's transaction."""
+    if res.forecast is None:
+        raise ValueError(f"{sku}: no forecast to store")
+    meta = {"demand_class": res.demand_class, "n": res.n, "level": res.forecast.level, "backtest": res.metrics,
+            "note": res.note}
+    cur = conn.execute("INSERT INTO forecast_runs(sku, created_at, model, freq, horizon, season_length, metrics_json) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (sku, utcnow(), res.model, fc_cfg.freq, len(res.forecast.mean), season_length,
+                        json.dumps(meta, default=_jsonable)))
+    run_id = int(cur.lastrowid)
+    conn.executemany("INSERT INTO forecasts(run_id, date, forecast, lo, hi) VALUES (?, ?, ?, ?, ?)",
+                     [(run_id, d.isoformat(), float(m), float(lo), float(hi))
+                      for d, m, lo, hi in zip(dates, res.forecast.mean, res.forecast.lo, res.forecast.hi)])
+    return run_id
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return float(v) if isinstance(v, np.floating) else str(v)
+
+
+def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | None = None, n_jobs: int = 1,
+                   progress_every: int = 100) -> dict[str, tuple[SeriesResult, int | None, list[dt.date]]]:
+    """Forecast every SKU of the sales cache (or `skus`) and store the runs. Returns sku -> (result, run id, dates)."""
+    season = fc_cfg.season_length or default_season_length(fc_cfg.freq)
+    with store.transaction() as conn:
+        names = skus if skus is not None else skus_with_sales(conn)
+        daily = {s: sales_series(conn, s) for s in names}
+    known = [d for rows in daily.values() for d, _ in rows]
+    if not known:
+        return {}
+    end = max(known)
+    jobs, starts = [], {}
+    for sku, rows in daily.items():
+        if not rows:
+            continue
+        start, y = bucket_daily(rows, fc_cfg.freq, end)
+        starts[sku] = start + len(y)
+        jobs.append(Job(sku, y, fc_cfg.horizon, fc_cfg.model, season, fc_cfg.interval_level, fc_cfg.lstm_model,
+                        with_errors=True))
+    out: dict[str, tuple[SeriesResult, int | None, list[dt.date]]] = {}
+    for res in forecast_many(jobs, n_jobs=n_jobs, progress_every=progress_every):
+        dates = [period_start(starts[res.key] + k, fc_cfg.freq) for k in range(fc_cfg.horizon)]
+        run_id = None
+        if res.forecast is not None:
+            with store.transaction() as conn:
+                run_id = store_run(conn, res.key, res, fc_cfg, season, dates)
+        out[res.key] = (res, run_id, dates)
+    return out
+
+
+def refresh_plans(store: Store, config: Config) -> list[dict[str, Any]]:
+    """Forecast, store and plan every SKU the device knows; one dict per SKU (errors reported in `error`)."""
+    fc_cfg = config.forecast
+    forecasts = forecast_store(store, fc_cfg)
+    with store.transaction() as conn:
+        stock = levels(conn)
+    skus = sorted({config.inspection.sku, *stock, *forecasts})
+    plans = []
+    for sku in skus:
+        lv = stock.get(sku, {})
+        plan: dict[str, Any] = {"sku": sku, "on_hand": float(lv.get("on_hand", 0.0)),
+                                "defect_rate": float(lv.get("defect_rate", 0.0)), "reorder_point": None,
+                                "source": "none", "model": None}
+        res = forecasts.get(sku, (None, None, []))[0]
+        demand = None
+        try:
+            if res is not None and res.forecast is not None:
+                demand = demand_estimate(res, fc_cfg.freq)
+                days = DAYS_PER_BUCKET[fc_cfg.freq]
+                plan.update(model=res.model, demand_class=res.demand_class, forecast_run=forecasts[sku][1],
+                            forecast=[round(float(v) / days, 4) for v in res.forecast.mean],
+                            forecast_total=float(np.sum(res.forecast.mean)), forecast_freq=fc_cfg.freq)
+            with store.transaction() as conn:
+                _, result = sku_policy(conn, config.inventory, sku, demand=demand)
+            plan.update(result.to_dict())
+            plan["source"] = result.demand_source
+            plan["forecast_per_day"] = result.demand_per_day
+        except SmartStockError as e:
+            plan["error"] = str(e)
+        plans.append(plan)
+    logger.info("planned %d SKU(s) (%d forecast)", len(plans), len(forecasts))
+    return plans
