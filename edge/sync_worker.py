@@ -315,5 +315,5 @@ def start_sync(app: Any) -> SyncService | None:
     svc.on_republish(republish)
     svc.start()
     if hasattr(app, "on_stop"):
-        app.on_stop("mqtt sync", svc.stop)
+        app.on_stop("mqtt sync", lambda: svc.stop(drain_s=cfg.mqtt.drain_on_stop_s))
     return svc

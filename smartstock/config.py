@@ -180,6 +180,9 @@ class MqttConfig(Section):
                                       description="Rows older than this when published carry \"historical\": true")
     reconnect_min_s: float = Field(1.0, gt=0.0, le=3600.0, description="First wait before reconnecting (doubles)")
     reconnect_max_s: float = Field(60.0, gt=0.0, le=3600.0, description="Longest wait between reconnect attempts")
+    drain_on_stop_s: float = Field(3.0, ge=0.0, le=3600.0,
+                                   description="On shutdown, wait up to this long for the outbox to empty "
+                                               "(what is left is sent after the next start)")
 
     def password(self) -> str | None:
         """The broker password from the environment or the credentials file; never from the TOML file."""
