@@ -195,6 +195,22 @@ def step_appliance(ctx: DemoContext) -> None:
     ctx.outputs += [ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
 
 
+def step_report(ctx: DemoContext) -> None:
+    """The supervisor report (HTML + PNG charts) from the demo's store, as `smartstock report` makes it.
+    It reuses the model the device chose per SKU (its forecast runs), so it comes after the appliance;
+    without those runs (the appliance step left out) it is skipped instead of re-running the selection."""
+    store = ctx.need("store")
+    if store.query_one("SELECT COUNT(*) FROM forecast_runs")[0] == 0:
+        ctx.say("supervisor report skipped: no forecasts in the store yet (the appliance step makes them)")
+        return
+    from smartstock.report import build_report
+
+    result = build_report(ctx.out / "report", ctx.need("config"), store=store)
+    ctx.outputs.append(result.index)
+    ctx.say(f"supervisor report: {result.index} ({len(result.charts)} PNG charts beside it; open it in a browser, "
+            f"or run `smartstock report --out DIR --state-dir {ctx.out / 'state'}`)")
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("config", step_config),
     ("sales", step_generate_sales),
@@ -203,6 +219,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("policy", step_policies),
     ("summary", step_write_summary),
     ("appliance", step_appliance),
+    ("report", step_report),
 ]
 
 
