@@ -208,7 +208,7 @@ def step_report(ctx: DemoContext) -> None:
     result = build_report(ctx.out / "report", ctx.need("config"), store=store)
     ctx.outputs.append(result.index)
     ctx.say(f"supervisor report: {result.index} ({len(result.charts)} PNG charts beside it; open it in a browser, "
-            f"or run `smartstock report --out DIR --state-dir {ctx.out / 'state'}`)")
+            f"or run `smartstock report --out DIR --state-dir {ctx.out / 'state'} --config {ctx.config_path}`)")
 
 
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
