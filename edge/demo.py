@@ -95,8 +95,10 @@ def _sample_labels(folder: Path) -> dict[str, str]:
         return {row["file"]: row["label"] for row in csv.DictReader(f)}
 
 
-def run_appliance(ctx: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    """Run the service on generated parts into ctx.out; returns a summary (also written to appliance.json)."""
+def run_appliance(ctx: Any, say: Callable[[str], None], *, model: Path | None = None, parts_total: int = DEMO_PARTS,
+                  fps: float = DEMO_FPS) -> dict[str, Any]:
+    """Run the service on the sample parts into ctx.out; returns a summary (also written to appliance.json).
+    `model` defaults to the shipped one; tests pass their exported model and fewer parts."""
     from edge.app import App
     from smartstock.sync.topics import Topics
 
@@ -108,7 +110,9 @@ def run_appliance(ctx: Any, say: Callable[[str], None]) -> dict[str, Any]:
 
     cfg = ctx.config.model_copy(deep=True)
     cfg.device.device_id = "demo-cam1"
-    cfg.source.uri, cfg.source.fps, cfg.source.loop = str(parts), DEMO_FPS, True
+    cfg.source.uri, cfg.source.fps, cfg.source.loop = str(parts), fps, True
+    if model is not None:
+        cfg.vision.model = model
     cfg.inspection.sku = DEMO_SKU
     cfg.http.port = 0
     broker = _Broker(out / "mosquitto")
@@ -120,13 +124,13 @@ def run_appliance(ctx: Any, say: Callable[[str], None]) -> dict[str, Any]:
         say("mosquitto not installed: running offline, MQTT messages wait in the outbox")
     topics = Topics.from_config(cfg.mqtt, cfg.device)
     viewer = _Subscriber(broker.port, f"{topics.base}/#") if online else None
-    app = App(cfg, out / "state", max_parts=DEMO_PARTS)
+    app = App(cfg, out / "state", max_parts=parts_total)
     summary: dict[str, Any] = {}
     try:
         app.start()
         url = f"http://127.0.0.1:{app.http.port}/" if app.http else "(http disabled)"
         say(f"service running: status page {url} (also /api/status, /metrics, /healthz); "
-            f"replaying at {DEMO_FPS:g} parts/s for about {DEMO_PARTS / DEMO_FPS:.0f} s")
+            f"replaying at {fps:g} parts/s for about {parts_total / fps:.0f} s")
         while not app.loop.done.wait(2.0):  # type: ignore[union-attr]
             m = app.metrics.snapshot()
             say(f"  {m['parts_inspected']} parts inspected, {m['defects']} defective, "

@@ -2,7 +2,8 @@
 
 Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy via
 `smartstock.planning.refresh_plans` when that module is present, else the sales-history demand and
-`compute_policy`), published retained on `{base}/inventory/<sku>`. Every few seconds: the alert
+`compute_policy`), computed in a child process (planner_proc.py: forecasting must not starve the
+capture thread) and published retained on `{base}/inventory/<sku>`. Every few seconds: the alert
 rules (low stock, defect rate over the window, camera down) are evaluated, the alerts table synced
 and, on change, the open alerts published retained on `{base}/alerts`. Everything goes through the
 outbox, so it reaches the broker even after an outage.
@@ -79,7 +80,7 @@ class Refresher:
 
     def __init__(self, store: Store, config: Config, topics: Topics, *, status: Callable[[], dict[str, Any]],
                  camera: Callable[[], tuple[str, str, float]], stop_event: threading.Event,
-                 alert_interval_s: float = 5.0) -> None:
+                 alert_interval_s: float = 5.0, isolate: bool = True) -> None:
         self.store = store
         self.config = config
         self.topics = topics
@@ -89,8 +90,10 @@ class Refresher:
         self.alert_interval_s = alert_interval_s
         self.plans: list[dict[str, Any]] = []
         self.planner = load_planner()
+        self.isolate = isolate  # plan in a child process (see planner_proc.py)
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self.plan_error: str | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="refresh", daemon=True)
@@ -103,11 +106,14 @@ class Refresher:
     def _main(self) -> None:
         import time
         next_plan = next_state = 0.0
+        planning: threading.Thread | None = None
         while not self.stop_event.is_set():
             now = time.monotonic()
             try:
-                if now >= next_plan:
-                    self.refresh_plans()
+                if now >= next_plan and (planning is None or not planning.is_alive()):
+                    # its own thread: a forecast taking minutes must not delay the alert checks
+                    planning = threading.Thread(target=self._plan_logged, name="planning", daemon=True)
+                    planning.start()
                     next_plan = now + self.config.forecast.refresh_interval_s
                 self.check_alerts()
                 if now >= next_state:
@@ -119,10 +125,28 @@ class Refresher:
                     logger.exception("refresh failed (will retry): %s", e)
                 self.error = f"{type(e).__name__}: {e}"
             self.stop_event.wait(self.alert_interval_s)
+        if planning is not None:
+            planning.join(5.0)
+
+    def _plan_logged(self) -> None:
+        try:
+            self.refresh_plans()
+            self.plan_error = None
+        except Exception as e:  # noqa: BLE001 - keep the last good plans; retried at the next interval
+            self.plan_error = f"{type(e).__name__}: {e}"
+            logger.error("inventory planning failed (keeping the previous plans): %s", self.plan_error)
 
     # -- the three jobs, callable directly (tests, start-up) ---------------------------------
     def refresh_plans(self) -> list[dict[str, Any]]:
-        plans = self.planner(self.store, self.config)
+        if self.isolate:
+            from edge.planner_proc import plan_in_subprocess
+
+            got = plan_in_subprocess(self.store.path.parent, self.config, self.stop_event)
+            if got is None:  # stopping
+                return self.plans
+            plans = got
+        else:
+            plans = self.planner(self.store, self.config)
         with self.store.transaction() as conn:
             stock = levels(conn)
             for p in plans:
