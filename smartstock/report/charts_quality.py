@@ -132,14 +132,17 @@ def _scopes(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _step_for(span: dt.timedelta) -> tuple[dt.timedelta, str]:
-    if span <= dt.timedelta(hours=6):
-        return dt.timedelta(minutes=10), "10 min"
-    if span <= dt.timedelta(days=3):
-        return dt.timedelta(hours=1), "hour"
-    if span <= dt.timedelta(days=120):
-        return dt.timedelta(days=1), "day"
-    return dt.timedelta(days=7), "week"
+STEPS = [(dt.timedelta(seconds=1), "s"), (dt.timedelta(seconds=10), "10 s"), (dt.timedelta(minutes=1), "min"),
+         (dt.timedelta(minutes=10), "10 min"), (dt.timedelta(hours=1), "hour"), (dt.timedelta(days=1), "day"),
+         (dt.timedelta(days=7), "week")]
+
+
+def _step_for(span: dt.timedelta, max_buckets: int = 60) -> tuple[dt.timedelta, str]:
+    """The finest round bucket that keeps the chart to at most `max_buckets` points."""
+    for step, unit in STEPS:
+        if span / step <= max_buckets:
+            return step, unit
+    return STEPS[-1]
 
 
 def _floor(ts: dt.datetime, step: dt.timedelta) -> dt.datetime:

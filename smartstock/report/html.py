@@ -23,7 +23,7 @@ h2{font-size:18px;margin:0 0 10px;color:#1f3b57}h3{font-size:15px;margin:18px 0 
 img.chart{max-width:100%;height:auto;display:block;margin:8px 0;border:1px solid #e3e7eb;border-radius:4px}
 table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0}
 .scroll{overflow-x:auto}th,td{padding:5px 7px;border-bottom:1px solid #e3e7eb;text-align:right;white-space:nowrap}
-th{background:#eef2f5;color:#1f3b57;font-weight:600}th:first-child,td:first-child{text-align:left}
+th{background:#eef2f5;color:#1f3b57;font-weight:600;white-space:normal;vertical-align:bottom}th:first-child,td:first-child{text-align:left}
 td.bad{color:#c0392b;font-weight:600}td.ok{color:#2c7a3f;font-weight:600}
 .note{color:#52606d;font-size:12.5px}.problem{color:#c0392b;font-size:12.5px}
 .kpis{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}.kpi{background:#eef2f5;border-radius:6px;padding:8px 12px;min-width:120px}
@@ -92,12 +92,13 @@ def _sku_table(skus: list[SkuReport]) -> str:
     for r in skus:
         p, f, s = r.policy, r.forecast, r.simulation.result if r.simulation else None
         target = p.service_level if p else None
-        achieved = (s.fill_rate if p and p.service_type == "fill_rate" else s.cycle_service_level) if s else None
+        judged = 10 if p and p.service_type == "fill_rate" else 11  # the column the target is about
+        achieved = (s.fill_rate if judged == 10 else s.cycle_service_level) if s else None
         cls = "" if achieved is None or target is None or math.isnan(achieved) else ("ok" if achieved >= target else "bad")
         cells = [f"<a href='#sku-{_id(r.sku)}'>{escape(r.sku)}</a>",
                  _num(p.demand_per_day, 1) if p else "–",
                  (_num(p.on_hand, 0) + ("" if p.on_hand_known else "*")) if p else "–",
-                 escape(f.model) if f else "–",
+                 f"<span title='{escape(f.model)}'>{escape(_short_model(f.model))}</span>" if f else "–",
                  _num(f.metrics.get("MASE"), 2) if f else "–",
                  _pct(f.metrics.get("coverage")) if f else "–",
                  _num(p.eoq, 0) if p else "–", _num(p.safety_stock, 0) if p else "–",
@@ -106,7 +107,7 @@ def _sku_table(skus: list[SkuReport]) -> str:
                  _pct(s.fill_rate) if s else "–", _pct(s.cycle_service_level) if s else "–",
                  f"{s.stockout_events} ({len(s.short_days)} d)" if s else "–",
                  str(s.orders) if s else "–", _money(s.total_cost) if s else "–"]
-        rows.append("<tr>" + "".join(f"<td class='{cls}'>{c}</td>" if i in (10, 11) else f"<td>{c}</td>"
+        rows.append("<tr>" + "".join(f"<td class='{cls}'>{c}</td>" if i == judged else f"<td>{c}</td>"
                                      for i, c in enumerate(cells)) + "</tr>")
     if not rows:
         rows.append(f"<tr><td colspan='{len(head)}'>no SKUs with sales</td></tr>")
@@ -179,6 +180,11 @@ def _accuracy(evaluation: dict[str, Any] | None, manifest: dict[str, Any]) -> st
             if isinstance(v, (int, float)):
                 return f"{v:.2%}"
     return ""
+
+
+def _short_model(label: str) -> str:
+    """`auto: ets (device's choice)` -> `ets`; the full label stays in the cell's tooltip and the chart."""
+    return label.split(":")[-1].split("(")[0].strip() or label
 
 
 def _id(sku: str) -> str:
