@@ -106,7 +106,7 @@ def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | No
         start, y = bucket_daily(rows, fc_cfg.freq, end)
         starts[sku] = start + len(y)
         jobs.append(Job(sku, y, fc_cfg.horizon, fc_cfg.model, season, fc_cfg.interval_level, fc_cfg.lstm_model,
-                        with_errors=True))
+                        with_errors=True, phase=start % season))
     out: dict[str, tuple[SeriesResult, int | None, list[dt.date]]] = {}
     for res in forecast_many(jobs, n_jobs=n_jobs, progress_every=progress_every):
         dates = [period_start(starts[res.key] + k, fc_cfg.freq) for k in range(fc_cfg.horizon)]

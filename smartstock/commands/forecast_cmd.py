@@ -103,8 +103,8 @@ def _forecast(args: argparse.Namespace) -> int:
     table = read_series_csv(args.input, args.freq or (cfg.freq if _is_sales(args.input) else None))
     season = cfg.season_length or default_season(table.freq)
     series = list(table.series.values())
-    todo = [Job(s.key, s.y, cfg.horizon, cfg.model, season, cfg.interval_level, cfg.lstm_model, args.windows)
-            for s in series]
+    todo = [Job(s.key, s.y, cfg.horizon, cfg.model, season, cfg.interval_level, cfg.lstm_model, args.windows,
+                phase=s.start % season) for s in series]
     results = list(forecast_many(todo, n_jobs=jobs))
     for r in results:
         if r.note:

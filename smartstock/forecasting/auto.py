@@ -24,7 +24,11 @@ class AutoConfig(ForecasterConfig):
     windows: int = Field(3, ge=1, le=20, description="Backtest origins per SKU")
     horizon: int = Field(0, ge=0, le=1000, description="Backtest horizon (0 = the forecast horizon of the first predict, "
                                                      "else one season or 4)")
-    metric: Literal["mase", "smape", "mae", "rmse"] = Field("mase", description="What the backtest minimises")
+    metric: Literal["auto", "mase", "smape", "mae", "rmse"] = Field(
+        "auto", description="What the backtest minimises; auto = sMAPE for continuous demand, MASE with zeros")
+    ensemble_margin: float = Field(0.5, ge=0.0, lt=1.0, description=(
+        "Another model replaces the ensemble only when its backtest error is this much lower (0.5 = half): "
+        "selection on a few windows is noisy, and the combination won on M3 unless clearly beaten"))
     models: list[str] | None = Field(None, description="Candidate aliases (default: chosen by demand class)")
 
 
@@ -46,7 +50,14 @@ class Auto(Forecaster):
         if len(cands) > 1 and origins(len(y), h, self.config.windows, None, min_train):
             self.backtest = backtest(y, cands, h=h, season_length=self.season_length, windows=self.config.windows,
                                      min_train=min_train)
-            chosen = self.backtest.best(self.config.metric)
+            metric = self.config.metric
+            if metric == "auto":
+                metric = "smape" if self.demand_class in ("smooth", "erratic") else "mase"
+            chosen = self.backtest.best(metric)
+            scores = self.backtest.metrics
+            if chosen and chosen != "ensemble" and "ensemble" in scores:
+                if not scores[chosen][metric] < (1.0 - self.config.ensemble_margin) * scores["ensemble"][metric]:
+                    chosen = "ensemble"
         if chosen is None:
             chosen = cands[0] if len(cands) == 1 else default_model(self.demand_class, len(y))
         self.chosen = chosen

@@ -58,12 +58,14 @@ class Job:
     lstm_model: Path | None = None
     windows: int = 3
     with_errors: bool = False
+    phase: int = 0  # season position of y[0] (LSTM calendar features)
 
 
 def _build(job: Job) -> Any:
     opts: dict[str, Any] = {}
     if job.model == "lstm":
         opts["model_path"] = job.lstm_model
+        opts["phase"] = job.phase % max(1, job.season_length)
     elif job.model == "auto":
         opts["horizon"] = job.h
         opts["windows"] = job.windows
