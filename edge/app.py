@@ -203,7 +203,7 @@ class App:
         if self.loop is None or self.source is None:
             return False, "starting"
         if self.loop.worker_error:
-            return False, f"inference worker failed: {self.loop.worker_error}"
+            return False, f"inspection loop failed: {self.loop.worker_error}"
         if not self.loop.alive() and not self.loop.done.is_set():
             return False, "inference worker stopped"
         if self.source.status != "ok" and not self.source.ended:

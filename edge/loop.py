@@ -92,7 +92,8 @@ class InspectionLoop:
         """Stop capturing, let the worker finish what is queued (drain), then return."""
         self._stop_capture.set()
         deadline = time.monotonic() + timeout
-        self._threads[0].join(max(0.0, deadline - time.monotonic())) if self._threads else None
+        if self._threads:
+            self._threads[0].join(max(0.0, deadline - time.monotonic()))
         self._stop_worker.set()
         for t in self._threads[1:]:  # the worker first: the writer ends after it, with its last results
             t.join(max(0.0, deadline - time.monotonic()))
@@ -137,7 +138,8 @@ class InspectionLoop:
                     continue
                 self.metrics.inc("parts_triggered")
                 self._hand_over(frame)
-        except Exception:  # noqa: BLE001 - logged; health reports the dead thread
+        except Exception as e:  # noqa: BLE001 - logged; health reports the dead thread
+            self.worker_error = f"capture: {type(e).__name__}: {e}"
             logger.exception("capture thread failed")
         finally:
             self.capture_finished.set()

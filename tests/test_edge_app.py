@@ -87,7 +87,7 @@ def test_health_reports_the_reason(app):
     ok, reason = app.health()
     assert not ok and reason == "camera reconnecting: no frame for 5 s"
     app.loop.worker_error = "RuntimeError: boom"
-    assert app.health() == (False, "inference worker failed: RuntimeError: boom")
+    assert app.health() == (False, "inspection loop failed: RuntimeError: boom")
 
 
 def _args(**kw) -> argparse.Namespace:
