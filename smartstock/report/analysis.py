@@ -146,7 +146,7 @@ def policy_view(r: SkuReport, config: Config, *, on_hand: float | None, defect_r
         unit_cost=sku_policy.unit_cost, lead_time_days=sku_policy.lead_time_days,
         service_level=sku_policy.service_level, service_type=sku_policy.service_type,
         on_hand=on_hand if known else res.reorder_point + res.lot_size, on_hand_known=known,
-        defect_rate=res.defect_rate, annual_cost=res.annual_cost, notes=list(res.notes))
+        defect_rate=res.defect_rate, annual_cost=res.annual_cost, lot_model=res.lot_model, notes=list(res.notes))
 
 
 def _model_alias(wanted: str, registered: list[str]) -> str:

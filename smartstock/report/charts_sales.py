@@ -109,9 +109,10 @@ def policy_plan(path: Path, sku: str, pv: PolicyView | None, fv: ForecastView | 
     title = f"{sku}: EOQ and reorder point"
     if pv is None or pv.eoq <= 0 or pv.demand_per_day <= 0:
         return placeholder(path, title, reason or f"no demand estimate for {sku}: EOQ is undefined")
-    fig, (ax_c, ax_p) = figure(10.0, 3.8, nrows=1, ncols=2, width_ratios=[1, 1.6])
+    fig, (ax_c, ax_p) = figure(10.0, 4.2, nrows=1, ncols=2, width_ratios=[1, 1.6])
     annual = pv.demand_per_day * 365.0
-    qs = [pv.eoq * (0.2 + 2.8 * i / 119) for i in range(120)]
+    q_max = max(pv.eoq * 3.0, pv.lot_size * 1.3)
+    qs = [pv.eoq * 0.2 + (q_max - pv.eoq * 0.2) * i / 119 for i in range(120)]
     ordering = [annual / q * pv.order_cost for q in qs]
     holding = [q / 2 * pv.holding_cost for q in qs]
     ax_c.plot(qs, [a + b for a, b in zip(ordering, holding)], color=COLORS["actual"], lw=2, label="total")
@@ -120,7 +121,10 @@ def policy_plan(path: Path, sku: str, pv: PolicyView | None, fv: ForecastView | 
     ax_c.axvline(pv.eoq, color=COLORS["forecast"], lw=1.5)
     ax_c.annotate(f"EOQ {pv.eoq:,.0f}", (pv.eoq, max(ordering[-1], holding[0])), xytext=(6, 30),
                   textcoords="offset points", fontsize=8, color=COLORS["forecast"])
-    style(ax_c, "Annual cost vs order size", "order quantity (units)", "cost per year")
+    if pv.lot_model != "eoq" and pv.lot_size > 0 and abs(pv.lot_size - pv.eoq) > 0.5:
+        ax_c.axvline(pv.lot_size, color=COLORS["order"], lw=1.3, ls="-.",
+                     label=f"lot used ({pv.lot_model.upper().replace('_', ' ')}) {pv.lot_size:,.0f}")
+    style(ax_c, "Annual cost vs order size (EOQ model)", "order quantity (units)", "cost per year")
     legend(ax_c, loc="upper right")
     ax_c.set_ylim(0, (ordering[-1] + holding[-1]) * 1.6)
 
@@ -138,8 +142,20 @@ def policy_plan(path: Path, sku: str, pv: PolicyView | None, fv: ForecastView | 
         ax_p.axvline(days[t], color=COLORS["order"], lw=0.8, alpha=0.6,
                      label=f"order of {pv.lot_size:,.0f}" if i == 0 else None)
     style(ax_p, f"Stock projected under {basis}", "date", "units on hand")
+    ax_d = ax_p.twinx()  # the demand the projection consumes, on its own scale in the lower part
+    ax_d.fill_between(days, daily, step="post", color=COLORS["forecast"], alpha=0.25, lw=0,
+                      label="forecast demand / day (right axis)")
+    ax_d.set_ylim(0, max(daily) * 3.5 if max(daily) > 0 else 1)
+    ax_d.set_ylabel("forecast demand (units/day)", fontsize=8, color=COLORS["forecast"])
+    ax_d.tick_params(labelsize=7, colors=COLORS["forecast"])
+    ax_d.spines["top"].set_visible(False)
+    ax_p.set_zorder(ax_d.get_zorder() + 1)
+    ax_p.patch.set_visible(False)
     date_axis(ax_p)
-    legend(ax_p, fontsize=7.5)
+    h1, l1 = ax_p.get_legend_handles_labels()
+    h2, l2 = ax_d.get_legend_handles_labels()
+    ax_p.legend(h1 + h2, l1 + l2, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3,
+                frameon=False)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     return save(fig, path)
 

@@ -61,6 +61,7 @@ class PolicyView:
     on_hand_known: bool
     defect_rate: float
     annual_cost: float | None = None
+    lot_model: str = "eoq"          # eoq, epq, eoq_backorders, lot_for_lot: where lot_size comes from
     notes: list[str] = field(default_factory=list)
 
 
