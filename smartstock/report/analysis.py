@@ -81,15 +81,17 @@ def backtest_and_forecast(days: list[dt.date], sales: list[float], config: Confi
     if alias == "auto" and hint:
         alias, label = hint, f"auto: {hint} (device's choice)"
     elif alias == "auto":
-        alias = make_forecaster("auto", season_length=season).fit(yv).chosen
+        alias = make_forecaster("auto", season_length=season, horizon=h).fit(yv).chosen
         label = f"auto: {alias}"
+    # The LSTM needs its exported file; every other model builds from its alias alone.
+    opts = {"model_path": config.forecast.lstm_model} if alias == "lstm" else {}
     windows: list[BacktestWindow] = []
     for k in range(FOLDS, 0, -1):
         origin = len(y) - k * h
-        fc = make_forecaster(alias, season_length=season).forecast(yv[:origin], h, level).clipped()
+        fc = make_forecaster(alias, season_length=season, **opts).forecast(yv[:origin], h, level).clipped()
         windows.append(BacktestWindow(dates[origin], dates[origin:origin + h], y[origin:origin + h],
                                       fc.mean.tolist(), fc.lo.tolist(), fc.hi.tolist()))
-    final = make_forecaster(alias, season_length=season).forecast(yv, h, level).clipped()
+    final = make_forecaster(alias, season_length=season, **opts).forecast(yv, h, level).clipped()
     step = dates[-1] - dates[-2]
     future = [_next_bucket(dates[-1], freq, i + 1, step) for i in range(h)]
     return ForecastView(model=label, freq=freq, level=level, dates=dates, history=y, windows=windows,
