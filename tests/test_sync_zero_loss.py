@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_service import model_file, parts  # noqa: F401 (fixtures: the exported model, a parts folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 N_EVENTS = 20_000
 
@@ -106,8 +108,7 @@ class Subscriber:
         import paho.mqtt.client as mqtt
 
         self.ids: collections.Counter[str] = collections.Counter()
-        self.order_breaks = 0
-        self._last_first = -1
+        self.first_seen: list[str] = []
         self.topic = topic
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="zero-loss-sub", clean_session=False,
                                   protocol=mqtt.MQTTv311)
@@ -122,11 +123,13 @@ class Subscriber:
         for ev in body.get("events", [body]):
             eid = ev["event_id"]
             if eid not in self.ids:
-                n = int(eid.split("-")[1])
-                if n < self._last_first:
-                    self.order_breaks += 1
-                self._last_first = n
+                self.first_seen.append(eid)
             self.ids[eid] += 1
+
+    def order_breaks(self, rank: dict[str, int]) -> int:
+        """First arrivals that came after a later event (per-topic order broken)."""
+        ranks = [rank[e] for e in self.first_seen if e in rank]
+        return sum(1 for a, b in zip(ranks, ranks[1:]) if b < a)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -139,22 +142,35 @@ def _driver(state: Path, port: int, n: int, rate: float, log: Path) -> subproces
     return subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_zero_loss_through_cuts_broker_restarts_and_sigkill(tmp_path, broker_factory):
-    broker = broker_factory("zl", persistence=True)
-    proxy = CutProxy(broker.port)
-    topic = "smartstock/plant/line1/zl-dev/events/inspection"
-    sub = Subscriber(broker.port, topic)
-    assert sub.client.is_connected() or _wait(lambda: sub.client.is_connected(), 5)
-    state, log = tmp_path / "device", tmp_path / "device.log"
-    dev = _driver(state, proxy.port, N_EVENTS, 1000.0, log)
+PLAN = ["cut"] * 4 + ["broker"] + ["cut"] * 3 + ["kill"] + ["cut"] * 3 + ["long"] + ["broker"]
+
+
+def inspected(state: Path) -> int:
+    """Parts committed by the device so far (read from its store, as another process may)."""
+    import sqlite3
+
+    if not (state / "smartstock.sqlite").exists():
+        return 0
+    conn = sqlite3.connect(state / "smartstock.sqlite", timeout=10)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+    except sqlite3.OperationalError:  # not migrated yet
+        return 0
+    finally:
+        conn.close()
+
+
+def _disrupt(broker, proxy: CutProxy, sub: Subscriber, start, restart, state: Path) -> tuple[subprocess.Popen, list[str]]:
+    """Run PLAN against a publishing device: cuts (links dropped, new ones refused), broker restarts,
+    a SIGKILL while publishes are unacknowledged, one long outage. Returns the live device process.
+    Each step is recorded with how many parts were committed when it began."""
+    dev = start()
     disruptions: list[str] = []
     try:
-        _wait(lambda: len(sub.ids) > 500, 30)
-        plan = ["cut"] * 4 + ["broker"] + ["cut"] * 3 + ["kill"] + ["cut"] * 3 + ["long"] + ["broker"]
-        for step in plan:
+        assert _wait(lambda: len(sub.ids) > 500, 90), "the device never published"
+        for step in PLAN:
             time.sleep(0.8)
+            at = inspected(state)
             if step == "cut":
                 proxy.refuse = True
                 proxy.cut()
@@ -169,33 +185,126 @@ def test_zero_loss_through_cuts_broker_restarts_and_sigkill(tmp_path, broker_fac
                 dev.wait(10)
                 proxy.cut()
                 proxy.blackhole = False
-                dev = _driver(state, proxy.port, N_EVENTS, 1000.0, log)
+                dev = restart()
             elif step == "long":
                 proxy.refuse = True
                 proxy.cut()
                 time.sleep(6.0)  # the device keeps producing into its outbox meanwhile
                 proxy.refuse = False
-            disruptions.append(step)
-        rc = dev.wait(180)
-        assert rc == 0, log.read_text()[-3000:]
-        _wait(lambda: len(sub.ids) >= N_EVENTS, 60)
-    finally:
-        if dev.poll() is None:
-            dev.kill()
-        sub.close()
-        proxy.close()
+            disruptions.append(f"{step}@{at}")
+    except BaseException:
+        dev.kill()
+        raise
+    return dev, disruptions
 
-    expected = {f"zl-{i:06d}" for i in range(N_EVENTS)}
+
+def _report(kind: str, expected: set[str], sub: Subscriber, proxy: CutProxy, disruptions: list[str],
+            rank: dict[str, int], extra: str = "") -> None:
     missing = expected - set(sub.ids)
     duplicates = sum(c - 1 for c in sub.ids.values())
-    summary = json.loads(log.read_text().strip().splitlines()[-1])
-    print(f"\nzero loss: {len(expected)} events, {proxy.cuts} proxy cuts, disruptions {disruptions}, "
-          f"{duplicates} duplicates, {len(missing)} missing, order breaks {sub.order_breaks}; device: {summary}")
-    assert proxy.cuts >= 10 and disruptions.count("broker") >= 2 and "kill" in disruptions
+    breaks = sub.order_breaks(rank)
+    print(f"\nzero loss ({kind}): {len(expected)} events, {proxy.cuts} proxy cuts, disruptions {disruptions}, "
+          f"{duplicates} duplicates, {len(missing)} missing, order breaks {breaks}{extra}")
+    steps = [d.split("@")[0] for d in disruptions]
+    assert proxy.cuts >= 10 and steps.count("broker") >= 2 and "kill" in steps
+    during = [d for d in disruptions if int(d.split("@")[1]) < len(expected)]
+    assert len(during) >= 12, f"most disruptions must hit while parts are still being produced: {disruptions}"
     assert not missing, f"{len(missing)} events lost, e.g. {sorted(missing)[:5]}"
     assert set(sub.ids) == expected, "unexpected event ids"
-    assert sub.order_breaks == 0, "events of one topic arrived out of order"
+    assert breaks == 0, "events of one topic arrived out of order"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_zero_loss_through_cuts_broker_restarts_and_sigkill(tmp_path, broker_factory):
+    """Driver process: deterministic event ids, the edge recorder + SyncService path."""
+    broker = broker_factory("zl", persistence=True)
+    proxy = CutProxy(broker.port)
+    sub = Subscriber(broker.port, "smartstock/plant/line1/zl-dev/events/inspection")
+    state, log = tmp_path / "device", tmp_path / "device.log"
+    start = lambda: _driver(state, proxy.port, N_EVENTS, 1000.0, log)  # noqa: E731
+    try:
+        dev, disruptions = _disrupt(broker, proxy, sub, start, start, state)
+        try:
+            assert dev.wait(180) == 0, log.read_text()[-3000:]
+        finally:
+            if dev.poll() is None:
+                dev.kill()
+        _wait(lambda: len(sub.ids) >= N_EVENTS, 60)
+    finally:
+        sub.close()
+        proxy.close()
+    summary = json.loads(log.read_text().strip().splitlines()[-1])
+    expected = [f"zl-{i:06d}" for i in range(N_EVENTS)]
+    _report("driver", set(expected), sub, proxy, disruptions, {e: i for i, e in enumerate(expected)},
+            f"; device: {summary}")
     assert summary["backlog"] == 0 and summary["historical"] > 0  # the long outage was replayed as history
+
+
+SERVICE_CONFIG = """
+[device]
+device_id = "zl-svc"
+[inspection]
+sku = "PCB-ZL"
+snapshots = false
+queue_size = 64
+[http]
+enabled = false
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+keepalive_s = 5
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+historical_after_s = 2.0
+ha_discovery = false
+drain_on_stop_s = 120.0
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_zero_loss_with_the_real_service(tmp_path, broker_factory, model_file, parts):  # noqa: F811
+    """`smartstock run` itself (camera replay, real model, loop, store, outbox, sync) under the same plan."""
+    import sqlite3
+
+    broker = broker_factory("zl-svc", persistence=True)
+    proxy = CutProxy(broker.port)
+    sub = Subscriber(broker.port, "smartstock/plant/line1/zl-svc/events/inspection")
+    state = tmp_path / "state"
+    cfg = tmp_path / "smartstock.toml"
+    cfg.write_text(SERVICE_CONFIG.format(port=proxy.port))
+
+    def start() -> subprocess.Popen:
+        left = N_EVENTS - inspected(state)
+        log = open(tmp_path / f"service-{time.monotonic_ns()}.log", "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+        env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        return subprocess.Popen([sys.executable, "-m", "smartstock", "run", "--config", str(cfg), "--model",
+                                 str(model_file), "--state-dir", str(state), "--source", str(parts), "--loop",
+                                 "--fps", "1000", "--max-frames", str(left)], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, cwd=tmp_path)
+
+    try:
+        dev, disruptions = _disrupt(broker, proxy, sub, start, start, state)
+        try:
+            rc = dev.wait(240)
+        finally:
+            if dev.poll() is None:
+                dev.kill()
+        logs = "".join(p.read_text(errors="replace")[-2000:] for p in sorted(tmp_path.glob("service-*.log")))
+        assert rc == 0, logs
+        conn = sqlite3.connect(state / "smartstock.sqlite")
+        stored = [r[0] for r in conn.execute("SELECT event_id FROM inspections ORDER BY id")]
+        left = conn.execute("SELECT COUNT(*) FROM outbox WHERE topic LIKE '%/events/inspection'").fetchone()[0]
+        conn.close()
+        assert len(stored) >= N_EVENTS and left == 0, f"{len(stored)} inspections, {left} events still queued"
+        _wait(lambda: len(sub.ids) >= len(stored), 60)
+    finally:
+        sub.close()
+        proxy.close()
+    _report("service", set(stored), sub, proxy, disruptions, {e: i for i, e in enumerate(stored)})
 
 
 def _wait(pred, timeout: float) -> bool:
