@@ -18,7 +18,6 @@ from typing import Any, Callable
 from smartstock.config import Config
 from smartstock.errors import SmartStockError
 from smartstock.ota import addressing
-from smartstock.ota.fetch import existing
 from smartstock.ota.install import Installer
 from smartstock.ota.keys import Keyring
 from smartstock.ota.kinds import DefectClassifierKind
@@ -156,7 +155,7 @@ class OtaAgent:
             if pending is None:
                 return
             a = pending.release.artifact
-            staged = existing(self.updater.staging, a.sha256, a.size)
+            staged = self.updater.local(pending)
             if staged is None and a.url:
                 staged = self.updater.fetch(pending)
             if staged is None:

@@ -62,9 +62,10 @@ def _finish(part: Path, final: Path, digest: str, total: int, sha256: str, size:
     return final
 
 
-def existing(staging: Path, sha256: str, size: int) -> Path | None:
-    """A staged file already complete and correct (re-hashed: a file on disk is not trusted blindly)."""
-    _, final = _paths(staging, sha256)
+def existing(staging: Path, sha256: str, size: int, *, name: str | None = None) -> Path | None:
+    """A staged file already complete and correct (re-hashed: a file on disk is not trusted blindly).
+    `name`: look for that file name instead of `<sha256>` (a release folder); it is not deleted if wrong."""
+    final = staging / name if name else _paths(staging, sha256)[1]
     if not final.is_file() or final.stat().st_size != size:
         return None
     h = hashlib.sha256()
@@ -72,7 +73,8 @@ def existing(staging: Path, sha256: str, size: int) -> Path | None:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     if h.hexdigest() != sha256:
-        final.unlink()
+        if name is None:
+            final.unlink()
         return None
     return final
 

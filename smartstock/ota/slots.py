@@ -82,6 +82,16 @@ class ModelSlots:
         files = [p for p in d.iterdir() if p.is_file() and p.name != MANIFEST_NAME] if d.is_dir() else []
         return files[0] if len(files) == 1 else None
 
+    def unpacked(self, sha256: str, file_name: str, size: int) -> Path | None:
+        """A release folder left by an install that was interrupted after unpacking (re-hashed before use)."""
+        from smartstock.ota.fetch import existing
+
+        check_name(file_name)
+        d = self.release_dir(sha256)
+        if not ((d / file_name).is_file() and (d / MANIFEST_NAME).is_file()):
+            return None
+        return d / file_name if existing(d, sha256, size, name=file_name) else None
+
     def read_trial(self) -> TrialMarker | None:
         path = self.root / TRIAL_FILE
         try:
@@ -98,7 +108,10 @@ class ModelSlots:
         check_name(file_name)
         final = self.release_dir(sha256)
         if final.is_dir() and (final / file_name).is_file() and (final / MANIFEST_NAME).is_file():
-            staged.unlink(missing_ok=True)
+            if staged != final / file_name:
+                staged.unlink(missing_ok=True)
+            if (final / MANIFEST_NAME).read_bytes() != manifest_bytes:  # same file, re-signed manifest
+                atomic_write(final / MANIFEST_NAME, manifest_bytes)
             return final / file_name
         self.releases.mkdir(parents=True, exist_ok=True)
         tmp = self.releases / f".{sha256}.tmp"

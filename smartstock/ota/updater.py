@@ -93,6 +93,14 @@ class Updater:
                              detail=f"signature ok (key {env.key_id}), target/expiry/release ok")
         return Pending(env, release, digest)
 
+    def local(self, p: Pending) -> Path | None:
+        """The artifact if it is already here: staged, or unpacked by an install that was interrupted."""
+        a = p.release.artifact
+        found = existing(self.staging, a.sha256, a.size)
+        if found is None:
+            found = self.installers[p.release.kind].slots.unpacked(a.sha256, a.name, a.size)
+        return found
+
     def fetch(self, p: Pending) -> Path:
         """https (or loopback http) download into staging; for an MQTT artifact use `stage()`."""
         a = p.release.artifact
