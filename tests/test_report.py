@@ -243,3 +243,24 @@ def test_complete_buckets_drop_partial_ends():
     assert sums == [0.0, 0.0, 2.0, 0.0]  # 2026-01-26 is a Monday
     months, msum = complete_buckets(days, vals, "M")
     assert months == [] and msum == []  # neither January (starts 7th) nor February (ends 10th) is complete
+
+
+def test_auto_reuses_the_model_the_device_chose(tmp_path):
+    """With forecast.model = auto the report shows the device's latest choice instead of re-selecting."""
+    from smartstock.config import parse_config
+    from smartstock.report import build_report
+
+    state = tmp_path / "state"
+    rng = np.random.default_rng(5)
+    with open_store(state) as store:
+        with store.transaction() as conn:
+            for i in range(300):
+                day = dt.date(2025, 3, 3) + dt.timedelta(days=i)
+                conn.execute("INSERT INTO sales(sku, date, quantity, natural_key, imported_at) VALUES (?,?,?,?,?)",
+                             ("P-9", day.isoformat(), float(rng.poisson(9)), f"k{i}", "t"))
+            conn.execute("INSERT INTO forecast_runs(sku, created_at, model, freq, horizon) VALUES (?,?,?,?,?)",
+                         ("P-9", "2026-01-01T00:00:00Z", "seasonal-naive", "W", 8))
+        result = build_report(tmp_path / "out", parse_config({"forecast": {"model": "auto"}}), store=store)
+    html = result.index.read_text(encoding="utf-8")
+    assert "title='auto: seasonal-naive (device&#x27;s choice)'>seasonal-naive<" in html
+    assert "forecast:P-9" not in result.placeholders and "simulation:P-9" not in result.placeholders
