@@ -31,7 +31,7 @@ from smartstock.ota.refusal import INSTALL_FAILED, TRIAL_FAILED, UpdateRefused
 from smartstock.ota.release import ReleaseManifest
 from smartstock.ota.report import StateReporter
 from smartstock.ota.slots import ModelSlots, TrialMarker, atomic_write, now_iso
-from smartstock.ota.trial import ObservedModel, TrialLimits, TrialModel, judge
+from smartstock.ota.trial import TrialLimits
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def crash_point(step: str) -> None:
 class Serving:
     """What the loop runs for a kind, and where it came from (current / previous / default)."""
 
-    model: ObservedModel
+    model: Any                  # what the service uses (the kind's serving wrapper)
     which: str
     release: int
     sha256: str | None
@@ -63,7 +63,7 @@ class Serving:
 @dataclass
 class _Trial:
     release: ReleaseManifest
-    model: TrialModel
+    model: Any                  # the kind's trial wrapper
     baseline: dict[str, Any]
     marker: TrialMarker
     started: float = field(default_factory=time.monotonic)
@@ -141,7 +141,7 @@ class Installer:
                 logger.error("start-up: %s model %s is not usable: %s", which, path, e.detail)
                 continue
             release, file_sha, model_id = self.kind.identity(model)
-            self.serving = Serving(ObservedModel(model), which, release, file_sha, model_id)
+            self.serving = Serving(self.kind.serve(model), which, release, file_sha, model_id)
             status = "serving" if which == "current" or (which == "default" and len(candidates) == 1) else "fallback"
             self.reporter.report(self.kind.kind, status, release=release, sha256=file_sha, model_id=model_id,
                                  installed=self.serving.installed(), serving=which,
@@ -153,7 +153,7 @@ class Installer:
     def adopt(self, model: Any, which: str = "default") -> Serving:
         """Serve a model the service loaded itself (no OTA slot involved)."""
         release, sha, model_id = self.kind.identity(model)
-        self.serving = Serving(model if isinstance(model, ObservedModel) else ObservedModel(model), which,
+        self.serving = Serving(self.kind.serve(model), which,
                                release, sha, model_id)
         return self.serving
 
@@ -174,7 +174,7 @@ class Installer:
         old = self.serving
         try:
             new = self.kind.load(path)
-            self.kind.check_contract(new, old.model.model if old else None)
+            self.kind.check_contract(new, self.kind.unwrap(old.model) if old else None)
             detail = self.kind.golden(new)
         except UpdateRefused:
             self._discard(sha)
@@ -188,8 +188,7 @@ class Installer:
         self.slots.point("previous", old_sha)  # None: the shipped default served before; a rollback returns to it
         self.slots.point("current", sha)
         crash_point("swapped")
-        baseline = old.model.window.summary() if old else {"ok_frames": 0}
-        trial_model = TrialModel(new, old.model if old else new)
+        trial_model, baseline = self.kind.start_trial(new, old.model if old else None)
         self.trial = _Trial(release, trial_model, baseline, marker)
         self.swap(trial_model)
         rep.report(self.kind.kind, "trial", release=release.release, sha256=sha, model_id=release.model_id, progress=80,
@@ -208,7 +207,7 @@ class Installer:
         if t is None:
             return None
         elapsed = time.monotonic() - t.started
-        verdict = judge(t.model.window.summary(), t.baseline, self.limits, elapsed, final=elapsed >= self.limits.max_s)
+        verdict = self.kind.judge(t.model, t.baseline, self.limits, elapsed, final=elapsed >= self.limits.max_s)
         if verdict is None:
             return None
         action, why = verdict
@@ -226,9 +225,9 @@ class Installer:
         facts["high_water"] = max(int(facts.get("high_water", 0)), t.release.release)
         self._save_facts(facts)
         crash_point("committed")
-        model = ObservedModel(t.model.model, t.model.window)  # trial frames are its first observations
+        model = self.kind.committed(t.model)
         self.swap(model)
-        release, sha, model_id = self.kind.identity(t.model.model)
+        release, sha, model_id = self.kind.identity(self.kind.unwrap(t.model))
         self.serving = Serving(model, "current", release, sha, model_id)
         self.trial = None
         self.slots.prune(keep={t.marker.old_sha256})

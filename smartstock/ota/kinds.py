@@ -17,6 +17,7 @@ from smartstock.ota.refusal import (
     GOLDEN_FAILED, LOAD_FAILED, MALFORMED, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused,
 )
 from smartstock.ota.release import ReleaseManifest
+from smartstock.ota.trial import ObservedModel, TrialLimits, TrialModel, judge
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ class ModelKind(Protocol):
 
     def identity(self, model: Any) -> tuple[int, str | None, str]:
         """(release, sha256 of the model file, model id)."""
+
+    # serving and trial (what the service holds, and how a new model is judged)
+    def serve(self, model: Any) -> Any: ...
+    def unwrap(self, served: Any) -> Any: ...
+    def start_trial(self, new: Any, old_served: Any | None) -> tuple[Any, dict[str, Any]]: ...
+    def judge(self, trial: Any, baseline: dict[str, Any], limits: TrialLimits, elapsed_s: float,
+              final: bool) -> tuple[str, str] | None: ...
+    def committed(self, trial: Any) -> Any: ...
 
 
 class DefectClassifierKind:
@@ -109,6 +118,25 @@ class DefectClassifierKind:
         except ModelError:
             sha = None
         return model.release, sha, model.model_id
+
+    # The loop serves an ObservedModel (a window of recent outputs = the baseline of the next trial);
+    # during a trial a TrialModel that falls back to the old model on errors.
+    def serve(self, model: Any) -> Any:
+        return model if isinstance(model, ObservedModel) else ObservedModel(model)
+
+    def unwrap(self, served: Any) -> Any:
+        return served.model if isinstance(served, ObservedModel) else served
+
+    def start_trial(self, new: Any, old_served: Any | None) -> tuple[Any, dict[str, Any]]:
+        baseline = old_served.window.summary() if old_served is not None else {"ok_frames": 0}
+        return TrialModel(new, old_served if old_served is not None else new), baseline
+
+    def judge(self, trial: Any, baseline: dict[str, Any], limits: TrialLimits, elapsed_s: float,
+              final: bool) -> tuple[str, str] | None:
+        return judge(trial.window.summary(), baseline, limits, elapsed_s, final)
+
+    def committed(self, trial: Any) -> Any:
+        return ObservedModel(trial.model, trial.window)  # the trial frames are its first observations
 
 
 _KINDS: dict[str, str] = {
