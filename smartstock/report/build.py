@@ -100,7 +100,9 @@ def _draw(d: Path, data: ReportData, top: list[str]) -> dict[str, Path]:
         "defect_classes": CQ.defects_per_class(d / "defect_classes.png", data.inspections),
     }
     labels, matrix = CQ.confusion_from(data.model_evaluation, data.model_manifest)
-    charts["confusion"] = CQ.confusion_matrix(d / "confusion_matrix.png", labels, matrix, data.model_source)
+    m = data.model_manifest or {}
+    name = f"{m.get('model_id')} release {m.get('release')}" if m.get("model_id") else ""
+    charts["confusion"] = CQ.confusion_matrix(d / "confusion_matrix.png", labels, matrix, data.model_source, name)
     for r in data.skus:
         if r.sku not in top:
             continue

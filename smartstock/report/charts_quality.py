@@ -75,7 +75,8 @@ def defects_per_class(path: Path, inspections: list[Inspection]) -> Path:
     return save(fig, path)
 
 
-def confusion_matrix(path: Path, labels: list[str] | None, matrix: list[list[float]] | None, source: str) -> Path:
+def confusion_matrix(path: Path, labels: list[str] | None, matrix: list[list[float]] | None, source: str,
+                     model_name: str = "") -> Path:
     """Rows: true class, columns: predicted; colour by row share so small classes stay visible."""
     title = "Confusion matrix of the current model"
     if not labels or not matrix or len(matrix) != len(labels) or any(len(r) != len(labels) for r in matrix):
@@ -88,11 +89,11 @@ def confusion_matrix(path: Path, labels: list[str] | None, matrix: list[list[flo
     for r in range(n):
         for c in range(n):
             v = matrix[r][c]
-            ax.text(c, r, f"{v:,.0f}\n{shares[r][c]:.1%}", ha="center", va="center", fontsize=8,
+            ax.text(c, r, f"{v:,.0f}\n{shares[r][c]:.1%}", ha="center", va="center", fontsize=10 if n <= 4 else 8,
                     color="white" if shares[r][c] > 0.6 else COLORS["actual"])
     ax.set_xticks(range(n), labels, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center")
     ax.set_yticks(range(n), labels)
-    style(ax, title, "predicted class", "true class")
+    style(ax, title + (f"\n{model_name}" if model_name else ""), "predicted class", "true class")
     ax.grid(False)
     fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class")
     return save(fig, path)
