@@ -118,7 +118,8 @@ class App:
         logger.info("source: %s (status %s)", self.source.describe(), self.source.status)
 
     def start_loop(self) -> None:
-        assert self.store is not None and self.source is not None and self.classifier is not None  # earlier steps
+        if self.store is None or self.source is None or self.classifier is None:
+            raise RuntimeError("start_loop needs start_store, start_classifier and start_source before it")
         ins, v = self.config.inspection, self.config.vision
         settings = LoopSettings(sku=ins.sku, device_id=self.config.device.device_id,
                                 events_topic=self.topics.inspection_events, queue_size=ins.queue_size,
@@ -130,7 +131,8 @@ class App:
         self.on_stop("inspection loop", self.loop.stop)
 
     def start_refresh(self) -> None:
-        assert self.store is not None
+        if self.store is None:
+            raise RuntimeError("start_refresh needs start_store before it")
         self.refresher = Refresher(self.store, self.config, self.topics, status=self.state_summary,
                                    camera=self._camera, stop_event=self.stop_event)
         self.refresher.start()

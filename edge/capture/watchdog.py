@@ -67,9 +67,11 @@ class WatchedSource(FrameSource):
             return None
         if self._inner is None and not self._try_open(timeout):
             return None
-        assert self._inner is not None  # narrowed for the type checker; _try_open set it
+        inner = self._inner
+        if inner is None:  # closed meanwhile
+            return None
         try:
-            frame = self._inner.read(timeout)
+            frame = inner.read(timeout)
         except CorruptFrame as e:
             self.corrupt += 1
             if self.corrupt == 1 or self.corrupt % 100 == 0:
@@ -79,7 +81,7 @@ class WatchedSource(FrameSource):
             self._lost(str(e))
             return None
         if frame is None:
-            if not self._inner.ended and self.seconds_since_frame() > self.stall_timeout_s:
+            if not inner.ended and self.seconds_since_frame() > self.stall_timeout_s:
                 self._lost(f"no frame for {self.stall_timeout_s:g} s")
             return None
         self.last_frame_mono = time.monotonic()
