@@ -27,17 +27,21 @@ SIM_MIN_DAYS = 180
 
 
 def analyse_sku(r: SkuReport, config: Config, *, on_hand: float | None, defect_rate: float,
-                policy_overrides: dict | None = None, model_hint: str | None = None) -> SkuReport:
+                policy_overrides: dict | None = None, model_hint: str | None = None,
+                forecast: bool = True) -> SkuReport:
     """Fill r.forecast, r.policy and r.simulation; each failure is recorded in r.problems, not raised.
 
     `model_hint` is the model the device last chose for this SKU (its latest forecast run); with
-    model `auto` it saves re-running the selection.
+    model `auto` it saves re-running the selection. `forecast=False` (SKUs outside the charted top N)
+    skips the backtest: the policy then uses the sales-history demand, which keeps a report over
+    thousands of SKUs quick.
     """
-    try:
-        r.forecast = backtest_and_forecast(r.days, r.sales, config, model_hint=model_hint)
-    except (SmartStockError, ValueError, ArithmeticError, ImportError) as e:
-        r.problems.append(f"forecast: {e}")
-        logger.info("%s: no forecast for the report: %s", r.sku, e)
+    if forecast:
+        try:
+            r.forecast = backtest_and_forecast(r.days, r.sales, config, model_hint=model_hint)
+        except (SmartStockError, ValueError, ArithmeticError, ImportError) as e:
+            r.problems.append(f"forecast: {e}")
+            logger.info("%s: no forecast for the report: %s", r.sku, e)
     try:
         r.policy = policy_view(r, config, on_hand=on_hand, defect_rate=defect_rate, overrides=policy_overrides)
     except (SmartStockError, ValueError, ArithmeticError, ImportError) as e:

@@ -68,17 +68,14 @@ def build_report(out: Path, config: Config, *, store: Store | None = None, sales
     stock = _stock_levels(store)
     manifest, evaluation, model_src = sources.model_evaluation(model_path or config.vision.model)
 
-    skus: list[SkuReport] = []
-    for sku in sorted(sales):
-        days, vals = S.daily(sales[sku])
-        level = stock.get(sku)
-        r = SkuReport(sku, days, vals)
-        analyse_sku(r, config, on_hand=level["on_hand"] if level else None,
-                    defect_rate=level["defect_rate"] if level else 0.0, policy_overrides=_overrides(store, sku),
-                    model_hint=_last_model(store, sku))
-        skus.append(r)
+    skus = [SkuReport(sku, *S.daily(rows)) for sku, rows in sales.items()]
     skus.sort(key=lambda r: (-sum(r.sales), r.sku))  # biggest sellers first in every table
     top = S.top_n({r.sku: sum(r.sales) for r in skus}, top_n)
+    for r in skus:
+        level = stock.get(r.sku)
+        analyse_sku(r, config, on_hand=level["on_hand"] if level else None,
+                    defect_rate=level["defect_rate"] if level else 0.0, policy_overrides=_overrides(store, r.sku),
+                    model_hint=_last_model(store, r.sku), forecast=r.sku in top)
     data = ReportData(title=title, generated_at=utcnow(), sources=srcs, skus=skus, inspections=inspections,
                       stock=stock, model_manifest=manifest, model_evaluation=evaluation, model_source=model_src,
                       defect_threshold=config.alerts.defect_rate_threshold)

@@ -53,7 +53,8 @@ def render(data: ReportData, charts: dict[str, str], out: Path, *, empty: set[st
         parts.append(_sku_section(r, imgs))
     if rest:
         parts.append(_section("other-skus", "Other SKUs", [_sku_table(rest)],
-                              "Figures only; run the report with a larger --top to chart them."))
+                              "Figures only, with demand from the sales history (no forecast backtest); run the "
+                              "report with a larger --top to chart and forecast them."))
     if data.notes:
         parts.append(_section("notes", "Notes", ["<ul>" + "".join(f"<li>{escape(n)}</li>" for n in data.notes)
                                                  + "</ul>"], ""))
