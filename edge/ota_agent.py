@@ -20,7 +20,7 @@ from smartstock.errors import SmartStockError
 from smartstock.ota import addressing
 from smartstock.ota.install import Installer
 from smartstock.ota.keys import Keyring
-from smartstock.ota.kinds import DefectClassifierKind
+from smartstock.ota.kinds import DefectClassifierKind, kind_class
 from smartstock.ota.refusal import FETCH_FAILED, UpdateRefused
 from smartstock.ota.report import StateReporter
 from smartstock.ota.trial import TrialLimits
@@ -50,6 +50,12 @@ class OtaAgent:
             state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads, roi=v.roi,
                                             thresholds=v.thresholds or None),
             self.reporter, swap=lambda m: self._swap_fn(m), limits=limits_from(config))}
+        demand_cls = kind_class("demand-forecaster")
+        if demand_cls is not None:  # the same path updates the demand LSTM (forecast.lstm_model)
+            self._lstm_configured = config.forecast.lstm_model
+            self.installers["demand-forecaster"] = Installer(
+                state_dir, demand_cls(history=lambda: sales_history(store, config.forecast.freq)), self.reporter,
+                swap=self._swap_demand, limits=limits_from(config))
         self.keyring = Keyring(config.ota.keyring_dir) if config.ota.keyring_dir else None
         self.updater = Updater(device=config.device, ota=config.ota, state_dir=state_dir, reporter=self.reporter,
                                installers=self.installers, keyring=self.keyring) if self.keyring else None
@@ -66,6 +72,24 @@ class OtaAgent:
     def startup(self, default_path: Path | None) -> Any:
         """The model to serve: undo an interrupted trial, then current / previous / default."""
         return self.installers["defect-classifier"].startup(default_path).model
+
+    def startup_demand(self) -> None:
+        """Serve the OTA-installed demand model if there is one (else the configured/shipped one stays)."""
+        inst = self.installers.get("demand-forecaster")
+        if inst is None:
+            return
+        default = self._lstm_configured or shipped_demand_model()
+        try:
+            served = inst.startup(default)
+        except UpdateRefused as e:
+            logger.info("OTA: no demand model to serve yet (%s); the first signed one will be installed", e.detail)
+            return
+        if served.which != "default":
+            self._swap_demand(served.model)
+
+    def _swap_demand(self, model: Any) -> None:
+        """The planner reads forecast.lstm_model on its next refresh."""
+        self.config.forecast.lstm_model = model.path if model is not None else self._lstm_configured
 
     def bases(self) -> list[str]:
         """Device base and one base per group: where envelopes for this device appear."""
@@ -198,6 +222,26 @@ class OtaAgent:
                                  f"within {self.config.ota.artifact_timeout_s:g} s")
 
 
+def shipped_demand_model() -> Path | None:
+    """models/demand/demand_lstm.onnx of the repository / editable install, if present."""
+    path = Path(__file__).resolve().parents[1] / "models" / "demand" / "demand_lstm.onnx"
+    return path if path.is_file() else None
+
+
+def sales_history(store: Store, freq: str) -> list[Any]:
+    """Every SKU's bucketed sales from the store (the demand model's shadow backtest data)."""
+    from smartstock.planning import bucket_daily
+    from smartstock.store.sales import sales_series, skus_with_sales
+
+    with store.transaction() as conn:
+        daily = [sales_series(conn, sku) for sku in skus_with_sales(conn)]
+    daily = [d for d in daily if d]
+    if not daily:
+        return []
+    end = max(d[-1][0] for d in daily)
+    return [bucket_daily(d, freq, end)[1] for d in daily]
+
+
 # -- steps for edge/app.py ----------------------------------------------------------------------
 def start_models(app: Any) -> None:
     """Before the classifier step: serve current / previous / default, validated (OTA start-up)."""
@@ -213,6 +257,7 @@ def start_models(app: Any) -> None:
         except SmartStockError as e:
             logger.error("%s", e)
     app.classifier = agent.startup(default)
+    agent.startup_demand()
     app.ota = agent
 
 

@@ -240,8 +240,7 @@ class Installer:
         if t is None:
             return
         old = self.serving
-        if old is not None:
-            self.swap(old.model)
+        self.swap(old.model if old is not None else None)  # None: nothing served before (e.g. no demand model)
         self.slots.point("current", t.marker.old_sha256)
         self._mark_failed(t.marker.new_sha256)
         t.marker.state, t.marker.detail = "rolled_back", why
