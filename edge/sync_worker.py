@@ -163,6 +163,11 @@ class SyncService:
                     logger.error("sync: %s; retrying", e)
                     self._error_logged = str(e)
                 self._stop.wait(1.0)
+            except Exception as e:  # a bug must not end the sync for good: log once, carry on
+                if repr(e) != self._error_logged:
+                    logger.exception("sync: unexpected error in the worker; retrying")
+                    self._error_logged = repr(e)
+                self._stop.wait(1.0)
             if not more:
                 self._wake.wait(IDLE_POLL_S)
 

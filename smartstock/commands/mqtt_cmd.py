@@ -95,7 +95,7 @@ def _connect(args: argparse.Namespace, purpose: str):
 
 def _start(client, timeout: float) -> None:
     client.start()
-    if not client.wait_connected(timeout):
+    if not client.wait_subscribed(timeout):
         err = client.last_error or "no answer"
         client.stop()
         raise BrokerUnavailable(f"cannot reach the MQTT broker {client.cfg.host}:{client.cfg.port} within "
@@ -150,7 +150,6 @@ def _request(args: argparse.Namespace, topic_of, body: dict[str, Any], response_
     client.subscribe(topics.response(response_name), answers.put)
     _start(client, args.connect_timeout)
     try:
-        time.sleep(0.2)  # let the subscription settle before asking
         client.publish(topic_of(topics), json.dumps(body).encode(), qos=1)
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:

@@ -98,6 +98,8 @@ class MqttClient:
         self._connected = threading.Event()
         self._subs: dict[str, Any] = {}  # filter -> qos (3.1.1) or SubscribeOptions (5)
         self._sub_lock = threading.Lock()
+        self._subscribed = threading.Event()  # the connect-time SUBSCRIBE was acknowledged
+        self._connect_sub_mid: int | None = None
         self._connect_listeners: list[Callable[[], None]] = []
         self._disconnect_listeners: list[Callable[[], None]] = []
         self.on_ack: AckCallback | None = None
@@ -123,6 +125,7 @@ class MqttClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_unmatched
 
@@ -165,6 +168,10 @@ class MqttClient:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Connected and the broker acknowledged the subscriptions (commands sent now are heard)."""
+        return self._connected.wait(timeout) and self._subscribed.wait(timeout)
 
     def add_connect_listener(self, fn: Callable[[], None]) -> None:
         """Called from paho's thread after every successful connect (keep it short)."""
@@ -263,13 +270,23 @@ class MqttClient:
             client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         with self._sub_lock:
             if self._subs:
-                client.subscribe(list(self._subs.items()))
+                _rc, self._connect_sub_mid = client.subscribe(list(self._subs.items()))
+            else:
+                self._subscribed.set()
             self._connected.set()
         for fn in self._connect_listeners:
             try:
                 fn()
             except Exception:  # a listener bug must not kill paho's network thread
                 logger.exception("mqtt: connect listener failed")
+
+    def _on_subscribe(self, _client: Any, _userdata: Any, mid: int, reason_codes: Any, _props: Any) -> None:
+        if mid == self._connect_sub_mid:
+            refused = [str(rc) for rc in reason_codes if getattr(rc, "is_failure", False)]
+            if refused:
+                logger.error("mqtt: the broker refused %d subscription(s): %s (check the broker's ACL)",
+                             len(refused), ", ".join(refused))
+            self._subscribed.set()
 
     def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
         exc = sys.exc_info()[1]  # paho calls this from inside its `except OSError`
@@ -285,6 +302,7 @@ class MqttClient:
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if not was:  # the end of a refused or failed attempt: already logged by the connect callbacks
             return
         if reason_code is not None and getattr(reason_code, "is_failure", False):

@@ -107,8 +107,12 @@ class OutboxDrainer:
                 time.monotonic() - self._first_delete_at < self.ack_delay_s:
             return 0
         ids, self._to_delete = self._to_delete, []
-        with self.store.transaction() as conn:
-            outbox.ack(conn, ids)
+        try:
+            with self.store.transaction() as conn:
+                outbox.ack(conn, ids)
+        except BaseException:
+            self._to_delete = ids + self._to_delete  # acknowledged all the same: delete them next time
+            raise
         self._deleting.difference_update(ids)
         self.counters["acked"] += len(ids)
         return len(ids)
