@@ -12,6 +12,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.cli",
+    "tests.fixtures.models",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

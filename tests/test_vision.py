@@ -1,0 +1,284 @@
+"""Device-side vision: preprocess, manifest checks, ONNX Runtime / LiteRT backends, classifier rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smartstock.errors import BackendUnavailable, ConfigError, InputError, ModelError
+from smartstock.vision import DefectClassifier, InputSpec, load_manifest, preprocess, run_golden, verify_artifact
+from smartstock.vision.backends import backend_for_path, load_backend
+from smartstock.vision.classifier import decide
+from smartstock.vision.images import read_image, scan_image_folder
+from smartstock.vision.manifest import MANIFEST_NAME, write_manifest
+from tests.conftest import python_subprocess
+
+FORMATS = ("onnx", "tflite", "tflite_int8")
+INT8_MAX_DIFF = 0.15  # stated int8 tolerance vs Keras on held-out images (tiny test model, 8-bit softmax)
+INT8_MIN_AGREEMENT = 0.9
+
+
+# --- preprocess (pure) -------------------------------------------------------------------------------------
+
+def test_preprocess_gray_and_colour_inputs_give_the_manifest_shape():
+    gray_spec = InputSpec(shape=[-1, 24, 32, 1], color="gray")
+    bgr_spec = InputSpec(shape=[-1, 24, 32, 3], color="bgr")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (60, 80), np.uint8), rng.integers(0, 255, (60, 80, 3), np.uint8),
+              rng.integers(0, 255, (60, 80, 4), np.uint8), rng.integers(0, 65535, (60, 80), np.uint16)]
+    for f in frames:
+        g = preprocess(f, gray_spec)
+        c = preprocess(f, bgr_spec)
+        assert g.shape == (24, 32, 1) and g.dtype == np.float32
+        assert c.shape == (24, 32, 3) and c.dtype == np.float32
+        assert 0 <= g.min() and g.max() <= 255
+
+
+def test_preprocess_roi_crop_and_channel_order():
+    frame = np.zeros((40, 40, 3), np.uint8)
+    frame[10:20, 10:20] = (255, 0, 0)  # blue square in BGR
+    spec = InputSpec(shape=[-1, 10, 10, 3], color="rgb", dtype="uint8")
+    out = preprocess(frame, spec, roi=(10, 10, 10, 10))
+    assert out.dtype == np.uint8
+    assert (out[..., 2] == 255).all() and (out[..., 0] == 0).all()  # RGB: blue is the last channel
+    nchw = preprocess(frame, spec.model_copy(update={"layout": "NCHW", "shape": [-1, 3, 10, 10]}), roi=(10, 10, 10, 10))
+    assert nchw.shape == (3, 10, 10)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 0), np.uint8), np.zeros((4, 4, 2), np.uint8), "not an image", None])
+def test_preprocess_rejects_non_images(bad):
+    with pytest.raises(InputError):
+        preprocess(bad, InputSpec(shape=[-1, 8, 8, 1]))
+
+
+def test_preprocess_roi_outside_frame_is_an_input_error():
+    with pytest.raises(InputError, match="ROI"):
+        preprocess(np.zeros((20, 20), np.uint8), InputSpec(shape=[-1, 8, 8, 1]), roi=(15, 15, 10, 10))
+
+
+# --- images and folders -------------------------------------------------------------------------------------
+
+def test_corrupt_and_empty_images_are_input_errors_naming_the_file(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    for f in (empty, junk, tmp_path / "missing.png"):
+        with pytest.raises(InputError) as e:
+            read_image(f)
+        assert f.name in str(e.value)
+
+
+def test_one_class_folder_is_a_clear_error(tmp_path, defect_data_dir):
+    one = tmp_path / "one"
+    shutil.copytree(defect_data_dir / "ok", one / "ok")
+    with pytest.raises(InputError, match=r"found 1 class folder.*need at least 2"):
+        scan_image_folder(one)
+    assert scan_image_folder(defect_data_dir).labels == ["hole", "ok", "scratch"]
+
+
+# --- manifest and artifacts ---------------------------------------------------------------------------------
+
+def test_manifest_describes_every_artifact(defect_model_dir):
+    m = load_manifest(defect_model_dir)
+    assert sorted(m.artifacts) == sorted(FORMATS)
+    assert m.labels == ["hole", "ok", "scratch"] and m.defect_labels == ["hole", "scratch"]
+    assert m.input.shape == [-1, 48, 48, 1] and m.input.color == "gray"
+    for fmt in FORMATS:
+        art = verify_artifact(defect_model_dir / m.artifacts[fmt].file, m)
+        assert art.format == fmt
+        assert art.parity is not None and art.parity.images > 0
+    assert m.artifacts["onnx"].parity.max_abs_diff <= 1e-4 and m.artifacts["onnx"].parity.label_agreement == 1.0
+    assert m.artifacts["tflite"].parity.max_abs_diff <= 1e-4
+    assert m.to_bytes() == (defect_model_dir / MANIFEST_NAME).read_bytes()  # canonical bytes (signed by OTA)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_golden_samples_pass_on_each_format(defect_model_dir, fmt):
+    m = load_manifest(defect_model_dir)
+    backend = load_backend(defect_model_dir / m.artifacts[fmt].file)
+    ok, diff, detail = run_golden(backend, m, fmt)
+    assert ok, detail
+    assert diff <= m.artifacts[fmt].golden_tolerance
+
+
+def test_inference_side_matches_keras_without_tensorflow(defect_model_dir):
+    """ONNX Runtime and LiteRT vs the Keras scores saved at training, in a process with no TensorFlow."""
+    ref = defect_model_dir.parent / "keras_reference.npz"
+    code = f"""
+import json, sys
+import numpy as np
+from smartstock.vision import DefectClassifier
+from smartstock.vision.manifest import load_manifest
+d = {str(defect_model_dir)!r}
+ref = np.load({str(ref)!r})
+out = {{}}
+for fmt, art in load_manifest(d).artifacts.items():
+    clf = DefectClassifier.load(d + "/" + art.file, threads=1)
+    s = clf.backend.run(ref["x"].astype(np.float32))
+    out[fmt] = {{"max_diff": float(np.abs(s - ref["keras"]).max()),
+                "agree": float(np.mean(s.argmax(1) == ref["keras"].argmax(1))), "n": int(len(s))}}
+out["tf_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
+print(json.dumps(out))
+"""
+    p = python_subprocess(code)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r.pop("tf_loaded") == []
+    for fmt in ("onnx", "tflite"):
+        assert r[fmt]["n"] >= 30
+        assert r[fmt]["agree"] == 1.0, r
+        assert r[fmt]["max_diff"] <= 1e-4, r
+    assert r["tflite_int8"]["agree"] >= INT8_MIN_AGREEMENT, r
+    assert r["tflite_int8"]["max_diff"] <= INT8_MAX_DIFF, r
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_dynamic_batch_gives_the_same_scores_as_single_frames(defect_model_dir, fmt):
+    m = load_manifest(defect_model_dir)
+    backend = load_backend(defect_model_dir / m.artifacts[fmt].file, threads=1)
+    x = np.random.default_rng(1).uniform(0, 255, (5, 48, 48, 1)).astype(np.float32)
+    batch = backend.run(x)
+    single = np.concatenate([backend.run(x[i:i + 1]) for i in range(5)])
+    assert batch.shape == (5, 3)
+    np.testing.assert_allclose(batch, single, atol=1e-5 if fmt != "tflite_int8" else 1e-2)
+    np.testing.assert_allclose(batch.sum(1), 1.0, atol=0.02)
+    with pytest.raises(InputError, match="does not match the model input"):
+        backend.run(np.zeros((2, 32, 32, 1), np.float32))
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncated_model_file_is_refused(defect_model_dir, tmp_path, fmt):
+    d = _copy(defect_model_dir, tmp_path / "m")
+    f = d / load_manifest(d).artifacts[fmt].file
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ModelError, match="truncated") as e:
+        DefectClassifier.load(f)
+    assert f.name in str(e.value)
+
+
+def test_model_file_from_another_export_is_refused(defect_model_dir, tmp_path):
+    d = _copy(defect_model_dir, tmp_path / "m")
+    onnx = d / "defect.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[-10] ^= 0xFF  # same size, different bytes
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        DefectClassifier.load(onnx)
+
+
+def test_manifest_that_does_not_match_the_model_is_refused(defect_model_dir, tmp_path):
+    d = _copy(defect_model_dir, tmp_path / "m")
+    m = load_manifest(d)
+    write_manifest(m.model_copy(update={"labels": ["hole", "ok"], "defect_labels": ["hole"],
+                                        "thresholds": {"hole": 0.5}}), d)
+    with pytest.raises(ModelError, match=r"3 outputs but the manifest lists 2 labels"):
+        DefectClassifier.load(d / "defect.onnx")
+    write_manifest(m.model_copy(update={"input": m.input.model_copy(update={"shape": [-1, 64, 64, 1]})}), d)
+    with pytest.raises(ModelError, match="does not match manifest input.shape"):
+        DefectClassifier.load(d / "defect.tflite")
+
+
+def test_missing_or_broken_manifest_is_refused(defect_model_dir, tmp_path):
+    d = _copy(defect_model_dir, tmp_path / "m")
+    (d / MANIFEST_NAME).write_text('{"model_id": "x", ')
+    with pytest.raises(ModelError, match="not valid JSON"):
+        DefectClassifier.load(d / "defect.onnx")
+    raw = json.loads((defect_model_dir / MANIFEST_NAME).read_text())
+    raw["surprise"] = 1
+    (d / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="surprise"):
+        DefectClassifier.load(d / "defect.onnx")
+    (d / MANIFEST_NAME).unlink()
+    with pytest.raises(ModelError, match="manifest.json not found"):
+        DefectClassifier.load(d / "defect.onnx")
+
+
+def test_backend_choice_by_suffix_and_config(defect_model_dir, tmp_path):
+    assert backend_for_path(Path("a.onnx")) == "onnx"
+    assert backend_for_path(Path("a.tflite"), "tflite") == "tflite"
+    with pytest.raises(ConfigError, match="cannot run"):
+        backend_for_path(Path("a.onnx"), "tflite")
+    with pytest.raises(ModelError, match="unknown model file type"):
+        backend_for_path(Path("a.pt"))
+
+
+def test_missing_runtime_names_the_extra(defect_model_dir):
+    code = f"""
+import sys
+sys.modules["onnxruntime"] = None
+from smartstock.errors import BackendUnavailable
+from smartstock.vision import DefectClassifier
+try:
+    DefectClassifier.load({str(defect_model_dir / "defect.onnx")!r})
+except BackendUnavailable as e:
+    print("OK", e)
+"""
+    p = python_subprocess(code)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("OK") and "smartstock[edge]" in p.stdout
+    assert issubclass(BackendUnavailable, Exception)
+
+
+# --- classifier ---------------------------------------------------------------------------------------------
+
+def test_decision_rule_thresholds():
+    labels, defects = ["crack", "ok", "scratch"], ["crack", "scratch"]
+    s = np.array([0.3, 0.4, 0.3])
+    assert decide(s, labels, defects, {}) == (1, False)  # no defect reaches 0.5: good part
+    assert decide(s, labels, defects, {"crack": 0.25}) == (0, True)  # crack passes its threshold
+    assert decide(s, labels, defects, {"crack": 0.25, "scratch": 0.2}) == (0, True)  # ties: highest score wins
+    assert decide(np.array([0.1, 0.2, 0.7]), labels, defects, {"scratch": 0.9}) == (1, False)
+
+
+def test_classifier_on_real_images(defect_model_dir, defect_data_dir):
+    clf = DefectClassifier.load(defect_model_dir / "defect.onnx", threads=1)
+    assert clf.release == 1 and clf.model_id == "test-defect" and clf.labels == ["hole", "ok", "scratch"]
+    frames = [read_image(p) for p in sorted((defect_data_dir / "hole").iterdir())[:4]]
+    frames += [read_image(p) for p in sorted((defect_data_dir / "ok").iterdir())[:4]]
+    results = clf.classify_batch(frames)
+    assert len(results) == 8
+    for r in results:
+        assert r.label in clf.labels and r.latency_ms > 0
+        assert abs(sum(r.scores.values()) - 1.0) < 1e-3
+        assert r.score == r.scores[r.label]
+        assert r.is_defect == (r.label in ("hole", "scratch"))
+    one = clf.classify(frames[0])
+    assert one.scores == pytest.approx(results[0].scores, abs=1e-5)
+    # a threshold of 0 for "hole" makes every part a defect; thresholds of 1 make (almost) none
+    eager = DefectClassifier.load(defect_model_dir / "defect.tflite", thresholds={"hole": 0.0})
+    assert all(r.is_defect for r in eager.classify_batch(frames))
+    with pytest.raises(ModelError, match="labels the model does not have"):
+        DefectClassifier.load(defect_model_dir / "defect.onnx", thresholds={"dent": 0.3})
+    with pytest.raises(InputError):
+        clf.classify(np.zeros((0,), np.uint8))
+
+
+def test_roi_is_applied_before_resizing(defect_model_dir, defect_data_dir):
+    frame = read_image(sorted((defect_data_dir / "hole").iterdir())[0])
+    big = np.full((200, 300), 128, np.uint8)
+    big[50:98, 100:148] = frame
+    plain = DefectClassifier.load(defect_model_dir / "defect.onnx").classify(frame)
+    cropped = DefectClassifier.load(defect_model_dir / "defect.onnx", roi=(100, 50, 48, 48)).classify(big)
+    assert cropped.scores == pytest.approx(plain.scores, abs=1e-5)
+
+
+def test_shipped_default_model_loads_and_passes_its_goldens():
+    from smartstock.vision import default_model_path
+
+    path = default_model_path()
+    m = load_manifest(path)
+    assert "demo" in m.description.lower()
+    for fmt, art in m.artifacts.items():
+        clf = DefectClassifier.load(path.parent / art.file, threads=1)
+        ok, _, detail = run_golden(clf.backend, m, fmt)
+        assert ok, detail
