@@ -40,6 +40,7 @@ class TrainRecipe:
     backbone_weights: str | None = None  # local MobileNetV2 .h5; never downloaded
     formats: tuple[str, ...] = ("onnx", "tflite", "tflite_int8")
     description: str = ""
+    save_keras: bool = True
     verbose: int = 2  # Keras fit progress: 2 = one line per epoch
 
 
@@ -111,6 +112,9 @@ def train_and_export(data: Path, out: Path, recipe: TrainRecipe | None = None) -
     methods = {"onnx": exporter.export_onnx, "tflite": exporter.export_tflite_float,
                "tflite_int8": exporter.export_tflite_int8}
     paths = {fmt: str(methods[fmt]()) for fmt in recipe.formats}
+    if recipe.save_keras:  # the training-side model, for benchmarks and fine-tuning; never used on the device
+        model.save(out / "defect.keras")
+        paths["keras"] = str(out / "defect.keras")
     report["parity"] = {fmt: a.parity.model_dump() for fmt, a in exporter.manifest.artifacts.items() if a.parity}
     write_evaluation(out, report)
     return {"out": str(out), "files": paths, "evaluation": report, "seconds": round(time.perf_counter() - t0, 1),
