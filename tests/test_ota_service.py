@@ -149,7 +149,7 @@ def test_push_installs_commits_and_loses_no_frame(tmp_path, broker):
             proc.kill()
         watch.close()
     # every step is in the store; on MQTT, unsent retained states are coalesced to the latest (by design)
-    steps = [r[0] for r in dev.db("SELECT status FROM model_history ORDER BY id")]
+    steps = [r[0] for r in dev.db("SELECT status FROM model_history WHERE kind = 'defect-classifier' ORDER BY id")]
     assert steps == ["serving", "verifying", "downloading", "installing", "trial", "committed"], steps
     rows = dev.db("SELECT frame_id, model_release FROM inspections ORDER BY frame_id")
     ids = [r[0] for r in rows]
@@ -188,7 +188,7 @@ def test_sigkill_at_every_install_step_leaves_a_working_model(tmp_path, broker, 
     finally:
         if proc.poll() is None:
             proc.kill()
-    history = dev.db("SELECT status, release, detail FROM model_history ORDER BY id")
+    history = dev.db("SELECT status, release, detail FROM model_history WHERE kind = 'defect-classifier' ORDER BY id")
     boot = [h for h in history if h[0] in ("serving", "fallback")][-1]
     released = {r[0] for r in dev.db("SELECT DISTINCT model_release FROM inspections")}
     assert released <= {1, 2} and released, history
