@@ -67,6 +67,8 @@ class OtaAgent:
         self._deferred: list[tuple[bytes, str]] = []
         self._subscribed: set[str] = set()
         self.counters = {"envelopes": 0, "dropped": 0, "installs": 0, "refused": 0}
+        # checked here (fail fast): a group name that is not a valid topic level is a config error
+        self._bases = [topics.base] + [addressing.group_base(config.mqtt.prefix, g) for g in config.device.groups]
 
     # -- start-up -----------------------------------------------------------------------------
     def startup(self, default_path: Path | None) -> Any:
@@ -93,8 +95,7 @@ class OtaAgent:
 
     def bases(self) -> list[str]:
         """Device base and one base per group: where envelopes for this device appear."""
-        prefix = self.config.mqtt.prefix
-        return [self.topics.base] + [addressing.group_base(prefix, g) for g in self.config.device.groups]
+        return list(self._bases)
 
     def start(self, swap: Callable[[Any], Any], sync: Any | None) -> None:
         self._swap_fn = swap
