@@ -118,8 +118,7 @@ def _stock_levels(store: Store | None) -> dict[str, dict[str, float]]:
         return {}
     from smartstock.store.stock import levels
 
-    with store.transaction() as conn:
-        return levels(conn)
+    return levels(store.conn)  # a plain read: no write lock on a store the running service writes to
 
 
 def _overrides(store: Store | None, sku: str) -> dict | None:
@@ -128,8 +127,7 @@ def _overrides(store: Store | None, sku: str) -> dict | None:
         return None
     from smartstock.store.skus import get_overrides
 
-    with store.transaction() as conn:
-        return get_overrides(conn, sku) or None
+    return get_overrides(store.conn, sku) or None
 
 
 def _last_model(store: Store | None, sku: str) -> str | None:
