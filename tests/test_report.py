@@ -264,3 +264,21 @@ def test_auto_reuses_the_model_the_device_chose(tmp_path):
     html = result.index.read_text(encoding="utf-8")
     assert "title='auto: seasonal-naive (device&#x27;s choice)'>seasonal-naive<" in html
     assert "forecast:P-9" not in result.placeholders and "simulation:P-9" not in result.placeholders
+
+
+def test_model_installed_over_the_air_is_the_one_shown(tmp_path):
+    """Without --model, the report describes the release the device serves (STATE/models/.../current)."""
+    from smartstock.config import Config
+    from smartstock.report import build_report
+
+    state = tmp_path / "state"
+    release = state / "models" / "defect-classifier" / "releases" / "f00d"
+    release.mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps(
+        {"model_id": "line-cnn", "release": 3, "labels": ["ok", "void"], "metrics": {"accuracy": 0.9712}}))
+    (state / "models" / "defect-classifier" / "current").symlink_to("releases/f00d")
+    with open_store(state) as store:
+        result = build_report(tmp_path / "out", Config(), store=store)
+    html = result.index.read_text(encoding="utf-8")
+    assert "Model <b>line-cnn</b> release 3" in html and "accuracy 97.12%" in html
+    assert "confusion" in result.placeholders  # the manifest carries no confusion matrix: said, not failed
