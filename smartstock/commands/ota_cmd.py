@@ -200,7 +200,8 @@ def _push(args: argparse.Namespace) -> int:
         client.disconnect()
     print(f"pushed {release.kind} release {release.release} to {base}"
           + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
-    print(f"follow it with: smartstock ota status --device ID --url {args.url or 'mqtt://HOST:PORT'}")
+    who = f"--device {args.device}" if args.device else "--device ID"
+    print(f"follow it with: smartstock ota status {who} --url {args.url or 'mqtt://HOST:PORT'}")
     return 0
 
 

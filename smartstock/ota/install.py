@@ -110,7 +110,7 @@ class Installer:
         return Installed(s.release, s.sha256, s.model_id) if s else None
 
     # -- start-up ------------------------------------------------------------------------------
-    def startup(self, default_path: Path | None) -> Serving:
+    def startup(self, default_path: Path | None, *, default_note: str = "") -> Serving:
         """Undo an interrupted trial, then serve current, else previous, else the shipped default."""
         marker = self.slots.read_trial()
         if marker is not None and marker.state == "trial":
@@ -145,7 +145,8 @@ class Installer:
             status = "serving" if which == "current" or (which == "default" and len(candidates) == 1) else "fallback"
             self.reporter.report(self.kind.kind, status, release=release, sha256=file_sha, model_id=model_id,
                                  installed=self.serving.installed(), serving=which,
-                                 detail="; ".join(problems) or f"serving the {which} model")
+                                 detail="; ".join(problems) or f"serving the {which} model"
+                                 + (f" ({default_note})" if which == "default" and default_note else ""))
             return self.serving
         raise UpdateRefused(INSTALL_FAILED, "no usable model: " + "; ".join(problems),
                             hint="restore models/ from the release, or set vision.model to a good model file")
