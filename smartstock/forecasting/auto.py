@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from smartstock.forecasting.backtest import MIN_TRAIN, BacktestResult, backtest, origins
-from smartstock.forecasting.base import Forecaster, ForecasterConfig, make_forecaster, register
+from smartstock.forecasting.base import Forecast, Forecaster, ForecasterConfig, make_forecaster, register
 from smartstock.forecasting.demand import DemandClass, candidates, classify, default_model
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,11 @@ class Auto(Forecaster):
 
     def _predict(self, h: int) -> tuple[np.ndarray, np.ndarray]:
         return self.model._predict(h)
+
+    def predict(self, h: int, level: float = 0.9) -> Forecast:
+        """Like the chosen model's; a history without negatives gets no negative forecast or bound."""
+        fc = super().predict(h, level)
+        return fc.clipped(0.0) if self._y is not None and np.min(self._y) >= 0 else fc
 
     def errors(self) -> np.ndarray | None:
         """Backtest errors (windows x h, actual - forecast) of the chosen model, if it was backtested."""

@@ -37,7 +37,7 @@ def classify(y: np.ndarray) -> DemandClass:
 
 
 CONTINUOUS = ("naive", "seasonal-naive", "ets", "theta", "ensemble")  # arima: 5x the time, no gain on M3
-INTERMITTENT = ("croston", "sba", "tsb", "moving-average", "naive")
+INTERMITTENT = ("sba", "croston", "tsb")  # the Croston family; naive would forecast 0 or a spike
 
 
 def candidates(demand_class: DemandClass, n: int, season_length: int) -> list[str]:

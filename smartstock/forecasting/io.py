@@ -74,11 +74,11 @@ def future_dates(last: dt.date, freq: str, h: int, *, like_input: bool) -> list[
 
 
 def infer_freq(dates: Iterable[dt.date]) -> str | None:
-    """D/W/M/Q from the median spacing of sorted dates; None when it fits none of them."""
+    """D/W/M/Q from the smallest spacing of the dates (gaps only make spacings longer); None when none fits."""
     d = sorted(set(dates))
     if len(d) < 2:
         return None
-    gap = float(np.median(np.diff([x.toordinal() for x in d])))
+    gap = float(np.min(np.diff([x.toordinal() for x in d])))
     for freq, lo, hi in (("D", 1, 1), ("W", 7, 7), ("M", 28, 31), ("Q", 89, 92)):
         if lo <= gap <= hi:
             return freq
@@ -158,8 +158,18 @@ def read_series_csv(path: Path | str, freq: str | None = None) -> SeriesTable:
 
 
 def _bucket_sales(table: SeriesTable, rows: dict[str, list[tuple[int, dt.date, float]]]) -> None:
-    end = max(period_index(d, table.freq) for r in rows.values() for _, d, _ in r)
+    fq = table.freq
+    last_day = max(d for r in rows.values() for _, d, _ in r)
+    end = period_index(last_day, fq)
+    first = min(period_index(d, fq) for r in rows.values() for _, d, _ in r)
+    if period_index(last_day + dt.timedelta(days=1), fq) == end and end > first:
+        # the file stops inside its last bucket: a part-filled bucket would look like a demand drop
+        logger.info("%s: last %s bucket (from %s) is incomplete and left out", table.path, fq, period_start(end, fq))
+        end -= 1
     for sku, recs in rows.items():
+        recs = [r for r in recs if period_index(r[1], fq) <= end]
+        if not recs:
+            continue
         idx = np.array([period_index(d, table.freq) for _, d, _ in recs])
         start = int(idx.min())
         y = np.zeros(end - start + 1)

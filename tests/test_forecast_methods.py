@@ -1,0 +1,115 @@
+"""Metrics and backtests against hand-computed values; demand classes; intermittent and short series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smartstock.forecasting import metrics
+from smartstock.forecasting.auto import Auto
+from smartstock.forecasting.backtest import backtest, origins
+from smartstock.forecasting.base import make_forecaster
+from smartstock.forecasting.demand import adi_cv2, classify
+from smartstock.forecasting.intermittent import croston_rates
+from smartstock.forecasting.seasonality import is_seasonal
+
+
+def test_metrics_match_hand_computed_values():
+    y, f = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])
+    assert metrics.mae(y, f) == pytest.approx(2 / 3)
+    assert metrics.rmse(y, f) == pytest.approx(np.sqrt(2 / 3))
+    assert metrics.mape(y, f) == pytest.approx(100 * (1 + 0 + 1 / 3) / 3)
+    assert metrics.smape(y, f) == pytest.approx(100 * (2 / 3 + 0 + 2 / 5) / 3)
+    # in-sample [1, 2, 4, 8]: naive errors 1, 2, 4 -> scale 7/3
+    assert metrics.mase(y, f, np.array([1.0, 2.0, 4.0, 8.0]), 1) == pytest.approx((2 / 3) / (7 / 3))
+    # seasonal scale with m=2: |4-1|, |8-2| -> 4.5
+    assert metrics.mase_scale(np.array([1.0, 2.0, 4.0, 8.0]), 2) == pytest.approx(4.5)
+    assert metrics.bias(y, f) == pytest.approx(0.0)
+    assert metrics.bias(y, f + 1) == pytest.approx(1.0)
+    assert metrics.coverage(y, np.array([0.0, 2.5, 2.0]), np.array([1.5, 3.0, 3.0])) == pytest.approx(2 / 3)
+    assert metrics.smape(np.zeros(2), np.zeros(2)) == 0.0
+    assert np.isnan(metrics.mape(np.zeros(2), np.ones(2)))
+    assert np.isnan(metrics.mase_scale(np.full(5, 3.0)))
+
+
+def test_rolling_origin_backtest_naive_on_a_line():
+    y = np.arange(20.0)  # naive forecasts y[o-1]; errors at steps 1..h are exactly 1..h
+    assert origins(20, 3, 3) == [11, 14, 17]
+    bt = backtest(y, ["naive"], h=3, windows=3)
+    assert bt.origins == [11, 14, 17]
+    np.testing.assert_allclose(bt.errors["naive"], np.tile([1.0, 2.0, 3.0], (3, 1)))
+    m = bt.metrics["naive"]
+    assert m["mae"] == pytest.approx(2.0)
+    assert m["bias"] == pytest.approx(-2.0)  # under-forecasting a rising line
+    assert m["mase"] == pytest.approx(2.0)  # in-sample naive error is 1
+    assert m["rmse"] == pytest.approx(np.sqrt(14 / 3))
+
+
+def test_backtest_ensemble_is_the_mean_of_its_members():
+    y = 30 + np.sin(np.arange(40)) * 3 + np.arange(40) * 0.3
+    bt = backtest(y, ["ets", "theta", "ensemble"], h=4, windows=2)
+    np.testing.assert_allclose(bt.errors["ensemble"], (bt.errors["ets"] + bt.errors["theta"]) / 2)
+
+
+@pytest.mark.parametrize("y, expected", [
+    (np.array([10, 11, 9, 10, 12, 10, 11, 9.0]), "smooth"),
+    (np.array([1, 30, 2, 50, 1, 40, 3, 60.0]), "erratic"),
+    (np.array([0, 0, 5, 0, 0, 5, 0, 6, 0, 0, 5, 0.0]), "intermittent"),
+    (np.array([0, 0, 1, 0, 0, 40, 0, 0, 0, 3, 0, 90.0]), "lumpy"),
+    (np.zeros(6), "empty"),
+])
+def test_demand_classes(y, expected):
+    assert classify(y) == expected
+
+
+def test_adi_and_cv2_by_hand():
+    adi, cv2 = adi_cv2(np.array([0, 2, 0, 0, 4, 0.0]))
+    assert adi == pytest.approx(3.0)
+    assert cv2 == pytest.approx((1.0 / 3.0) ** 2)
+
+
+def test_croston_by_hand():
+    # alpha 0.5: first demand 3 after 2 periods -> z=3, p=2; then 6 after 3 periods -> z=4.5, p=2.5
+    f = croston_rates(np.array([0.0, 3.0, 0.0, 0.0, 6.0]), 0.5, debias=False)
+    assert np.isnan(f[1])
+    assert f[2] == pytest.approx(1.5)
+    assert f[-1] == pytest.approx(4.5 / 2.5)
+    sba = make_forecaster("sba", alpha=0.5).forecast(np.array([0.0, 3.0, 0.0, 0.0, 6.0]), 2)
+    assert sba.mean == pytest.approx([4.5 / 2.5 * 0.75] * 2)
+
+
+def test_auto_uses_croston_family_for_lumpy_spare_parts():
+    rng = np.random.default_rng(3)
+    y = (rng.random(120) < 0.15) * rng.gamma(0.8, 30, 120)
+    auto = Auto(Auto.Config(horizon=6), season_length=1).fit(y)
+    assert auto.demand_class == "lumpy"
+    assert auto.backtest is not None and set(auto.backtest.metrics) == {"croston", "sba", "tsb"}
+    assert auto.chosen in ("croston", "sba", "tsb")
+    fc = auto.predict(6)
+    true_rate = 0.15 * 0.8 * 30
+    assert 0.4 * true_rate < fc.mean[0] < 2.0 * true_rate
+    assert np.all(fc.lo >= 0)
+
+
+def test_auto_on_very_short_histories():
+    for y, want in [(np.array([4.0]), "naive"), (np.array([4.0, 5.0, 6.0]), "naive"),
+                    (np.array([4.0, 5.0, 6.0, 5.0, 7.0]), "theta")]:
+        a = Auto(season_length=12).fit(y)
+        assert a.backtest is None and a.chosen == want, (y, a.chosen)
+        assert np.all(np.isfinite(a.predict(5).mean))
+
+
+def test_auto_backtests_continuous_demand_and_keeps_errors():
+    t = np.arange(60)
+    y = 100 + 10 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 3, 60)
+    a = Auto(Auto.Config(horizon=6), season_length=12).fit(y)
+    assert a.demand_class == "smooth"
+    assert {"ets", "theta", "ensemble", "seasonal-naive", "naive"} <= set(a.backtest.metrics)
+    assert a.errors().shape == (3, 6)
+
+
+def test_seasonality_test():
+    t = np.arange(48)
+    assert is_seasonal(10 + 5 * np.sin(2 * np.pi * t / 12), 12)
+    assert not is_seasonal(np.random.default_rng(1).normal(10, 1, 48), 12)
+    assert not is_seasonal(np.arange(20.0), 12)  # fewer than three seasons
