@@ -40,6 +40,11 @@ class Window:
             self._items.append((label, is_defect, latency_ms))
             self.frames += 1
 
+    def add_many(self, items: list[tuple[str, bool, float]]) -> None:
+        with self._lock:
+            self._items.extend(items)
+            self.frames += len(items)
+
     def add_error(self) -> None:
         with self._lock:
             self.errors += 1
@@ -115,8 +120,7 @@ class ObservedModel:
             setattr(self.model, name, value)
 
     def _record(self, results: Sequence[Any]) -> None:
-        for r in results:
-            self.window.add(r.label, bool(r.is_defect), float(r.latency_ms))
+        self.window.add_many([(r.label, bool(r.is_defect), float(r.latency_ms)) for r in results])
 
     def classify(self, frame: Any) -> Any:
         return self.classify_batch([frame])[0]
