@@ -66,8 +66,8 @@ def build_report(out: Path, config: Config, *, store: Store | None = None, sales
     else:
         inspections = []
     stock = _stock_levels(store)
-    manifest, evaluation, model_src = sources.model_evaluation(model_path or config.vision.model,
-                                                               store.path.parent if store is not None else None)
+    manifest, evaluation, model_src = sources.model_evaluation(
+        model_path, store.path.parent if store is not None else None, configured=config.vision.model)
 
     skus = [SkuReport(sku, *S.daily(rows)) for sku, rows in sales.items()]
     skus.sort(key=lambda r: (-sum(r.sales), r.sku))  # biggest sellers first in every table

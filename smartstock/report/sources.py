@@ -115,18 +115,19 @@ def inspections_from_csv(path: Path, good_labels: list[str]) -> tuple[list[Inspe
     return rows, errors
 
 
-def model_evaluation(model_path: Path | None, state_dir: Path | None = None) -> tuple[dict[str, Any] | None,
-                                                                                   dict[str, Any] | None, str]:
-    """(manifest, evaluation report, where they came from) of the current defect model.
+def model_evaluation(model_path: Path | None, state_dir: Path | None = None, configured: Path | None = None,
+                     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
+    """(manifest, evaluation report, where they came from) of the defect model the device serves.
 
-    `model_path` is the configured model file or folder. Without one, the model installed over the
-    air (`STATE/models/defect-classifier/current`) when there is one, else the shipped default. The
-    evaluation comes from `evaluation.json` beside the model when present, else the manifest's metrics.
+    Same order as the service: `model_path` (asked for explicitly), else the release installed over
+    the air (`STATE/models/defect-classifier/current`), else `configured` (vision.model), else the
+    shipped default. The evaluation comes from `evaluation.json` beside the model when present, else
+    the manifest's metrics.
     """
     ota_current = Path(state_dir) / "models" / "defect-classifier" / "current" if state_dir else None
     if model_path is None and ota_current is not None and (ota_current / "manifest.json").is_file():
         model_path = ota_current
-    folder = _model_folder(model_path)
+    folder = _model_folder(model_path or configured)
     if folder is None:
         return None, None, "no defect model configured and no shipped model found"
     manifest = _read_json(folder / "manifest.json")
