@@ -56,3 +56,24 @@ def test_unreachable_broker_and_plaintext_with_tls_are_clear_errors(cli, tmp_pat
     cfg.write_text('[mqtt]\nenabled = true\n[mqtt.tls]\ninsecure = false\n')
     r = cli("mqtt", "tail", "--config", str(cfg), "--url", "mqtt://127.0.0.1:1883")
     assert r.rc == 2 and "plaintext" in r.err
+
+
+def test_tail_with_discovery_finds_the_home_assistant_configs(cli, broker, state_dir):
+    from smartstock.config import Config
+    from smartstock.store import open_store
+    from edge.sync_worker import SyncService
+
+    store = open_store(state_dir)
+    cfg = Config.model_validate({"device": {"device_id": "line-9"}, "mqtt": {"enabled": True, "port": broker.port}})
+    svc = SyncService(cfg.mqtt, cfg.device, store, skus_provider=lambda: ["A-1"])
+    svc.start()
+    try:
+        assert svc.client.wait_subscribed(10)
+        r = cli("mqtt", "tail", "--url", broker.url, "--device-id", "line-9", "--discovery",
+                "--topic", "smartstock/plant/line1/line-9/status", "--count", "13", "--timeout", "20")
+        topics = {ln.split()[2] for ln in r.out.splitlines()}
+        assert "homeassistant/sensor/smartstock_line_9/a_1_on_hand/config" in topics, r.out
+        assert "homeassistant/update/smartstock_line_9/model/config" in topics
+    finally:
+        svc.stop()
+        store.close()

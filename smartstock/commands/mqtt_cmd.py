@@ -114,7 +114,9 @@ def run_tail(args: argparse.Namespace) -> int:
     client, topics = _connect(args, "tail")
     filters = args.topic or [f"{topics.base}/#"]
     if args.discovery:
-        filters.append(f"{load(args).mqtt.ha_prefix}/+/smartstock_{topics.device_id.lower()}/#")
+        from smartstock.sync.discovery import node_id
+
+        filters.append(f"{load(args).mqtt.ha_prefix}/+/{node_id(topics.device_id)}/#")
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     for f in filters:
         client.subscribe(f, inbox.put, qos=1, retain_as_published=False)

@@ -30,6 +30,11 @@ def _object_id(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
 
 
+def node_id(device_id: str) -> str:
+    """The discovery node id of a device: `smartstock_<device id with - as _>`."""
+    return f"smartstock_{_object_id(device_id)}"
+
+
 def device_block(topics: Topics) -> dict[str, Any]:
     return {"identifiers": [f"smartstock_{topics.device_id}"], "name": f"SmartStock {topics.device_id}",
             "manufacturer": "SmartStock", "model": "edge inspection appliance", "sw_version": __version__,
@@ -39,7 +44,7 @@ def device_block(topics: Topics) -> dict[str, Any]:
 def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant",
                        skus: list[str] | tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
     """(topic, payload) of every entity's config message (publish retained)."""
-    node = f"smartstock_{_object_id(topics.device_id)}"
+    node = node_id(topics.device_id)
     common = {"device": device_block(topics), "availability_topic": topics.status,
               "payload_available": "online", "payload_not_available": "offline",
               "origin": {"name": "smartstock", "sw_version": __version__}}
