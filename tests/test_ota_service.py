@@ -133,7 +133,7 @@ class StateWatcher:
 
 
 def test_push_installs_commits_and_loses_no_frame(tmp_path, broker):
-    n = 240
+    n = 300  # 10 s at 30 fps: the install and a 30-frame trial fit with a wide margin
     dev = Device(tmp_path, broker, "cam1", n)
     watch = StateWatcher(broker, dev.base)
     proc = dev.start("--fps", "30", "--max-frames", str(n))
