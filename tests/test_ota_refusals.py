@@ -83,6 +83,10 @@ def test_artifact_transfer_problems(rig, mangle, reason):
     assert_refused(rig, reason, rig.updater.stage, pending, mangle(model.read_bytes()))
     staging = rig.state_dir / "models" / "staging"
     assert not (staging / pending.sha256).exists() and not (staging / f"{pending.sha256}.part").exists()
+    # a junk artifact does not lock the release out: the same envelope pushed again, with the right file, installs
+    again = rig.updater.offer(env.to_json())
+    rig.updater.install(again, rig.updater.stage(again, model.read_bytes()))
+    assert rig.installer.trial is not None
 
 
 def test_wrong_input_shape(rig):

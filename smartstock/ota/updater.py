@@ -123,6 +123,9 @@ class Updater:
         try:
             path = stage_bytes(data, self.staging, a.sha256, a.size)
         except UpdateRefused as e:
+            # anyone who can publish on the broker can put junk on an artifact topic: refuse it, but let the
+            # technician's re-push (same envelope) try again rather than locking the release out
+            self._seen.pop(p.digest, None)
             raise self._refuse(p.release.kind, e, p.release) from None
         crash_point("staged")
         return path
