@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from smartstock.commands._common import add_store_options, load, print_json, print_table, store_from_args
+from smartstock.config import ForecastConfig
 from smartstock.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -65,12 +66,17 @@ def _settings(args: argparse.Namespace):
                                  "lstm_model": getattr(args, "lstm_model", None)}.items() if v is not None}
     if args.season_length is not None:
         updates["season_length"] = args.season_length
-    try:
-        cfg = cfg.model_copy(update={})
-        for k, v in updates.items():
-            setattr(cfg, k, v)  # validate_assignment: bounds are checked like in the config file
-    except ValueError as e:
-        raise ConfigError(f"invalid option: {e}".splitlines()[0], hint="see `smartstock forecast --help`") from None
+    from pydantic import ValidationError
+
+    options = {"horizon": "--horizon", "freq": "--freq", "interval_level": "--level", "season_length": "--season-length",
+               "model": "--model", "lstm_model": "--lstm-model"}
+    cfg = cfg.model_copy()
+    for k, v in updates.items():
+        try:
+            setattr(cfg, k, v)  # validate_assignment: the config file's bounds apply to options too
+        except ValidationError as e:
+            raise ConfigError(f"{options[k]} {v}: {e.errors()[0]['msg']}",
+                              hint=ForecastConfig.model_fields[k].description) from None
     if args.windows < 1:
         raise ConfigError("--windows must be >= 1")
     if cfg.model == "lstm" and cfg.lstm_model is None:
