@@ -13,10 +13,10 @@ import datetime as dt
 import json
 import logging
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from smartstock.config import Config, ForecastConfig
 from smartstock.errors import SmartStockError
@@ -59,7 +59,7 @@ def demand_estimate(res: SeriesResult, freq: str) -> DemandEstimate:
         sd_bucket = float(np.sqrt(np.mean(np.square(res.errors))))
         source = f"forecast:{res.model} (std from {res.errors.size} backtest errors)"
     else:  # too short to backtest: the model's own one-step interval
-        sd_bucket = float((fc.hi[0] - fc.mean[0]) / norm.ppf(0.5 + fc.level / 2.0))
+        sd_bucket = float((fc.hi[0] - fc.mean[0]) / NormalDist().inv_cdf(0.5 + fc.level / 2.0))
         source = f"forecast:{res.model} (std from model residuals, history too short to backtest)"
     return DemandEstimate(mean_day, max(0.0, sd_bucket) / math.sqrt(days), source)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy.stats import norm
 
 from smartstock.errors import ConfigError
 
@@ -78,7 +78,7 @@ class Forecaster(ABC):
         if not np.all(np.isfinite(mean)):  # a diverged fit must not reach a purchase order
             logger.warning("%s: non-finite forecast, falling back to the last value", self.alias)
             mean = np.full(h, self._y[-1])
-        z = float(norm.ppf(0.5 + level / 2.0))
+        z = NormalDist().inv_cdf(0.5 + level / 2.0)
         return Forecast(mean, mean - z * sigma, mean + z * sigma, self.alias, level)
 
     def forecast(self, y: np.ndarray, h: int, level: float = 0.9) -> Forecast:
