@@ -193,3 +193,27 @@ def test_wrapper_is_transparent_for_the_loop_and_commands(rig):
     assert (clf.model_id, clf.release, clf.labels) == ("tiny-defect", 1, ["ok", "defect"])
     clf.thresholds = {**clf.thresholds, "defect": 0.99}   # what the set-threshold command does
     assert clf.model.thresholds["defect"] == 0.99
+
+
+def test_without_history_the_old_model_shadows_the_trial(tmp_path, store):
+    """Pushed right after boot (no baseline yet): the old model runs on every 4th trial batch, and the
+    paired comparison on the same parts catches the bad model."""
+    rig = OtaRig(tmp_path, store, trial_frames=100)
+    assert rig.installer.serving.model.window.summary()["ok_frames"] == 0
+    rig.push(rig.model("m2", 2, bias=(-10.0, 10.0)), 2)
+    rig.run_frames(100, defect_share=0.05)
+    state = rig.last_state()
+    assert state["status"] == "rolled_back" and "on the same 24 parts" in state["detail"], state["detail"]
+    assert rig.serving_release == 1
+
+
+def test_judge_prefers_the_paired_comparison():
+    lim = TrialLimits(frames=50)
+    trial = _window(["ok"] * 50, {"scratch"}, 5.0)
+    # the line changed: the window baseline saw many defects, but on the same parts both models agree
+    base = _window(["scratch"] * 60 + ["ok"] * 40, {"scratch"}, 5.0)
+    paired = {"n": 24, "agreement": 1.0, "new_defect_rate": 0.0, "old_defect_rate": 0.0, "old_labels": {"ok": 24}}
+    assert judge({**trial, "paired": paired}, base, lim, 5.0, final=False)[0] == "commit"
+    split = {**paired, "agreement": 0.5}
+    verdict = judge({**trial, "paired": split}, base, lim, 5.0, final=False)
+    assert verdict[0] == "rollback" and "agrees with the old one on only 50%" in verdict[1]

@@ -55,8 +55,9 @@ class DefectClassifierKind:
     kind = "defect-classifier"
 
     def __init__(self, *, backend: str = "auto", threads: int = 2, roi: Any = None,
-                 thresholds: dict[str, float] | None = None) -> None:
+                 thresholds: dict[str, float] | None = None, shadow_every: int = 4) -> None:
         self.backend, self.threads, self.roi, self.thresholds = backend, threads, roi, thresholds
+        self.shadow_every = shadow_every
 
     def check_manifest(self, release: ReleaseManifest) -> None:
         from smartstock.vision.manifest import parse_manifest
@@ -128,12 +129,14 @@ class DefectClassifierKind:
         return served.model if isinstance(served, ObservedModel) else served
 
     def start_trial(self, new: Any, old_served: Any | None) -> tuple[Any, dict[str, Any]]:
-        baseline = old_served.window.summary() if old_served is not None else {"ok_frames": 0}
-        return TrialModel(new, old_served if old_served is not None else new), baseline
+        if old_served is None:
+            return TrialModel(new, new), {"ok_frames": 0}
+        return (TrialModel(new, old_served, shadow=self.unwrap(old_served), shadow_every=self.shadow_every),
+                old_served.window.summary())
 
     def judge(self, trial: Any, baseline: dict[str, Any], limits: TrialLimits, elapsed_s: float,
               final: bool) -> tuple[str, str] | None:
-        return judge(trial.window.summary(), baseline, limits, elapsed_s, final)
+        return judge(trial.summary(), baseline, limits, elapsed_s, final)
 
     def committed(self, trial: Any) -> Any:
         return ObservedModel(trial.model, trial.window)  # the trial frames are its first observations

@@ -24,6 +24,7 @@ class TrialLimits:
     max_slowdown: float = 3.0       # new mean latency / baseline mean latency (fps drop)
     min_baseline: int = 20          # frames the baseline needs before it is compared against
     min_slowdown_ms: float = 2.0    # a slowdown below this many ms per frame is noise, not a regression
+    shadow_every: int = 4           # run the old model too on every Nth trial batch (paired comparison)
 
 
 class Window:
@@ -80,23 +81,39 @@ def judge(trial: dict[str, Any], baseline: dict[str, Any], limits: TrialLimits, 
         if frames:
             return "rollback", f"all {frames} frames failed"
         return "commit", f"no frames in {elapsed_s:.0f} s (line idle); golden samples passed"
-    has_base = baseline["ok_frames"] >= limits.min_baseline
-    if has_base:
-        jump = trial["defect_rate"] - baseline["defect_rate"]
-        if jump > limits.max_defect_rate_jump:
-            return "rollback", (f"defect rate jumped from {baseline['defect_rate']:.1%} to {trial['defect_rate']:.1%} "
+    paired = trial.get("paired") or {"n": 0}
+    if paired["n"] >= limits.min_baseline:
+        # the same parts through both models: independent of what the line happens to produce
+        if paired["new_defect_rate"] - paired["old_defect_rate"] > limits.max_defect_rate_jump:
+            return "rollback", (f"on the same {paired['n']} parts the defect rate went from "
+                                f"{paired['old_defect_rate']:.1%} (old model) to {paired['new_defect_rate']:.1%} "
                                 f"(limit +{limits.max_defect_rate_jump:.0%})")
-        base_labels = [k for k, v in baseline["labels"].items() if v >= 0.05 * baseline["ok_frames"]]
+        if paired["agreement"] < 1.0 - limits.max_defect_rate_jump:
+            return "rollback", (f"the new model agrees with the old one on only {paired['agreement']:.0%} of "
+                                f"{paired['n']} parts")
+        base_rate, base_n, base_label_counts = paired["old_defect_rate"], paired["n"], paired["old_labels"]
+    else:
+        base_rate, base_n, base_label_counts = baseline.get("defect_rate", 0.0), baseline["ok_frames"], \
+            baseline.get("labels", {})
+    has_base = base_n >= limits.min_baseline
+    if has_base:
+        jump = trial["defect_rate"] - base_rate
+        if jump > limits.max_defect_rate_jump:
+            return "rollback", (f"defect rate jumped from {base_rate:.1%} to {trial['defect_rate']:.1%} "
+                                f"(limit +{limits.max_defect_rate_jump:.0%})")
+        base_labels = [k for k, v in base_label_counts.items() if v >= 0.05 * base_n]
         if len(trial["labels"]) == 1 and len(base_labels) >= 2 and n >= 20:
             only = next(iter(trial["labels"]))
             return "rollback", (f"all {n} outputs were {only!r} while the previous model saw "
                                 f"{', '.join(sorted(base_labels))}")
+    if baseline["ok_frames"] >= limits.min_baseline:
         slower = trial["mean_latency_ms"] - baseline["mean_latency_ms"]
         if slower > limits.min_slowdown_ms and trial["mean_latency_ms"] > limits.max_slowdown * baseline["mean_latency_ms"]:
             return "rollback", (f"too slow: {trial['mean_latency_ms']:.1f} ms per frame vs "
                                 f"{baseline['mean_latency_ms']:.1f} ms (limit x{limits.max_slowdown:g})")
     return "commit", (f"{frames} frames in {elapsed_s:.0f} s, errors {errors}, defect rate "
-                      f"{trial['defect_rate']:.1%}" + (f" (before {baseline['defect_rate']:.1%})" if has_base else "")
+                      f"{trial['defect_rate']:.1%}" + (f" (before {base_rate:.1%})" if has_base else "")
+                      + (f", agreement {paired['agreement']:.0%} on {paired['n']} parts" if paired["n"] else "")
                       + f", {trial['mean_latency_ms']:.1f} ms/frame")
 
 
@@ -107,7 +124,7 @@ class ObservedModel:
         self.model = model
         self.window = window or Window()
 
-    _OWN = frozenset({"model", "window", "fallback", "started"})
+    _OWN = frozenset({"model", "window", "fallback", "started", "shadow", "shadow_every", "pairs", "_batches"})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -134,9 +151,13 @@ class ObservedModel:
 class TrialModel(ObservedModel):
     """The new model on trial; a frame it fails on is served by the old model (counted as an error)."""
 
-    def __init__(self, model: Any, fallback: Any) -> None:
+    def __init__(self, model: Any, fallback: Any, *, shadow: Any = None, shadow_every: int = 4) -> None:
         super().__init__(model)
         self.fallback = fallback
+        self.shadow = shadow            # the old model itself (not its observed wrapper: keeps the baseline clean)
+        self.shadow_every = max(1, shadow_every)
+        self.pairs = Pairs()
+        self._batches = 0
         self.started = time.monotonic()
 
     def classify_batch(self, frames: Sequence[Any]) -> list[Any]:
@@ -147,4 +168,38 @@ class TrialModel(ObservedModel):
                 self.window.add_error()
             return self.fallback.classify_batch(frames)
         self._record(results)
+        self._batches += 1
+        if self.shadow is not None and self._batches % self.shadow_every == 0:
+            try:
+                self.pairs.add(results, self.shadow.classify_batch(frames))
+            except Exception:  # noqa: BLE001 - the old model failing is not the new model's fault
+                pass
         return results
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.window.summary(), "paired": self.pairs.summary()}
+
+
+class Pairs:
+    """Old and new model on the same parts (every Nth trial batch)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.n = self.agree = self.new_defects = self.old_defects = 0
+        self.old_labels: Counter[str] = Counter()
+
+    def add(self, new: Sequence[Any], old: Sequence[Any]) -> None:
+        with self._lock:
+            for a, b in zip(new, old):
+                self.n += 1
+                self.agree += a.label == b.label
+                self.new_defects += bool(a.is_defect)
+                self.old_defects += bool(b.is_defect)
+                self.old_labels[b.label] += 1
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            n = self.n
+            return {"n": n, "agreement": self.agree / n if n else 1.0,
+                    "new_defect_rate": self.new_defects / n if n else 0.0,
+                    "old_defect_rate": self.old_defects / n if n else 0.0, "old_labels": dict(self.old_labels)}
