@@ -28,7 +28,7 @@ CHECK_SEED = 1000
 README = """# Default defect model (DEMO ONLY)
 
 **This is a demonstration model trained on synthetic images** (`training/synth.py`: textured metal
-surfaces with scratches, cracks, holes, stains and inclusions). It shows the whole pipeline working on
+surfaces with scratches, cracks, holes, stains and inclusions; classes `ok` and `defect`). It shows the whole pipeline working on
 the device; it knows nothing about your parts. Train on your own images before relying on it.
 
 | file | what |
@@ -38,6 +38,7 @@ the device; it knows nothing about your parts. Train on your own images before r
 | `defect_int8.tflite` | full-integer int8, LiteRT (smallest, fastest on ARM) |
 | `manifest.json` | input spec, labels, thresholds, metrics, sha256 and golden samples of every file |
 | `evaluation.json` / `.txt` | held-out test split of the training set (Keras model) |
+| `defect.keras` | the Keras model (training side only: benchmarks, fine-tuning; never loaded on the device) |
 | `check_evaluation.json` | each exported file scored on a fresh synthetic set (seed {check_seed}) |
 
 Labels: {labels}. Input: {shape} {color}, 0..255 (scaling is inside the model).

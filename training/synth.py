@@ -64,9 +64,9 @@ def add_scratch(img: np.ndarray, rng: np.random.Generator) -> None:
     d = np.array([math.cos(a), math.sin(a)])
     bend = rng.uniform(-0.08, 0.08) * s * (1 - (2 * t) ** 2)
     pts = c + t * length * d + bend * np.array([-d[1], d[0]])
-    mask = _polyline_mask(s, pts, int(rng.integers(1, 3)))
-    fade = np.clip(rng.uniform(0.5, 1.0) + rng.normal(0, 0.15, mask.shape), 0.3, 1.0)
-    img += _sign(rng, 0.4) * rng.uniform(28, 65) * cv2.GaussianBlur(mask, (0, 0), 0.5) * fade
+    mask = _polyline_mask(s, pts, int(rng.integers(2, 4)))
+    fade = np.clip(rng.uniform(0.7, 1.0) + rng.normal(0, 0.1, mask.shape), 0.5, 1.0)
+    img += _sign(rng, 0.4) * rng.uniform(40, 75) * cv2.GaussianBlur(mask, (0, 0), 0.5) * fade
 
 
 def add_crack(img: np.ndarray, rng: np.random.Generator) -> None:
@@ -105,9 +105,9 @@ def add_stain(img: np.ndarray, rng: np.random.Generator) -> None:
         o = c + rng.normal(0, 0.05 * s, 2)
         axes = (int(rng.uniform(0.05, 0.14) * s), int(rng.uniform(0.04, 0.10) * s))
         cv2.ellipse(blob, (int(o[0]), int(o[1])), axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
-    blob = cv2.GaussianBlur(blob, (0, 0), rng.uniform(2, 4))
+    blob = cv2.GaussianBlur(blob, (0, 0), rng.uniform(1.5, 3))
     edge = np.clip(blob * (1 - blob) * 4, 0, 1)  # dried stains have a darker rim
-    img += _sign(rng, 0.7) * rng.uniform(22, 45) * blob - rng.uniform(0, 12) * edge
+    img += _sign(rng, 0.7) * rng.uniform(32, 55) * blob - rng.uniform(5, 15) * edge
 
 
 def add_inclusion(img: np.ndarray, rng: np.random.Generator) -> None:
