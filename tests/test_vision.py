@@ -212,14 +212,17 @@ def test_backend_choice_by_suffix_and_config(defect_model_dir, tmp_path):
         backend_for_path(Path("a.pt"))
 
 
-def test_missing_runtime_names_the_extra(defect_model_dir):
+@pytest.mark.parametrize("blocked,model", [(("onnxruntime",), "defect.onnx"),
+                                           (("ai_edge_litert", "tflite_runtime"), "defect.tflite")])
+def test_missing_runtime_names_the_extra(defect_model_dir, blocked, model):
     code = f"""
 import sys
-sys.modules["onnxruntime"] = None
+for name in {blocked!r}:
+    sys.modules[name] = None
 from smartstock.errors import BackendUnavailable
 from smartstock.vision import DefectClassifier
 try:
-    DefectClassifier.load({str(defect_model_dir / "defect.onnx")!r})
+    DefectClassifier.load({str(defect_model_dir / model)!r})
 except BackendUnavailable as e:
     print("OK", e)
 """

@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         recipe.epochs = args.epochs
     if args.image_size is not None:
         recipe.image_size = args.image_size
+    if getattr(args, "backbone_weights", None):  # optional local ImageNet MobileNetV2 weights (.h5)
+        recipe.backbone_weights = str(args.backbone_weights)
     result = train_and_export(args.data, args.out, recipe)
     ev = result["evaluation"]
     from smartstock.vision.metrics import format_report
