@@ -30,6 +30,8 @@ class AutoConfig(ForecasterConfig):
         "Another model replaces the ensemble only when its backtest error is this much lower (0.5 = half): "
         "selection on a few windows is noisy, and the combination won on M3 unless clearly beaten"))
     models: list[str] | None = Field(None, description="Candidate aliases (default: chosen by demand class)")
+    calibrate: bool = Field(True, description="Widen the chosen model's intervals when its backtest errors were "
+                                              "larger than its own sigma said (model intervals run narrow)")
 
 
 @register
@@ -62,10 +64,22 @@ class Auto(Forecaster):
             chosen = cands[0] if len(cands) == 1 else default_model(self.demand_class, len(y))
         self.chosen = chosen
         self.model = make_forecaster(chosen, season_length=self.season_length).fit(y)
+        self.interval_scale = self._interval_scale()
         logger.debug("auto: %s demand, chose %s", self.demand_class, chosen)
 
+    def _interval_scale(self) -> float:
+        """RMS of the backtest errors in units of the model's own sigma, between 1 and 3 (1 = trust the model)."""
+        if not self.config.calibrate or self.backtest is None or self.chosen not in self.backtest.z_errors:
+            return 1.0
+        z = self.backtest.z_errors[self.chosen]
+        z = z[np.isfinite(z)]
+        if len(z) < 6:
+            return 1.0
+        return float(np.clip(np.sqrt(np.mean(z * z)), 1.0, 3.0))
+
     def _predict(self, h: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.model._predict(h)
+        mean, sigma = self.model._predict(h)
+        return mean, np.asarray(sigma) * self.interval_scale
 
     def predict(self, h: int, level: float = 0.9) -> Forecast:
         """Like the chosen model's; a history without negatives gets no negative forecast or bound."""

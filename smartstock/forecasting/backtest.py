@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class BacktestResult:
     origins: list[int]
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: dict[str, np.ndarray] = field(default_factory=dict)  # windows x h
+    z_errors: dict[str, np.ndarray] = field(default_factory=dict)  # errors / the model's own sigma
     failed: dict[str, str] = field(default_factory=dict)
 
     def best(self, metric: str = "mase") -> str | None:
@@ -86,12 +88,16 @@ def backtest(y: np.ndarray, models: list[str], *, h: int, season_length: int = 1
     for alias, runs in per_model.items():
         if alias in result.failed or len(runs) != len(result.origins) or not runs:
             continue
-        scores, errs = [], []
+        scores, errs, zs = [], [], []
+        z = NormalDist().inv_cdf(0.5 + level / 2.0)
         for (train, fc), o in zip(runs, result.origins):
             actual = y[o:o + h]
             scores.append(metrics.evaluate(actual, fc.mean, fc.lo, fc.hi, train, season_length))
             errs.append(actual - fc.mean)
+            sigma = (fc.hi - fc.lo) / (2.0 * z)
+            zs.append(np.where(sigma > 0, (actual - fc.mean) / np.where(sigma > 0, sigma, 1.0), np.nan))
         result.metrics[alias] = {k: float(np.nanmean([s[k] for s in scores])) if not all(np.isnan(s[k]) for s in scores)
                                  else float("nan") for k in scores[0]}
         result.errors[alias] = np.vstack(errs)
+        result.z_errors[alias] = np.vstack(zs)
     return result
