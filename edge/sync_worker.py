@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 CAP_INTERVAL_S = 5.0
 DRAIN_ON_STOP_S = 3.0
+# paho keeps at most mqtt.inflight messages unacknowledged on the wire; the worker hands it up to this
+# many times more, so the next message is queued in paho the moment a PUBACK frees a slot.
+HANDOVER_FACTOR = 4
 IDLE_POLL_S = 0.2
 
 
@@ -49,7 +52,8 @@ class SyncService:
         self.skus_provider = skus_provider or (lambda: [])
         self.client = MqttClient(mqtt_cfg, self.topics, password=password, client_id=client_id)
         self.drainer = OutboxDrainer(store, self._publish_row, device_id=device_cfg.device_id,
-                                     inflight=mqtt_cfg.inflight, batch_topic=self.topics.inspection_events,
+                                     inflight=mqtt_cfg.inflight * HANDOVER_FACTOR,
+                                     batch_topic=self.topics.inspection_events,
                                      batch_events=mqtt_cfg.batch_events,
                                      historical_after_s=mqtt_cfg.historical_after_s)
         self.commands = CommandRouter(self.topics, mqtt_cfg.max_payload_kb)
