@@ -72,13 +72,14 @@ def test_events_and_retained_state_reach_dashboards(store, broker):
     after.close()
 
 
-def test_batched_events_and_historical_marking(store, broker):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_batched_events_and_historical_marking(store, broker, protocol):
     probe = Probe(broker.port, f"{BASE}/events/#")
     with store.transaction() as conn:
         for i in range(7):
             outbox.enqueue(conn, f"{BASE}/events/inspection", event("dev1", event_id=f"b-{i}"))
         conn.execute("UPDATE outbox SET created_at = created_at - 3600")  # written an hour ago
-    svc = make_service(store, broker.port, batch_events=3, historical_after_s=60)
+    svc = make_service(store, broker.port, batch_events=3, historical_after_s=60, protocol=protocol)
     svc.start()
     try:
         msgs = probe.wait_for(lambda m: True, count=3)
@@ -87,8 +88,8 @@ def test_batched_events_and_historical_marking(store, broker):
         ids = [e["event_id"] for b in bodies for e in b["events"]]
         assert ids == [f"b-{i}" for i in range(7)]
         assert all(e["historical"] is True for b in bodies for e in b["events"])
-        props = msgs[0].properties.UserProperty
-        assert ("historical", "true") in props
+        if protocol == "5":  # MQTT 3.1.1 has no user properties: the JSON field is the marker there
+            assert ("historical", "true") in msgs[0].properties.UserProperty
     finally:
         svc.stop()
         probe.close()
