@@ -113,3 +113,17 @@ def test_seasonality_test():
     assert is_seasonal(10 + 5 * np.sin(2 * np.pi * t / 12), 12)
     assert not is_seasonal(np.random.default_rng(1).normal(10, 1, 48), 12)
     assert not is_seasonal(np.arange(20.0), 12)  # fewer than three seasons
+
+
+def test_auto_widens_intervals_the_backtest_proved_too_narrow():
+    # calm for years, volatile lately: the model's sigma averages both, the recent backtest sees the storm
+    rng = np.random.default_rng(5)
+    y = 500 + np.r_[rng.normal(0, 1, 70), rng.normal(0, 40, 30)]
+    a = Auto(Auto.Config(horizon=8), season_length=1).fit(y)
+    assert a.interval_scale > 1.0
+    own = a.model.predict(8, 0.9)
+    got = a.predict(8, 0.9)
+    np.testing.assert_allclose(got.mean, own.mean)
+    np.testing.assert_allclose(got.hi - got.mean, (own.hi - own.mean) * a.interval_scale)
+    plain = Auto(Auto.Config(horizon=8, calibrate=False), season_length=1).fit(y)
+    assert plain.interval_scale == 1.0
