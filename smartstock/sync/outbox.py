@@ -122,6 +122,14 @@ def enforce_caps(conn: sqlite3.Connection, *, max_rows: int, max_bytes: int, max
                        (PRIORITY_TELEMETRY, now - max_age_s))
     note(PRIORITY_TELEMETRY, cur.rowcount)
 
+    # cheap bound first (primary key and size index): far below both caps -> no full count
+    # (one aggregate per statement: SQLite answers MIN/MAX from an index only when alone)
+    lo = conn.execute("SELECT MIN(id) FROM outbox").fetchone()[0]
+    hi = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
+    biggest = conn.execute("SELECT MAX(size) FROM outbox").fetchone()[0]
+    upper = 0 if hi is None else hi - lo + 1
+    if upper <= max_rows and upper * (biggest or 0) <= max_bytes:
+        return dropped
     rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
     excess_rows, excess_bytes = rows - max_rows, size - max_bytes
     for priority in (PRIORITY_TELEMETRY, PRIORITY_STATE, PRIORITY_EVENT):
