@@ -59,6 +59,7 @@ line = "l1"
 model = "{self.model1}"
 [inspection]
 snapshots = false
+queue_size = 1024  # a replay, not a camera: a CPU stall on a shared CI box must not drop frames (drop-oldest)
 [ota]
 keyring_dir = "{keyring}"
 trial_frames = 30
