@@ -2,6 +2,7 @@
 
 Steps (each one a named crash point for the kill tests, `SMARTSTOCK_OTA_CRASH_AT=<step>`):
 
+    staged     artifact verified in staging/<sha256> (updater.py)
     unpacked   release folder written (current still the old model)
     loaded     new model loaded in a fresh runtime, contract + golden samples passed
     marked     trial.json says 'trial' (a restart from here on rolls back)
@@ -150,13 +151,6 @@ class Installer:
             return self.serving
         raise UpdateRefused(INSTALL_FAILED, "no usable model: " + "; ".join(problems),
                             hint="restore models/ from the release, or set vision.model to a good model file")
-
-    def adopt(self, model: Any, which: str = "default") -> Serving:
-        """Serve a model the service loaded itself (no OTA slot involved)."""
-        release, sha, model_id = self.kind.identity(model)
-        self.serving = Serving(self.kind.serve(model), which,
-                               release, sha, model_id)
-        return self.serving
 
     # -- install -------------------------------------------------------------------------------
     def install(self, release: ReleaseManifest, staged: Path) -> None:
