@@ -217,7 +217,7 @@ class OtaAgent:
         pending, base, since = self._waiting
         if time.monotonic() - since > self.config.ota.artifact_timeout_s:
             self._waiting = None
-            self.updater._seen.pop(pending.digest, None)  # the next delivery of the envelope retries
+            self.updater.forget(pending)  # the next delivery of the envelope retries
             self.counters["refused"] += 1
             self.reporter.report(pending.release.kind, "refused", release=pending.release.release,
                                  sha256=pending.sha256, model_id=pending.release.model_id, error=FETCH_FAILED,

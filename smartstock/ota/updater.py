@@ -93,6 +93,10 @@ class Updater:
                              detail=f"signature ok (key {env.key_id}), target/expiry/release ok")
         return Pending(env, release, digest)
 
+    def forget(self, p: Pending) -> None:
+        """Let the next delivery of this envelope be tried again (e.g. its artifact never came)."""
+        self._seen.pop(p.digest, None)
+
     def local(self, p: Pending) -> Path | None:
         """The artifact if it is already here: staged, or unpacked by an install that was interrupted."""
         a = p.release.artifact
@@ -112,7 +116,7 @@ class Updater:
         try:
             path = fetch_url(a.url or "", self.staging, a.sha256, a.size, allow_http=self.ota.allow_http)
         except UpdateRefused as e:
-            self._seen.pop(p.digest, None)  # a transfer problem may be retried on the next delivery
+            self.forget(p)  # a transfer problem may be retried on the next delivery
             raise self._refuse(p.release.kind, e, p.release) from None
         crash_point("staged")
         return path
@@ -125,7 +129,7 @@ class Updater:
         except UpdateRefused as e:
             # anyone who can publish on the broker can put junk on an artifact topic: refuse it, but let the
             # technician's re-push (same envelope) try again rather than locking the release out
-            self._seen.pop(p.digest, None)
+            self.forget(p)
             raise self._refuse(p.release.kind, e, p.release) from None
         crash_point("staged")
         return path
