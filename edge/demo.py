@@ -102,6 +102,15 @@ def run_appliance(ctx: Any, say: Callable[[str], None], *, model: Path | None = 
     from edge.app import App
     from smartstock.sync.topics import Topics
 
+    from smartstock.errors import ModelError
+    from smartstock.vision.classifier import default_model_path
+
+    if model is None and ctx.config.vision.model is None:
+        try:
+            model = default_model_path()
+        except ModelError as e:  # a checkout without models/defect: say so, keep the rest of the demo
+            say(f"appliance step skipped: {e}")
+            return {}
     out: Path = ctx.out
     parts = SAMPLE_PARTS
     truth = _sample_labels(parts)

@@ -191,8 +191,8 @@ def step_appliance(ctx: DemoContext) -> None:
     The device runtime lives in `edge/`; it is imported only here, as `smartstock run` does."""
     from edge.demo import run_appliance
 
-    run_appliance(ctx, ctx.say)
-    ctx.outputs += [ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
+    if run_appliance(ctx, ctx.say):  # {} when skipped (no shipped model)
+        ctx.outputs += [ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
 
 
 def step_report(ctx: DemoContext) -> None:
