@@ -1,6 +1,6 @@
-"""The appliance part of `smartstock demo`: the real service on a replayed folder of generated parts.
+"""The appliance part of `smartstock demo`: the real service on a replayed folder of sample parts.
 
-Runs after the inventory steps of smartstock/demo.py (same store): generated part images replayed at
+Runs after the inventory steps of smartstock/demo.py (same store): sample part images replayed at
 a camera-like rate, the shipped defect model, stock booked per part, plans and alerts refreshed,
 the status page and JSON endpoints served, and, when mosquitto is installed, a local broker on a
 free port with a subscriber that shows what was published (otherwise the outbox backlog is shown).
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DEMO_SKU = "GEAR-A"      # made on this line in the demo config
 DEMO_PARTS = 150         # the 60 sample images replayed in a loop
 DEMO_FPS = 15.0
-SAMPLE_PARTS = Path(__file__).resolve().parent / "sample_parts"  # real PCB patches, see its README
+SAMPLE_PARTS = Path(__file__).resolve().parent / "sample_parts"  # synthetic surfaces, see its README
 
 
 def _free_port() -> int:
@@ -115,7 +115,7 @@ def run_appliance(ctx: Any, say: Callable[[str], None], *, model: Path | None = 
     parts = SAMPLE_PARTS
     truth = _sample_labels(parts)
     share = sum(v != "ok" for v in truth.values()) / max(len(truth), 1)
-    say(f"camera: {len(truth)} real PCB part images ({share:.0%} defective) replayed in a loop from {parts}")
+    say(f"camera: {len(truth)} sample part images ({share:.0%} defective) replayed in a loop from {parts}")
 
     cfg = ctx.config.model_copy(deep=True)
     cfg.device.device_id = "demo-cam1"
