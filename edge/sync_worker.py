@@ -121,15 +121,20 @@ class SyncService:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0, drain_s: float = DRAIN_ON_STOP_S) -> None:
-        """Give a connected worker up to `drain_s` to empty the outbox (the rest waits for the next
-        start), delete what was acknowledged, publish offline, disconnect."""
+        """Give the worker up to `drain_s` to empty the outbox (the rest waits for the next start),
+        delete what was acknowledged, publish offline, disconnect.
+
+        A link that is down at this moment (a cut, a broker restart) is usually back within the
+        reconnect backoff, so the wait covers reconnecting too, not only a connected drain."""
         deadline = time.monotonic() + drain_s
-        while self.client.connected and time.monotonic() < deadline and self._thread is not None \
-                and self._thread.is_alive():
-            if self.drainer.in_flight == 0 and outbox.backlog_of(self.store)["rows"] == 0:
+        while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
+            if self.client.connected and self.drainer.in_flight == 0 and outbox.backlog_of(self.store)["rows"] == 0:
                 break
             self._wake.set()
             time.sleep(0.05)
+        left = outbox.backlog_of(self.store)["rows"]
+        if left:
+            logger.info("sync: stopping with %d message(s) in the outbox; they are sent after the next start", left)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
