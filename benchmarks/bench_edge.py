@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import ROOT, rss_mb, shared_data
+from benchmarks._common import ROOT, rss_mb
 from edge.capture.base import Frame, FrameSource
 from edge.loop import InspectionLoop, LoopSettings
-from edge.samples import part_image
 from smartstock.store import open_store
 
 BATCH = 8
@@ -66,15 +65,14 @@ class MemorySource(FrameSource):
 
 
 def _frames(n: int = 256) -> tuple[list[np.ndarray], str]:
+    """The demo's sample parts (the shipped model's own kind of image), cycled up to n frames."""
     import cv2
 
-    folder = shared_data("pcb_patches")
-    if folder is not None:
-        files = sorted((folder / "ok").glob("*.png"))[: n // 2] + sorted((folder / "defect").glob("*.png"))[: n // 2]
-        imgs = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files]
-        return [i for i in imgs if i is not None], f"{len(files)} real PCB patches (../shared/data/pcb_patches)"
-    rng = np.random.default_rng(0)
-    return [part_image(rng, 96, defect=i % 5 == 0) for i in range(n)], f"{n} generated parts"
+    from edge.demo import SAMPLE_PARTS
+
+    files = sorted(SAMPLE_PARTS.glob("*.png"))
+    imgs = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files]
+    return [imgs[i % len(imgs)] for i in range(n)], f"{n} frames cycling the {len(imgs)} sample parts (edge/sample_parts)"
 
 
 def _run_loop(clf, images, n: int, fps: float = 0.0, batch_max: int = BATCH, queue_size: int = 64):
@@ -93,7 +91,7 @@ def _run_loop(clf, images, n: int, fps: float = 0.0, batch_max: int = BATCH, que
     return dt, snap
 
 
-def _throughput(clf, images, rounds: int = 3, passes: int = 8) -> dict:
+def _throughput(clf, images, rounds: int = 3, passes: int = 24) -> dict:
     """Each measurement handles the same frames `passes` times (len(images) * passes parts)."""
     pre = [np.stack([clf.preprocess(f) for f in images[i:i + BATCH]]) for i in range(0, len(images), BATCH)]
     n = len(images) * passes
