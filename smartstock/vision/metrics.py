@@ -14,6 +14,24 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return cm
 
 
+def decisive_agreement(scores: np.ndarray, reference: np.ndarray, margin: float) -> tuple[float, int]:
+    """Label agreement with `reference` on the images where the reference is decisive (its top two
+    scores differ by at least `margin`), and how many such images there were.
+
+    An 8-bit model is expected to flip near-ties (the output has 256 levels); a flip on an image the
+    float model was sure about is what a broken quantisation looks like, so only those count.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.shape[1] < 2:
+        return 1.0, 0
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    sure = (top2[:, 1] - top2[:, 0]) >= margin
+    n = int(sure.sum())
+    if n == 0:
+        return 1.0, 0
+    return float(np.mean(np.asarray(scores)[sure].argmax(1) == ref[sure].argmax(1))), n
+
+
 def per_class(cm: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
     out = {}
     for i, name in enumerate(labels):
