@@ -69,8 +69,10 @@ def store_run(conn: Any, sku: str, res: SeriesResult, fc_cfg: ForecastConfig, se
     """Insert one forecast_runs row and its forecasts rows inside the caller's transaction."""
     if res.forecast is None:
         raise ValueError(f"{sku}: no forecast to store")
+    demand = demand_estimate(res, fc_cfg.freq)
     meta = {"demand_class": res.demand_class, "n": res.n, "level": res.forecast.level, "backtest": res.metrics,
-            "note": res.note}
+            "note": res.note, "demand": {"mean_per_day": demand.mean_per_day, "std_per_day": demand.std_per_day,
+                                         "source": demand.source}}
     cur = conn.execute("INSERT INTO forecast_runs(sku, created_at, model, freq, horizon, season_length, metrics_json) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (sku, utcnow(), res.model, fc_cfg.freq, len(res.forecast.mean), season_length,

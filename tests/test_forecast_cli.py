@@ -137,3 +137,22 @@ def test_cli_forecast_from_store_writes_runs(cli, tmp_path):
     assert runs[0][1] in ("croston", "sba", "tsb")
     n = db.execute("SELECT COUNT(*), MIN(lo <= forecast AND forecast <= hi) FROM forecasts").fetchone()
     assert n == (15, 1)
+
+
+def test_policy_uses_the_stored_forecast_until_new_sales_arrive(cli, tmp_path):
+    """Issue 4: the forecast feeds the policy (mean from the forecast, std from its backtest errors)."""
+    src = sales_csv(tmp_path / "sales.csv")
+    assert cli("sales", "import", src).rc == 0
+    before = json.loads(cli("policy", "STEADY", "--json").out)
+    assert not before["demand_source"].startswith("forecast:")
+    assert cli("forecast", "--from-store", "--horizon", "5", "--freq", "W", "--jobs", "1").rc == 0
+    after = json.loads(cli("policy", "STEADY", "--json").out)
+    assert after["demand_source"].startswith("forecast:"), after
+    db = sqlite3.connect(tmp_path / "cli-state" / "smartstock.sqlite")
+    stored = json.loads(db.execute("SELECT metrics_json FROM forecast_runs WHERE sku = 'STEADY'").fetchone()[0])
+    assert after["demand_per_day"] == pytest.approx(stored["demand"]["mean_per_day"])
+    # New sales make the forecast stale: the policy falls back to the sales history.
+    more = tmp_path / "more.csv"
+    more.write_text("sku,date,quantity\nSTEADY,2030-01-01,5\n")
+    assert cli("sales", "import", more).rc == 0
+    assert not json.loads(cli("policy", "STEADY", "--json").out)["demand_source"].startswith("forecast:")

@@ -6,6 +6,7 @@ The only inventory module that reads the store; the formulas stay pure. Forecast
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from smartstock.config import InventoryConfig, SkuPolicy
@@ -21,7 +22,11 @@ DEFAULT_WINDOW_DAYS = 365
 def demand_for_sku(conn: sqlite3.Connection, policy: SkuPolicy, sku: str, *,
                    inventory: InventoryConfig | None = None,
                    window_days: int | None = DEFAULT_WINDOW_DAYS) -> DemandEstimate:
-    """Demand from the SKU's sales history (last `window_days`), else the policy's `annual_demand`."""
+    """Demand from the SKU's latest stored forecast (if no sales arrived since it ran), else from its
+    sales history (last `window_days`), else the policy's `annual_demand`."""
+    forecast = latest_forecast_demand(conn, sku)
+    if forecast is not None:
+        return forecast
     series = sales_series(conn, sku)
     if series:
         return demand_from_sales(series, window_days=window_days)
@@ -31,6 +36,23 @@ def demand_for_sku(conn: sqlite3.Connection, policy: SkuPolicy, sku: str, *,
     raise ConfigError(f"SKU {sku}: no sales history and no annual_demand to base the policy on",
                      hint=f"import sales (`smartstock sales import FILE.csv`) or set one: "
                           f"`smartstock sku set {sku} --annual-demand N`")
+
+
+def latest_forecast_demand(conn: sqlite3.Connection, sku: str) -> DemandEstimate | None:
+    """The demand estimate recorded with the SKU's newest forecast run (mean from the forecast, std from
+    its backtest errors), or None when there is none or sales were imported after it ran."""
+    row = conn.execute("SELECT created_at, metrics_json FROM forecast_runs WHERE sku = ? ORDER BY id DESC LIMIT 1",
+                       (sku,)).fetchone()
+    if row is None or not row[1]:
+        return None
+    newest_sale = conn.execute("SELECT MAX(imported_at) FROM sales WHERE sku = ?", (sku,)).fetchone()[0]
+    if newest_sale is not None and newest_sale > row[0]:
+        return None  # stale: the history changed since this forecast
+    try:
+        d = json.loads(row[1])["demand"]
+        return DemandEstimate(float(d["mean_per_day"]), float(d["std_per_day"]), str(d["source"]))
+    except (KeyError, TypeError, ValueError):
+        return None  # a run written before demand was recorded
 
 
 def sku_policy(conn: sqlite3.Connection, inventory: InventoryConfig, sku: str, *,
