@@ -8,6 +8,7 @@ simple: open in the constructor (fail fast), read, close.
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -78,3 +79,27 @@ class FrameSource(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReplayPacer:
+    """Paces a file or folder replay to `fps` (0 = as fast as possible), sleeping only on the
+    source's close event so `close()` interrupts the wait."""
+
+    def __init__(self, fps: float, closed: threading.Event) -> None:
+        self.fps = fps
+        self._closed = closed
+        self._next_due = time.monotonic()
+
+    def wait(self, timeout: float) -> bool:
+        """True when the next frame is due; False when it is not due within `timeout` or the source closed."""
+        if self.fps <= 0:
+            return True
+        delay = self._next_due - time.monotonic()
+        if delay > timeout:
+            self._closed.wait(timeout)
+            return False
+        if delay > 0 and self._closed.wait(delay):
+            return False
+        # Never fall more than a second behind: a stalled consumer must not trigger a burst of catch-up frames.
+        self._next_due = max(self._next_due + 1.0 / self.fps, time.monotonic() - 1.0)
+        return True

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Literal
 
 import cv2
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.capture.base import CorruptFrame, Frame, FrameSource, SourceError, SourceLost
+from edge.capture.base import CorruptFrame, Frame, FrameSource, ReplayPacer, SourceError, SourceLost
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class FolderSource(FrameSource):
         self._index = 0
         self._ended = False
         self._closed = threading.Event()
-        self._next_due = time.monotonic()
+        self._pacer = ReplayPacer(self.cfg.fps, self._closed)
 
     @property
     def ended(self) -> bool:
@@ -61,14 +60,8 @@ class FolderSource(FrameSource):
     def read(self, timeout: float) -> Frame | None:
         if self._ended or self._closed.is_set():
             return None
-        if self.cfg.fps > 0:
-            delay = self._next_due - time.monotonic()
-            if delay > timeout:
-                self._closed.wait(timeout)
-                return None
-            if delay > 0 and self._closed.wait(delay):
-                return None
-            self._next_due = max(self._next_due + 1.0 / self.cfg.fps, time.monotonic() - 1.0)
+        if not self._pacer.wait(timeout):
+            return None
         if self._pos >= len(self._files):
             if not self.cfg.loop:
                 self._ended = True

@@ -6,14 +6,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.capture.base import CorruptFrame, Frame, FrameSource, SourceError, SourceLost
+from edge.capture.base import CorruptFrame, Frame, FrameSource, ReplayPacer, SourceError, SourceLost
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class VideoFileSource(_CaptureSource):
         self.realtime = cfg.fps > 0
         self._ended = False
         self._closed = threading.Event()
-        self._next_due = time.monotonic()
+        self._pacer = ReplayPacer(self.cfg.fps, self._closed)
         super().__init__(cv2.VideoCapture(str(cfg.path)), str(cfg.path))
 
     def _open_hint(self) -> str:
@@ -172,14 +171,8 @@ class VideoFileSource(_CaptureSource):
     def read(self, timeout: float) -> Frame | None:
         if self._ended or self._closed.is_set():
             return None
-        if self.cfg.fps > 0:
-            delay = self._next_due - time.monotonic()
-            if delay > timeout:
-                self._closed.wait(timeout)
-                return None
-            if delay > 0 and self._closed.wait(delay):
-                return None
-            self._next_due = max(self._next_due + 1.0 / self.cfg.fps, time.monotonic() - 1.0)
+        if not self._pacer.wait(timeout):
+            return None
         frame = self._grab()
         if frame is not None:
             frame.name = self.cfg.path.name
