@@ -16,7 +16,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from smartstock.errors import ModelError
-from smartstock.vision.manifest import MANIFEST_NAME, Artifact, decode_array, encode_array, file_sha256  # noqa: F401
+from smartstock.vision.manifest import (MANIFEST_NAME, Artifact, check_artifact_keys, decode_array,  # noqa: F401
+                                        encode_array, file_sha256, find_artifact)
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +57,11 @@ class DemandManifest(_Strict):
     def _consistent(self) -> "DemandManifest":
         if self.features[0] != "value":
             raise ValueError("features must start with 'value'")
-        for key, art in self.artifacts.items():
-            if key != art.format:
-                raise ValueError(f"artifacts.{key}: key must equal its format {art.format!r}")
+        check_artifact_keys(self.artifacts)
         return self
 
     def artifact_for(self, model_path: Path) -> Artifact:
-        for art in self.artifacts.values():
-            if art.file == Path(model_path).name:
-                return art
-        raise ModelError(f"{model_path}: not listed in its manifest.json",
-                         hint="keep the exported file name, or use the manifest exported with it")
+        return find_artifact(self.artifacts, model_path)
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode("utf-8")

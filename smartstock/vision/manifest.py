@@ -82,6 +82,23 @@ class Artifact(_Strict):
     parity: Parity | None = None
 
 
+def check_artifact_keys(artifacts: dict[str, Artifact]) -> None:
+    """Each artifact is keyed by its own format (manifest validation, shared by every model kind)."""
+    for key, art in artifacts.items():
+        if key != art.format:
+            raise ValueError(f"artifacts.{key}: key must equal its format {art.format!r}")
+
+
+def find_artifact(artifacts: dict[str, Artifact], model_path: Path) -> Artifact:
+    """The entry whose file name is model_path's name, or a ModelError listing the known files."""
+    for art in artifacts.values():
+        if art.file == Path(model_path).name:
+            return art
+    names = ", ".join(a.file for a in artifacts.values()) or "none"
+    raise ModelError(f"{model_path}: not listed in its manifest.json (artifacts: {names})",
+                     hint="keep the model file's exported name, or use the manifest that was exported with it")
+
+
 class Manifest(_Strict):
     schema_version: int = Field(SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
     model_id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -109,19 +126,12 @@ class Manifest(_Strict):
         for label, t in self.thresholds.items():
             if not 0.0 <= t <= 1.0:
                 raise ValueError(f"threshold for {label!r} must be in [0, 1], got {t}")
-        for key, art in self.artifacts.items():
-            if key != art.format:
-                raise ValueError(f"artifacts.{key}: key must equal its format {art.format!r}")
+        check_artifact_keys(self.artifacts)
         return self
 
     def artifact_for(self, model_path: Path) -> Artifact:
         """The entry whose file name is model_path's name."""
-        for art in self.artifacts.values():
-            if art.file == Path(model_path).name:
-                return art
-        names = ", ".join(a.file for a in self.artifacts.values()) or "none"
-        raise ModelError(f"{model_path}: not listed in its manifest.json (artifacts: {names})",
-                         hint="keep the model file's exported name, or use the manifest that was exported with it")
+        return find_artifact(self.artifacts, model_path)
 
     def to_bytes(self) -> bytes:
         """Canonical bytes written to disk (and signed by the OTA tool)."""
