@@ -16,8 +16,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from smartstock.errors import ModelError
-from smartstock.vision.manifest import (MANIFEST_NAME, Artifact, check_artifact_keys, decode_array,  # noqa: F401
-                                        encode_array, file_sha256, find_artifact)
+from smartstock.vision.manifest import (  # noqa: F401  (re-exported for the LSTM exporter)
+    MANIFEST_NAME, Artifact, canonical_bytes, check_artifact_keys, decode_array, encode_array, file_sha256, find_artifact)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class DemandManifest(_Strict):
         return find_artifact(self.artifacts, model_path)
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode("utf-8")
+        return canonical_bytes(self)
 
 
 def load_demand_manifest(model_path: Path) -> DemandManifest:

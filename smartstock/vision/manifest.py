@@ -82,6 +82,11 @@ class Artifact(_Strict):
     parity: Parity | None = None
 
 
+def canonical_bytes(manifest: BaseModel) -> bytes:
+    """A manifest's canonical JSON bytes (sorted keys): what is written to disk and what OTA signs."""
+    return (json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
 def check_artifact_keys(artifacts: dict[str, Artifact]) -> None:
     """Each artifact is keyed by its own format (manifest validation, shared by every model kind)."""
     for key, art in artifacts.items():
@@ -135,7 +140,7 @@ class Manifest(_Strict):
 
     def to_bytes(self) -> bytes:
         """Canonical bytes written to disk (and signed by the OTA tool)."""
-        return (json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode("utf-8")
+        return canonical_bytes(self)
 
 
 def file_sha256(path: Path) -> str:

@@ -34,19 +34,13 @@ class InferenceBackend(ABC):
 
     type: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
+    #: Model input/output shapes, set at load; None marks a dynamic axis (the batch).
+    input_shape: tuple[int | None, ...]
+    output_shape: tuple[int | None, ...]
 
     def __init__(self, model_path: Path, config: BackendConfig) -> None:
         self.model_path = Path(model_path)
         self.config = config
-
-    @property
-    @abstractmethod
-    def input_shape(self) -> tuple[int | None, ...]:
-        """Model input shape; None for a dynamic (batch) axis."""
-
-    @property
-    @abstractmethod
-    def output_shape(self) -> tuple[int | None, ...]: ...
 
     @property
     @abstractmethod

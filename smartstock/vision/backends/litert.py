@@ -62,20 +62,12 @@ class LiteRTBackend(InferenceBackend):
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         sig = self._in.get("shape_signature", self._in["shape"])
-        self._in_shape = tuple(None if d < 0 else int(d) for d in sig)
+        self.input_shape = tuple(None if d < 0 else int(d) for d in sig)
         osig = self._out.get("shape_signature", self._out["shape"])
-        self._out_shape = tuple(None if d < 0 else int(d) for d in osig)
+        self.output_shape = tuple(None if d < 0 else int(d) for d in osig)
         self._batch = int(self._in["shape"][0])
         self._in_q = self._in["quantization"] if self._in["dtype"] != np.float32 else None
         self._out_q = self._out["quantization"] if self._out["dtype"] != np.float32 else None
-
-    @property
-    def input_shape(self) -> tuple[int | None, ...]:
-        return self._in_shape
-
-    @property
-    def output_shape(self) -> tuple[int | None, ...]:
-        return self._out_shape
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -95,7 +87,7 @@ class LiteRTBackend(InferenceBackend):
         self._batch = n
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_shape[0] is not None and batch.shape[0] != self._in_shape[0]:  # fixed-batch export
+        if self.input_shape[0] is not None and batch.shape[0] != self.input_shape[0]:  # fixed-batch export
             return np.concatenate([self._run(batch[i:i + 1]) for i in range(batch.shape[0])])
         self._resize(batch.shape[0])
         x = batch

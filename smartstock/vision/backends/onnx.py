@@ -40,25 +40,17 @@ class OnnxBackend(InferenceBackend):
         inp = self._session.get_inputs()[0]
         out = self._session.get_outputs()[0]
         self._input_name = inp.name
-        self._in_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inp.shape)
-        self._out_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in out.shape)
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inp.shape)
+        self.output_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in out.shape)
         if "float" not in inp.type:
             raise ModelError(f"{model_path}: input type {inp.type} is not supported (expected float32)")
-
-    @property
-    def input_shape(self) -> tuple[int | None, ...]:
-        return self._in_shape
-
-    @property
-    def output_shape(self) -> tuple[int | None, ...]:
-        return self._out_shape
 
     @property
     def input_dtype(self) -> np.dtype:
         return np.dtype(np.float32)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_shape[0] is not None and batch.shape[0] != self._in_shape[0]:  # fixed-batch export
+        if self.input_shape[0] is not None and batch.shape[0] != self.input_shape[0]:  # fixed-batch export
             return np.concatenate([self._run_fixed(batch[i:i + 1]) for i in range(batch.shape[0])])
         return self._run_fixed(batch)
 
