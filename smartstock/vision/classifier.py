@@ -21,7 +21,7 @@ import numpy as np
 from smartstock.errors import InputError, ModelError
 from smartstock.vision.backends import InferenceBackend, load_backend
 from smartstock.vision.manifest import Manifest, load_manifest, verify_artifact
-from smartstock.vision.preprocess import Roi, preprocess
+from smartstock.vision.preprocess import Roi, preprocess, preprocess_batch
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +54,45 @@ def default_model_path() -> Path:
 def decide(scores: np.ndarray, labels: Sequence[str], defect_labels: Sequence[str],
            thresholds: dict[str, float]) -> tuple[int, bool]:
     """Index of the winning label and whether it is a defect (the rule in the module docstring)."""
-    defect_idx = [i for i, name in enumerate(labels) if name in defect_labels]
-    passing = [i for i in defect_idx if scores[i] >= thresholds.get(labels[i], DEFAULT_THRESHOLD)]
-    if passing:
-        return max(passing, key=lambda i: scores[i]), True
-    good_idx = [i for i in range(len(labels)) if i not in defect_idx]
-    if not good_idx:
-        return int(np.argmax(scores)), True
-    return max(good_idx, key=lambda i: scores[i]), False
+    idx, is_defect = decide_batch(np.asarray(scores)[None, :], labels, defect_labels, thresholds)
+    return int(idx[0]), bool(is_defect[0])
+
+
+def decide_batch(scores: np.ndarray, labels: Sequence[str], defect_labels: Sequence[str],
+                 thresholds: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """`decide()` for every row of (N, labels) scores at once: winning indices and defect flags.
+    Ties go to the lower label index, as in a scan of the labels in order."""
+    return _decide(scores, DecisionRule.of(labels, defect_labels, thresholds))
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """The decision rule as arrays over the labels, built once per threshold change (not per batch)."""
+
+    is_defect_label: np.ndarray   # bool per label
+    limit: np.ndarray             # threshold per defect label; +inf for good labels (they never "pass")
+    has_good: bool
+
+    @classmethod
+    def of(cls, labels: Sequence[str], defect_labels: Sequence[str], thresholds: dict[str, float]) -> "DecisionRule":
+        is_defect = np.array([name in defect_labels for name in labels])
+        limit = np.array([thresholds.get(name, DEFAULT_THRESHOLD) if d else np.inf for name, d in zip(labels, is_defect)])
+        return cls(is_defect, limit, not is_defect.all())
+
+
+def _decide(scores: np.ndarray, rule: DecisionRule) -> tuple[np.ndarray, np.ndarray]:
+    passing = scores >= rule.limit                              # only defect labels can pass
+    any_defect = passing.any(axis=1)
+    best_defect = np.where(passing, scores, -np.inf).argmax(axis=1)
+    if not rule.has_good:                                       # no good label: the top score, a defect
+        return np.where(any_defect, best_defect, scores.argmax(axis=1)), np.ones(len(scores), bool)
+    best_good = np.where(rule.is_defect_label, -np.inf, scores).argmax(axis=1)
+    return np.where(any_defect, best_defect, best_good), any_defect
 
 
 class DefectClassifier:
-    """A loaded, manifest-checked defect model; not thread-safe (one per inference worker)."""
+    """A loaded, manifest-checked defect model. Thread-safe: several inference workers may share one
+    (the backends are; thresholds are replaced whole, never mutated)."""
 
     def __init__(self, backend: InferenceBackend, manifest: Manifest, model_path: Path, *,
                  roi: Roi | None = None, thresholds: dict[str, float] | None = None) -> None:
@@ -78,6 +105,16 @@ class DefectClassifier:
             raise ModelError(f"thresholds name labels the model does not have: {sorted(unknown)}",
                              hint=f"the model's labels are {manifest.labels}")
         self.thresholds = {**manifest.thresholds, **(thresholds or {})}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-label thresholds; assign a whole new dict to change them (the set-threshold command does)."""
+        return self._thresholds
+
+    @thresholds.setter
+    def thresholds(self, value: dict[str, float]) -> None:
+        rule = DecisionRule.of(self.manifest.labels, self.manifest.defect_labels, value)
+        self._thresholds, self._rule = dict(value), rule
 
     @classmethod
     def load(cls, model_path: Path | None = None, *, backend: str = "auto", threads: int = 2, roi: Roi | None = None,
@@ -112,7 +149,7 @@ class DefectClassifier:
         """Raw scores (N, labels) for frames; used by evaluation and classify_batch."""
         if len(frames) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.backend.run(np.stack([self.preprocess(f) for f in frames]))
+        return self.backend.run(preprocess_batch(frames, self.manifest.input, self.roi))
 
     def classify(self, frame: np.ndarray) -> Classification:
         return self.classify_batch([frame])[0]
@@ -124,13 +161,11 @@ class DefectClassifier:
         t0 = time.perf_counter()
         scores = self.scores_batch(frames)
         per_frame_ms = (time.perf_counter() - t0) * 1e3 / max(len(frames), 1)
-        return [self._to_result(s, per_frame_ms) for s in scores]
-
-    def _to_result(self, s: np.ndarray, latency_ms: float) -> Classification:
-        idx, is_defect = decide(s, self.manifest.labels, self.manifest.defect_labels, self.thresholds)
-        return Classification(label=self.manifest.labels[idx], score=float(s[idx]),
-                              scores={name: float(v) for name, v in zip(self.manifest.labels, s)},
-                              is_defect=is_defect, latency_ms=latency_ms)
+        labels = self.manifest.labels
+        winners, defects = _decide(scores, self._rule)
+        return [Classification(label=labels[i], score=row[i], scores=dict(zip(labels, row)), is_defect=d,
+                               latency_ms=per_frame_ms)
+                for i, d, row in zip(winners.tolist(), defects.tolist(), scores.tolist())]
 
 
 def check_backend_matches(impl: InferenceBackend, manifest: Manifest, model_path: Path) -> None:

@@ -7,7 +7,7 @@ and resizes, and hands back 0..255 values in the dtype the manifest names.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,32 +81,66 @@ def crop_roi(image: np.ndarray, roi: Roi | None) -> np.ndarray:
 
 def preprocess(image: np.ndarray, spec: InputSpec, roi: Roi | None = None) -> np.ndarray:
     """Frame (HxW gray, HxWx1, HxWx3 BGR or HxWx4 BGRA) -> one model input sample, 0..255, no batch axis."""
+    return preprocess_batch([image], spec, roi)[0]
+
+
+def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec, roi: Roi | None = None) -> np.ndarray:
+    """Frames -> one model input batch (N, *sample shape), 0..255 in the manifest's dtype.
+
+    Each frame goes through exactly the steps of `preprocess()`. The batch is filled in place (one
+    allocation, no stack), and small frames of one shape have their colour converted in a single
+    call on the stacked batch (conversion is per pixel, so the result is the same): with 96x96 parts
+    that was one OpenCV call, and one GIL hand-over, per batch instead of per frame.
+    """
+    cv2 = _cv2()
+    size = (spec.width, spec.height)
+    gray, rgb, nchw = spec.color == "gray", spec.color == "rgb", spec.layout == "NCHW"
+    area = spec.resize == "area"
+    out = np.empty((len(images), *spec.sample_shape()), dtype=np.dtype(spec.dtype))
+    crops = [_to_uint8(crop_roi(_checked(image), roi)) for image in images]
+    if len(crops) > 1 and len({c.shape for c in crops}) == 1 and len(crops) * crops[0].nbytes <= _STACK_MAX_BYTES:
+        stacked = np.stack(crops)
+        n, h = stacked.shape[:2]
+        converted = _colour(stacked.reshape(n * h, *stacked.shape[2:]), cv2, gray, rgb)
+        batch = converted.reshape(n, h, *converted.shape[1:])
+        if batch.shape[1:3] == (size[1], size[0]):  # already the model's size: one copy into the batch
+            out[...] = np.transpose(batch[..., None] if gray else batch, (0, 3, 1, 2) if nchw else (0, 1, 2, 3))
+            return out
+        crops = list(batch)
+    else:
+        crops = [_colour(c, cv2, gray, rgb) for c in crops]
+    for i, img in enumerate(crops):
+        if img.shape[1] != size[0] or img.shape[0] != size[1]:
+            shrinking = img.shape[0] > size[1] or img.shape[1] > size[0]
+            interp = cv2.INTER_AREA if area and shrinking else cv2.INTER_LINEAR
+            img = cv2.resize(img, size, interpolation=interp)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        out[i] = np.transpose(img, (2, 0, 1)) if nchw else img
+    return out
+
+
+_STACK_MAX_BYTES = 1 << 20  # larger frames are converted one by one: the stacking copy would cost more than it saves
+
+
+def _checked(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         shape = getattr(image, "shape", None)
         raise InputError(f"not an image: expected an HxW or HxWxC array, got shape {shape}",
                          hint="pass a decoded frame (e.g. from cv2.imread)")
     if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
         raise InputError(f"image has {image.shape[2]} channels; expected 1, 3 or 4")
-    cv2 = _cv2()
-    img = _to_uint8(crop_roi(image, roi))
+    return image
+
+
+def _colour(img: np.ndarray, cv2, gray: bool, rgb: bool) -> np.ndarray:
+    """Any of gray / gray x1 / BGR / BGRA -> the model's colour (2-D for gray, 3 channels otherwise)."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if spec.color == "gray":
-        if img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    else:
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        if spec.color == "rgb":
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img.shape[0] != spec.height or img.shape[1] != spec.width:
-        shrinking = img.shape[0] > spec.height or img.shape[1] > spec.width
-        interp = cv2.INTER_AREA if spec.resize == "area" and shrinking else cv2.INTER_LINEAR
-        img = cv2.resize(img, (spec.width, spec.height), interpolation=interp)
+    if gray:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
     if img.ndim == 2:
-        img = img[:, :, None]
-    if spec.layout == "NCHW":
-        img = np.transpose(img, (2, 0, 1))
-    return np.ascontiguousarray(img, dtype=np.dtype(spec.dtype))
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if rgb else img

@@ -7,6 +7,7 @@ with each tensor's own scale and zero point, so callers always see float scores.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,26 +47,48 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
+class _Interpreter:
+    """One LiteRT interpreter and its current tensor details (interpreters are not thread-safe)."""
+
+    def __init__(self, model_path: Path, threads: int) -> None:
+        Interpreter = interpreter_class()
+        try:
+            self.interp = Interpreter(model_path=str(model_path), num_threads=threads)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{model_path}: LiteRT cannot load the model: {str(e).splitlines()[0][:300]}",
+                             hint="the file is corrupt or not a TFLite model; re-export or re-copy it") from None
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+        self.batch = int(self.inp["shape"][0])
+
+    def resize(self, n: int) -> None:
+        if n == self.batch:
+            return
+        self.interp.resize_tensor_input(self.inp["index"], [n, *self.inp["shape"][1:]])
+        self.interp.allocate_tensors()
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+        self.batch = n
+
+
 class LiteRTBackend(InferenceBackend):
+    """Thread-safe: each calling thread gets its own interpreter of the same model (made on first use),
+    so several inference workers can share one loaded backend."""
+
     type = "tflite"
     suffixes = (".tflite",)
 
     def __init__(self, model_path: Path, config: LiteRTBackendConfig) -> None:
         super().__init__(model_path, config)
-        Interpreter = interpreter_class()
-        try:
-            self._interp = Interpreter(model_path=str(model_path), num_threads=config.threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise ModelError(f"{model_path}: LiteRT cannot load the model: {str(e).splitlines()[0][:300]}",
-                             hint="the file is corrupt or not a TFLite model; re-export or re-copy it") from None
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
+        first = _Interpreter(model_path, config.threads)
+        self._local = threading.local()
+        self._local.interp = first
+        self._in, self._out = first.inp, first.out
         sig = self._in.get("shape_signature", self._in["shape"])
         self.input_shape = tuple(None if d < 0 else int(d) for d in sig)
         osig = self._out.get("shape_signature", self._out["shape"])
         self.output_shape = tuple(None if d < 0 else int(d) for d in osig)
-        self._batch = int(self._in["shape"][0])
         self._in_q = self._in["quantization"] if self._in["dtype"] != np.float32 else None
         self._out_q = self._out["quantization"] if self._out["dtype"] != np.float32 else None
 
@@ -77,26 +100,24 @@ class LiteRTBackend(InferenceBackend):
     def quantized(self) -> bool:
         return self._in_q is not None
 
-    def _resize(self, n: int) -> None:
-        if n == self._batch:
-            return
-        self._interp.resize_tensor_input(self._in["index"], [n, *self._in["shape"][1:]])
-        self._interp.allocate_tensors()
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
-        self._batch = n
+    def _interpreter(self) -> _Interpreter:
+        it = getattr(self._local, "interp", None)
+        if it is None:
+            it = self._local.interp = _Interpreter(self.model_path, self.config.threads)
+        return it
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self.input_shape[0] is not None and batch.shape[0] != self.input_shape[0]:  # fixed-batch export
             return np.concatenate([self._run(batch[i:i + 1]) for i in range(batch.shape[0])])
-        self._resize(batch.shape[0])
+        it = self._interpreter()
+        it.resize(batch.shape[0])
         x = batch
         if self._in_q is not None:
             scale, zp = self._in_q
             x = quantize(batch, scale, zp, np.dtype(self._in["dtype"]))
-        self._interp.set_tensor(self._in["index"], x)
-        self._interp.invoke()
-        y = self._interp.get_tensor(self._out["index"])
+        it.interp.set_tensor(it.inp["index"], x)
+        it.interp.invoke()
+        y = it.interp.get_tensor(it.out["index"])
         if self._out_q is not None:
             scale, zp = self._out_q
             return dequantize(y, scale, zp)
