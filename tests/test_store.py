@@ -88,3 +88,39 @@ def test_concurrent_reader_sees_committed_state(state_dir):
     s2.close()
     with sqlite3.connect(state_dir / "smartstock.sqlite") as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_insert_rows_chunks_under_the_parameter_limit_and_can_ignore_duplicates(store):
+    from smartstock.store.db import insert_rows
+    from smartstock.store.stock import book_many, levels
+
+    rows = [(f"2026-01-01T00:00:{i % 60:02d}.000Z", "SKU-A", "produced", 1.0, f"ref-{i}") for i in range(700)]
+    with store.transaction() as conn:  # 700 rows x 5 columns: several statements of at most 999 parameters
+        insert_rows(conn, "stock_movements", ("ts", "sku", "kind", "quantity", "ref"), rows)
+    with store.transaction() as conn:
+        insert_rows(conn, "stock_movements", ("ts", "sku", "kind", "quantity", "ref"), rows[:10], or_ignore=True)
+        book_many(conn, [("SKU-A", "scrapped", 1.0, "ref-x", "2026-01-01T00:01:00.000Z"),
+                         ("SKU-A", "scrapped", 1.0, "ref-x", "2026-01-01T00:01:00.000Z")])  # same ref: once
+    lv = levels(store.conn)["SKU-A"]
+    assert (lv["produced"], lv["scrapped"]) == (700, 1)
+    with pytest.raises(ValueError, match="unknown movement kind"):
+        with store.transaction() as conn:
+            book_many(conn, [("SKU-A", "stolen", 1.0, "ref-y", "2026-01-01T00:02:00.000Z")])
+    assert store.query_one("SELECT COUNT(*) FROM stock_movements")[0] == 701  # the failed batch left nothing
+
+
+def test_event_ids_are_uuid7_unique_and_in_time_order():
+    import uuid
+
+    from smartstock.sync.payloads import new_event_id
+
+    ids = []
+    for _ in range(5):
+        ids += [new_event_id() for _ in range(2000)]
+        time.sleep(0.002)
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 for i in ids)
+    u = uuid.UUID(ids[0])
+    assert u.version == 7 and u.variant == uuid.RFC_4122
+    assert abs(int(ids[-1][:12], 16) / 1000 - time.time()) < 5  # the first 48 bits are unix milliseconds
+    ms = [i[:12] for i in ids]
+    assert ms == sorted(ms)  # ids made later never sort before earlier ones (to the millisecond)

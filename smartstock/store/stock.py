@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Literal
 
-from smartstock.store.db import utcnow
+from smartstock.store.db import insert_rows, utcnow
 
 MovementKind = Literal["produced", "scrapped", "sold", "received", "adjusted"]
 KINDS: tuple[str, ...] = ("produced", "scrapped", "sold", "received", "adjusted")
@@ -23,9 +23,23 @@ def book(conn: sqlite3.Connection, sku: str, kind: MovementKind, quantity: float
         raise ValueError(f"unknown movement kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind != "adjusted" and quantity < 0:
         raise ValueError(f"{kind} quantity must be >= 0 (use kind 'adjusted' for corrections), got {quantity}")
-    cur = conn.execute("INSERT OR IGNORE INTO stock_movements(ts, sku, kind, quantity, ref, note) VALUES (?, ?, ?, ?, ?, ?)",
-                       (ts or utcnow(), sku, kind, float(quantity), ref, note))
+    cur = conn.execute(_INSERT, (ts or utcnow(), sku, kind, float(quantity), ref, note))
     return cur.rowcount == 1
+
+
+def book_many(conn: sqlite3.Connection, rows: list[tuple[str, MovementKind, float, str | None, str]]) -> None:
+    """`book()` for many (sku, kind, quantity, ref, ts) rows in one statement (the inspection loop's
+    hot path); the same checks, the same idempotency on `ref`."""
+    for sku, kind, quantity, _, _ in rows:
+        if kind not in KINDS:
+            raise ValueError(f"unknown movement kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if kind != "adjusted" and quantity < 0:
+            raise ValueError(f"{kind} quantity must be >= 0 (use kind 'adjusted' for corrections), got {quantity}")
+    insert_rows(conn, "stock_movements", ("ts", "sku", "kind", "quantity", "ref"),
+                [(ts, sku, kind, float(q), ref) for sku, kind, q, ref, ts in rows], or_ignore=True)
+
+
+_INSERT = "INSERT OR IGNORE INTO stock_movements(ts, sku, kind, quantity, ref, note) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def levels(conn: sqlite3.Connection, sku: str | None = None) -> dict[str, dict[str, float]]:
