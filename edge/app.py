@@ -91,7 +91,7 @@ class App:
             from smartstock.vision.classifier import DefectClassifier
 
             v = self.config.vision
-            self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads, roi=v.roi,
+            self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads_per_worker, roi=v.roi,
                                                     thresholds=v.thresholds or None)
         logger.info("model %s release %s", getattr(self.classifier, "model_id", "?"),
                     getattr(self.classifier, "release", "?"))
@@ -123,7 +123,7 @@ class App:
         ins, v = self.config.inspection, self.config.vision
         settings = LoopSettings(sku=ins.sku, device_id=self.config.device.device_id,
                                 events_topic=self.topics.inspection_events, queue_size=ins.queue_size,
-                                batch_max=v.batch_max, max_parts=self.max_parts)
+                                batch_max=v.batch_max, workers=v.worker_count, max_parts=self.max_parts)
         trigger = make_trigger(ins.trigger, every_n=ins.every_n, motion_threshold=ins.motion_threshold, roi=v.roi)
         self.loop = InspectionLoop(self.source, self.classifier, self.store, settings, trigger=trigger,
                                    snapshots=self.snapshots, metrics=self.metrics)

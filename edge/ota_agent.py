@@ -47,7 +47,7 @@ class OtaAgent:
         v = config.vision
         self._swap_fn: Callable[[Any], Any] = lambda model: None
         self.installers = {"defect-classifier": Installer(
-            state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads, roi=v.roi,
+            state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads_per_worker, roi=v.roi,
                                             thresholds=v.thresholds or None),
             self.reporter, swap=lambda m: self._swap_fn(m), limits=limits_from(config))}
         demand_cls = kind_class("demand-forecaster")

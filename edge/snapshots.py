@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -18,7 +19,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+\.jpg$")
 
 
 class SnapshotStore:
-    """Writes `<ts>_<event_id>.jpg` into one folder and keeps the folder under `max_bytes`."""
+    """Writes `<ts>_<event_id>.jpg` into one folder and keeps the folder under `max_bytes`.
+    Thread-safe: several inference workers save at once (encoding and writing run in parallel)."""
 
     def __init__(self, folder: Path, max_bytes: int, quality: int = 85) -> None:
         self.folder = Path(folder)
@@ -30,6 +32,7 @@ class SnapshotStore:
         files = sorted((p for p in self.folder.glob("*.jpg")), key=lambda p: p.name)  # names start with the time
         self._files: deque[tuple[str, int]] = deque((p.name, p.stat().st_size) for p in files)
         self.bytes = sum(s for _, s in self._files)
+        self._lock = threading.Lock()
         self._enforce()
 
     def save(self, image: np.ndarray, event_id: str) -> str | None:
@@ -38,7 +41,8 @@ class SnapshotStore:
             return None
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
-            self.failed += 1
+            with self._lock:
+                self.failed += 1
             return None
         name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{int(time.time() * 1000) % 1000:03d}_{event_id}.jpg"
         tmp = self.folder / f".{name}.tmp"
@@ -46,13 +50,16 @@ class SnapshotStore:
             tmp.write_bytes(buf.tobytes())
             os.replace(tmp, self.folder / name)
         except OSError as e:
-            self.failed += 1
-            if self.failed == 1 or self.failed % 100 == 0:
-                logger.warning("snapshot %s not written (%d failures): %s", name, self.failed, e)
+            with self._lock:
+                self.failed += 1
+                failed = self.failed
+            if failed == 1 or failed % 100 == 0:
+                logger.warning("snapshot %s not written (%d failures): %s", name, failed, e)
             return None
-        self._files.append((name, len(buf)))
-        self.bytes += len(buf)
-        self._enforce()
+        with self._lock:
+            self._files.append((name, len(buf)))
+            self.bytes += len(buf)
+            self._enforce()
         return name
 
     def path_of(self, name: str) -> Path | None:

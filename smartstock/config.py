@@ -63,11 +63,24 @@ class VisionConfig(Section):
     model: Path | None = Field(None, description="Defect model file (.onnx or .tflite) with manifest.json beside it; "
                                "empty = the shipped default model")
     backend: Literal["auto", "onnx", "tflite"] = Field("auto", description="Inference runtime; `auto` picks by file type")
-    threads: int = Field(2, ge=1, le=64, description="Inference threads")
-    batch_max: int = Field(8, ge=1, le=256, description="Largest batch when the worker is behind")
+    threads: int = Field(2, ge=1, le=64, description="CPU threads for inference, shared by the workers")
+    workers: int = Field(0, ge=0, le=16, description="Inference workers running batches in parallel; 0 = one per "
+                         "thread, each with a single-threaded runtime (on a small CNN this beats one runtime "
+                         "using all threads: see benchmarks/bench_edge.py)")
+    batch_max: int = Field(8, ge=1, le=256, description="Largest batch a worker takes when it is behind")
     roi: tuple[int, int, int, int] | None = Field(None, description="Region of interest [x, y, width, height] in pixels")
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Per-class score thresholds overriding the manifest's")
+
+    @property
+    def worker_count(self) -> int:
+        """Inference workers the loop runs (`workers`, or one per thread when 0)."""
+        return self.workers or self.threads
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Intra-op threads of each worker's runtime: the threads shared out, at least one each."""
+        return max(1, self.threads // self.worker_count)
 
     @field_validator("thresholds")
     @classmethod

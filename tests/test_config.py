@@ -83,3 +83,16 @@ def test_config_check_command(cli, tmp_path):
     assert r.rc == 2
     assert "source.fps" in r.err and "vision.thresholds" in r.err
     assert "Traceback" not in r.err
+
+
+def test_inference_threads_are_shared_out_between_workers():
+    from smartstock.config import VisionConfig
+
+    def split(**kw):
+        v = VisionConfig(**kw)
+        return v.worker_count, v.threads_per_worker
+
+    assert split() == (2, 1)                       # default: a single-threaded worker per thread
+    assert split(threads=4, workers=2) == (2, 2)
+    assert split(threads=2, workers=1) == (1, 2)   # the old layout: one worker, two intra-op threads
+    assert split(threads=1, workers=3) == (3, 1)   # never below one thread each

@@ -5,6 +5,7 @@ swapping the classifier between frames."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -173,3 +174,109 @@ def test_prometheus_text_and_percentiles():
     assert 'smartstock_queue_depth{device_id="d1"} 2' in text
     assert 'smartstock_latency_seconds{device_id="d1",quantile="0.99"} 0.05' in text
     assert percentile([1, 2, 3, 4], 50) in (2, 3) and percentile([], 99) == 0.0
+
+
+# --- several inference workers ------------------------------------------------------------------------------
+
+class JitteryClassifier(FakeClassifier):
+    """Takes a random 0-8 ms per batch, so parallel batches finish out of order; records the most
+    batches it ever ran at once, and can fail on one chosen call."""
+
+    def __init__(self, *, fail_on_call: int | None = None, seed: int = 0, **kw) -> None:
+        super().__init__(**kw)
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self.running = self.most_at_once = self.n_calls = 0
+        self.fail_on_call = fail_on_call
+        self.failed_batch: int | None = None
+
+    def classify_batch(self, frames):
+        with self._lock:
+            self.n_calls += 1
+            call = self.n_calls
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            delay = float(self._rng.uniform(0, 0.008))
+        try:
+            threading.Event().wait(delay)
+            if call == self.fail_on_call:
+                self.failed_batch = len(frames)
+                raise RuntimeError("model crashed")
+            return super().classify_batch(frames)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_parallel_workers_commit_every_part_in_capture_order(store):
+    values = [200 if i % 5 == 0 else 10 for i in range(300)]
+    clf = JitteryClassifier()
+    loop = InspectionLoop(FakeFrameSource(flat_images(values)), clf, store,
+                          _settings(queue_size=16, batch_max=4, workers=3))
+    _run(loop)
+    assert clf.most_at_once >= 2  # the batches really ran in parallel
+    frame_ids = [r[0] for r in store.query("SELECT frame_id FROM inspections ORDER BY id")]
+    assert frame_ids == list(range(1, 301))  # committed in capture order although finished out of order
+    events = [json.loads(r[0])["frame_id"] for r in store.query("SELECT payload FROM outbox ORDER BY id")]
+    assert events == list(range(1, 301))
+    lv = levels(store.conn)["SKU-1"]
+    assert (lv["produced"], lv["scrapped"]) == (240, 60)
+    assert loop.metrics.snapshot()["parts_inspected"] == 300
+
+
+def test_parallel_workers_swap_models_in_one_clean_cut(store):
+    old, new = JitteryClassifier(model_id="m1", seed=1), JitteryClassifier(model_id="m2", release=2, seed=2)
+    loop = InspectionLoop(FakeFrameSource(flat_images([10] * 400), fps=2000), old, store,
+                          _settings(queue_size=512, batch_max=4, workers=3))
+    loop.start()
+    while store.query_one("SELECT COUNT(*) FROM inspections")[0] < 40:
+        loop.done.wait(0.01)
+    loop.swap_classifier(new)
+    assert loop.done.wait(30)
+    loop.stop()
+    ids = [r[0] for r in store.query("SELECT model_id FROM inspections ORDER BY frame_id")]
+    assert len(ids) == 400
+    first_new = ids.index("m2")
+    assert set(ids[:first_new]) == {"m1"} and set(ids[first_new:]) == {"m2"}
+
+
+def test_parallel_workers_stop_exactly_at_max_parts(store):
+    loop = InspectionLoop(FakeFrameSource(flat_images([10] * 100)), JitteryClassifier(), store,
+                          _settings(max_parts=37, batch_max=8, workers=3))
+    _run(loop)
+    assert store.query_one("SELECT COUNT(*) FROM inspections")[0] == 37
+
+
+def test_a_failed_batch_does_not_hold_back_the_others(store):
+    """One worker's batch fails: the writer does not wait for it forever, everything else is committed,
+    and the loop reports the failure (the app then stops unhealthy)."""
+    clf = JitteryClassifier(fail_on_call=3)
+    loop = InspectionLoop(FakeFrameSource(flat_images([10] * 120)), clf, store,
+                          _settings(queue_size=16, batch_max=4, workers=2))
+    loop.start()
+    assert loop.done.wait(20), "the writer waited for a batch that never came"
+    loop.stop()
+    assert loop.worker_error and "model crashed" in loop.worker_error and not loop.alive()
+    committed = store.query_one("SELECT COUNT(*) FROM inspections")[0]
+    assert committed == 120 - clf.failed_batch  # the other worker carried on to the end
+    frame_ids = [r[0] for r in store.query("SELECT frame_id FROM inspections ORDER BY id")]
+    assert frame_ids == sorted(frame_ids)
+
+
+def test_snapshots_saved_from_several_workers_keep_the_quota_and_the_count(tmp_path):
+    snaps = SnapshotStore(tmp_path / "snap", max_bytes=60_000)
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(8)]
+
+    def work(w: int) -> None:
+        for i in range(40):
+            snaps.save(images[i % 8], f"w{w}e{i:03d}")
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "snap").glob("*.jpg"))
+    assert on_disk == snaps.bytes <= 60_000  # the running total is exact although four threads saved at once
+    assert snaps.failed == 0 and snaps.deleted > 0

@@ -8,6 +8,7 @@ counts the error. `judge()` is a pure function of the two windows and the limits
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter, deque
@@ -157,7 +158,7 @@ class TrialModel(ObservedModel):
         self.shadow = shadow            # the old model itself (not its observed wrapper: keeps the baseline clean)
         self.shadow_every = max(1, shadow_every)
         self.pairs = Pairs()
-        self._batches = 0
+        self._batches = itertools.count(1)  # next() is atomic: several inference workers call in
         self.started = time.monotonic()
 
     def classify_batch(self, frames: Sequence[Any]) -> list[Any]:
@@ -168,8 +169,7 @@ class TrialModel(ObservedModel):
                 self.window.add_error()
             return self.fallback.classify_batch(frames)
         self._record(results)
-        self._batches += 1
-        if self.shadow is not None and self._batches % self.shadow_every == 0:
+        if self.shadow is not None and next(self._batches) % self.shadow_every == 0:
             try:
                 self.pairs.add(results, self.shadow.classify_batch(frames))
             except Exception:  # noqa: BLE001 - the old model failing is not the new model's fault
