@@ -1,9 +1,14 @@
 """Edge loop vs the bare model on the same frames, in one run.
 
-Measures (all on the shipped defect model, CPU):
-  * throughput: bare backend (backend.run on preprocessed batches), bare classifier (classify_batch,
-    with preprocessing) and the full loop (capture thread -> queue -> batching worker -> SQLite commit
-    of inspection + movement + outbox event) over the same in-memory frames; ratio loop / bare;
+Measures (on the shipped defect model, CPU, the product's default inference layout from
+`VisionConfig`: one single-threaded worker per core):
+  * throughput, rounds interleaved: the bare backend run the way the loop runs it (`workers`
+    threads calling backend.run on preprocessed batches), the bare backend as one runtime using all
+    threads (the other layout, for comparison), classify_batch (with preprocessing) and the full
+    loop (capture thread -> queue -> batching workers -> SQLite commit of inspection + movement +
+    outbox event); ratios per round, median over rounds, against the faster bare layout;
+  * the same loop vs bare comparison on a heavier CNN built here with `onnx` (about 8x the shipped
+    model's work per frame), to show how the loop's fixed per-part cost weighs on a larger model;
   * frame-to-result latency p50/p99 with a camera paced at half the loop's throughput;
   * start-up time and RSS of `smartstock run` (time until the HTTP port is written);
   * RSS at the start and end of a long replay (SMARTSTOCK_BENCH_LONG_FRAMES, default 200000,
@@ -13,6 +18,7 @@ Measures (all on the shipped defect model, CPU):
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,12 +81,12 @@ def _frames(n: int = 256) -> tuple[list[np.ndarray], str]:
     return [imgs[i % len(imgs)] for i in range(n)], f"{n} frames cycling the {len(imgs)} sample parts (edge/sample_parts)"
 
 
-def _run_loop(clf, images, n: int, fps: float = 0.0, batch_max: int = BATCH, queue_size: int = 64):
+def _run_loop(clf, images, n: int, fps: float = 0.0, batch_max: int = BATCH, queue_size: int = 64, workers: int = 1):
     with tempfile.TemporaryDirectory() as d:
         store = open_store(d)
         loop = InspectionLoop(MemorySource(images, n, fps), clf, store,
                               LoopSettings(sku="BENCH", device_id="bench", events_topic="b/events", queue_size=queue_size,
-                                           batch_max=batch_max))
+                                           batch_max=batch_max, workers=workers))
         t0 = time.perf_counter()
         loop.start()
         loop.done.wait()
@@ -91,32 +97,100 @@ def _run_loop(clf, images, n: int, fps: float = 0.0, batch_max: int = BATCH, que
     return dt, snap
 
 
-def _throughput(clf, images, rounds: int = 3, passes: int = 24) -> dict:
-    """Each measurement handles the same frames `passes` times (len(images) * passes parts)."""
+def _in_threads(fn, jobs: list, threads: int) -> float:
+    """Run fn(job) for every job, spread over `threads` threads; returns the wall time."""
+    def work(k: int) -> None:
+        for job in jobs[k::threads]:
+            fn(job)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def _throughput(clf, clf_one_runtime, images, workers: int, rounds: int = 5, passes: int = 24) -> dict:
+    """Each measurement handles the same frames `passes` times (len(images) * passes parts); rounds
+    are interleaved (the machine is shared and noisy) and ratios are taken within a round."""
     pre = [np.stack([clf.preprocess(f) for f in images[i:i + BATCH]]) for i in range(0, len(images), BATCH)]
+    raw = [images[i:i + BATCH] for i in range(0, len(images), BATCH)]
     n = len(images) * passes
-    best = {"backend": 0.0, "classifier": 0.0, "loop": 0.0}
-    for _ in range(rounds):  # interleaved, best of rounds: the machine is shared and noisy
-        t0 = time.perf_counter()
-        for _ in range(passes):
-            for b in pre:
-                clf.backend.run(b)
-        best["backend"] = max(best["backend"], n / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        for _ in range(passes):
-            for i in range(0, len(images), BATCH):
-                clf.classify_batch(images[i:i + BATCH])
-        best["classifier"] = max(best["classifier"], n / (time.perf_counter() - t0))
-        dt, snap = _run_loop(clf, images, n)
-        best["loop"] = max(best["loop"], snap["parts_inspected"] / dt)
-    return {"parts_per_s": best, "loop_vs_backend": best["loop"] / best["backend"],
-            "loop_vs_classifier": best["loop"] / best["classifier"], "batch": BATCH, "parts_per_measurement": n}
+    runs: dict[str, list[float]] = {"backend": [], "backend_one_runtime": [], "classifier": [], "loop": []}
+    for _ in range(rounds):
+        runs["backend"].append(n / _in_threads(clf.backend.run, pre * passes, workers))
+        runs["backend_one_runtime"].append(n / _in_threads(clf_one_runtime.backend.run, pre * passes, 1))
+        runs["classifier"].append(n / _in_threads(clf.classify_batch, raw * passes, workers))
+        dt, snap = _run_loop(clf, images, n, workers=workers)
+        runs["loop"].append(snap["parts_inspected"] / dt)
+    vs_bare = [loop / max(a, b) for loop, a, b in zip(runs["loop"], runs["backend"], runs["backend_one_runtime"])]
+    vs_clf = [loop / c for loop, c in zip(runs["loop"], runs["classifier"])]
+    return {"parts_per_s": {k: statistics.median(v) for k, v in runs.items()}, "runs": runs,
+            "loop_vs_backend": statistics.median(vs_bare), "loop_vs_backend_runs": vs_bare,
+            "loop_vs_classifier": statistics.median(vs_clf), "batch": BATCH, "workers": workers,
+            "parts_per_measurement": n}
 
 
-def _latency(clf, images, loop_fps: float) -> dict:
+def _heavier(clf, images, workers: int, rounds: int = 3, passes: int = 6) -> dict | None:
+    """Loop vs bare backend on a CNN about 8x the shipped model's work per frame (random weights: only
+    the time matters), built with `onnx` (the train extra); None when onnx is not installed."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        print("skipped heavier model: the onnx package is not installed (pip install '.[train]')")
+        return None
+    from smartstock.vision.backends import load_backend
+    from smartstock.vision.classifier import DefectClassifier
+
+    with tempfile.TemporaryDirectory() as d:
+        path = _build_heavier_onnx(Path(d) / "heavier.onnx", clf.manifest.input.height, len(clf.labels))
+        backend = load_backend(path, threads=1)
+        heavy = DefectClassifier(backend, clf.manifest.model_copy(update={"model_id": "bench-heavier"}), path)
+        pre = [np.stack([heavy.preprocess(f) for f in images[i:i + BATCH]]) for i in range(0, len(images), BATCH)]
+        n = len(images) * passes
+        bare, loop = [], []
+        for _ in range(rounds):
+            bare.append(n / _in_threads(backend.run, pre * passes, workers))
+            dt, snap = _run_loop(heavy, images, n, workers=workers)
+            loop.append(snap["parts_inspected"] / dt)
+    ratios = [lp / b for lp, b in zip(loop, bare)]
+    return {"parts_per_s": {"backend": statistics.median(bare), "loop": statistics.median(loop)},
+            "ms_per_part_one_core": workers * 1000.0 / statistics.median(bare),
+            "loop_vs_backend": statistics.median(ratios), "loop_vs_backend_runs": ratios, "parts_per_measurement": n}
+
+
+def _build_heavier_onnx(path: Path, size: int, n_out: int) -> Path:
+    """NHWC gray input -> 4 conv layers (32-32-64-64 channels, two stride 2) -> global pool -> softmax."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [helper.make_node("Transpose", ["image"], ["x0"], perm=[0, 3, 1, 2])], []
+    c_in, x = 1, "x0"
+    for i, (c_out, stride) in enumerate(((32, 1), (32, 2), (64, 1), (64, 2))):
+        w = rng.normal(0, (2.0 / (9 * c_in)) ** 0.5, (c_out, c_in, 3, 3)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(c_out, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1], strides=[stride, stride]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        c_in, x = c_out, f"r{i}"
+    inits += [numpy_helper.from_array(rng.normal(0, 0.1, (c_in, n_out)).astype(np.float32), "wd"),
+              numpy_helper.from_array(np.zeros(n_out, np.float32), "bd")]
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("Gemm", ["f", "wd", "bd"], ["logits"]), helper.make_node("Softmax", ["logits"], ["scores"], axis=1)]
+    graph = helper.make_graph(nodes, "heavier", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 1])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", n_out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _latency(clf, images, loop_fps: float, workers: int) -> dict:
     fps = max(1.0, loop_fps / 2)
     n = int(min(2000, fps * 8))
-    _, snap = _run_loop(clf, images, n, fps=fps)
+    _, snap = _run_loop(clf, images, n, fps=fps, workers=workers)
     return {"camera_fps": fps, "parts": snap["parts_inspected"], "dropped": snap["frames_dropped"],
             "frame_to_result_ms_p50": snap["latency_ms_p50"], "frame_to_result_ms_p99": snap["latency_ms_p99"],
             "inference_ms_p50": snap["inference_ms_p50"], "inference_ms_p99": snap["inference_ms_p99"]}
@@ -157,14 +231,14 @@ def _proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _long_replay(clf, images) -> dict:
+def _long_replay(clf, images, workers: int) -> dict:
     target = int(os.environ.get("SMARTSTOCK_BENCH_LONG_FRAMES", "200000"))
     max_s = float(os.environ.get("SMARTSTOCK_BENCH_LONG_MAX_S", "300"))
     with tempfile.TemporaryDirectory() as d:
         store = open_store(d)
         src = MemorySource(images, target)
         loop = InspectionLoop(src, clf, store, LoopSettings(sku="BENCH", device_id="bench", events_topic="b/events",
-                                                            queue_size=64, batch_max=BATCH))
+                                                            queue_size=64, batch_max=BATCH, workers=workers))
         loop.start()
         warm = min(2000, target // 10)
         while loop.metrics.counters["parts_inspected"] < warm and not loop.done.is_set():
@@ -187,6 +261,7 @@ def _long_replay(clf, images) -> dict:
 
 
 def main() -> dict | None:
+    from smartstock.config import VisionConfig
     from smartstock.errors import ModelError
     from smartstock.vision.classifier import DefectClassifier, default_model_path
 
@@ -196,25 +271,37 @@ def main() -> dict | None:
     except ModelError as e:
         print(f"skipped: {e}")
         return None
-    clf = DefectClassifier.load(model, threads=2)
+    v = VisionConfig()  # the product's default layout
+    workers = v.worker_count
+    clf = DefectClassifier.load(model, threads=v.threads_per_worker)
+    clf_one_runtime = DefectClassifier.load(model, threads=v.threads)
     images, what = _frames()
-    t = _throughput(clf, images)
+    t = _throughput(clf, clf_one_runtime, images, workers)
     p = t["parts_per_s"]
-    print(f"frames: {what}; model {clf.model_id} r{clf.release} ({model.name})")
-    print(f"throughput parts/s: bare backend {p['backend']:.0f}, bare classifier {p['classifier']:.0f}, "
-          f"loop {p['loop']:.0f} -> loop keeps {t['loop_vs_backend']:.0%} of the backend, "
-          f"{t['loop_vs_classifier']:.0%} of classify_batch (batch {BATCH})")
-    lat = _latency(clf, images, p["loop"])
+    print(f"frames: {what}; model {clf.model_id} r{clf.release} ({model.name}); {workers} workers x "
+          f"{v.threads_per_worker} thread, batch {BATCH}; medians of {len(t['runs']['loop'])} interleaved rounds")
+    print(f"throughput parts/s: bare backend {p['backend']:.0f} ({workers} callers x {v.threads_per_worker} thread), "
+          f"bare backend {p['backend_one_runtime']:.0f} (1 caller x {v.threads} threads), "
+          f"classify_batch {p['classifier']:.0f}, loop {p['loop']:.0f}")
+    print(f"-> loop keeps {t['loop_vs_backend']:.0%} of the faster bare backend "
+          f"(rounds: {', '.join(f'{r:.0%}' for r in t['loop_vs_backend_runs'])}), "
+          f"{t['loop_vs_classifier']:.0%} of classify_batch")
+    heavy = _heavier(clf, images, workers)
+    if heavy:
+        print(f"heavier CNN ({heavy['ms_per_part_one_core']:.2f} ms/part on one core): bare backend "
+              f"{heavy['parts_per_s']['backend']:.0f} parts/s, loop {heavy['parts_per_s']['loop']:.0f} -> loop keeps "
+              f"{heavy['loop_vs_backend']:.0%} (rounds: {', '.join(f'{r:.0%}' for r in heavy['loop_vs_backend_runs'])})")
+    lat = _latency(clf, images, p["loop"], workers)
     print(f"latency at {lat['camera_fps']:.0f} fps: frame-to-result p50 {lat['frame_to_result_ms_p50']:.1f} ms, "
           f"p99 {lat['frame_to_result_ms_p99']:.1f} ms (inference p50 {lat['inference_ms_p50']:.1f} ms)")
     st = _startup(model, images)
     print(f"service start-up: {st.get('startup_s', float('nan')):.2f} s to HTTP ready, RSS {st.get('service_rss_mb', 0):.0f} MB")
-    lr = _long_replay(clf, images)
+    lr = _long_replay(clf, images, workers)
     print(f"long replay: {lr['frames_done']} frames{' (scaled down: time cap)' if lr['scaled_down'] else ''}; "
           f"RSS {lr['rss_mb_start']:.0f} MB after {lr['measured_from_frame']} frames -> {lr['rss_mb_end']:.0f} MB at the end "
           f"(max {lr['rss_mb_max']:.0f}); store {lr['store_mb']:.0f} MB")
     return {"model": {"id": clf.model_id, "release": clf.release, "file": model.name}, "frames": what,
-            "throughput": t, "latency": lat, "startup": st, "long_replay": lr,
+            "throughput": t, "heavier_model": heavy, "latency": lat, "startup": st, "long_replay": lr,
             "note": "CPU timings on a shared machine; ratios are measured side by side in one run"}
 
 
