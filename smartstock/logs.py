@@ -1,4 +1,5 @@
-"""Logging set up once, to stdout, in a form journald and `docker logs` read well."""
+"""Logging set up once, to stderr (stdout stays clean for command output, e.g. `smartstock stock > file`),
+in a form journald and `docker logs` read well (both collect stderr)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def setup_logging(level: str | int = "INFO") -> None:
     root.setLevel(level)
     if getattr(setup_logging, "_done", False):
         return
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.addFilter(_JournalPrefix())
         handler.setFormatter(logging.Formatter(_FORMAT_JOURNAL))

@@ -82,3 +82,10 @@ def test_policy_from_sales_history(cli, tmp_path):
     assert p["safety_stock"] > 0 and p["reorder_point"] == pytest.approx(5 * 7 + p["safety_stock"])
     text = cli("policy", "P")
     assert text.rc == 0 and "reorder point" in text.out and "safety stock" in text.out
+
+
+def test_command_output_is_not_mixed_with_log_lines(cli):
+    """`smartstock stock > file` gets the table only: log lines (here the first-run migrations) go to stderr."""
+    r = cli("stock")
+    assert r.rc == 0 and r.out == "(no rows)\n"
+    assert "applying migration" in r.err

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import queue
 import sys
@@ -64,16 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=run_cmd)
 
 
-def _logs_to_stderr() -> None:
-    """stdout carries the messages (pipe it into jq, grep); log lines go to stderr."""
-    for h in logging.getLogger().handlers:
-        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout:
-            h.setStream(sys.stderr)
-
-
 def _connect(args: argparse.Namespace, purpose: str):
-    """An MqttClient (no will, no status messages) addressing the device; `_start` connects it."""
-    _logs_to_stderr()
+    """An MqttClient (no will, no status messages) addressing the device; `_start` connects it.
+    stdout carries the messages (pipe it into jq, grep); log lines go to stderr (smartstock.logs)."""
     from smartstock.sync.client import MqttClient, config_from_url
     from smartstock.sync.topics import Topics
 
