@@ -226,9 +226,10 @@ class OtaAgent:
 
 
 def shipped_demand_model() -> Path | None:
-    """models/demand/demand_lstm.onnx of the repository / editable install, if present."""
-    path = Path(__file__).resolve().parents[1] / "models" / "demand" / "demand_lstm.onnx"
-    return path if path.is_file() else None
+    """The shipped demand LSTM (models/demand/demand_lstm.onnx, see smartstock.shipped), if present."""
+    from smartstock.shipped import shipped_model
+
+    return shipped_model("demand", "demand_lstm.onnx")
 
 
 def sales_history(store: Store, freq: str) -> list[Any]:

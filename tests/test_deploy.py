@@ -89,3 +89,8 @@ def test_dockerfile_jetson_lint():
     assert "python3-opencv" in runs  # OpenCV with GStreamer from the base image's packages
     entry = " ".join(r for k, r in ins if k in ("ENTRYPOINT", "CMD"))
     assert "smartstock" in entry and '"run"' in entry
+    # the package is installed into the venv, away from models/: the image must say where the shipped models are
+    workdir = [r for k, r in ins if k == "WORKDIR"][-1]
+    assert any(k == "COPY" and r.split() == ["models", "./models"] for k, r in ins)
+    env = " ".join(r for k, r in ins if k == "ENV")
+    assert f"SMARTSTOCK_MODELS_DIR={workdir}/models" in env, env

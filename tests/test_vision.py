@@ -384,3 +384,18 @@ def test_decisive_agreement_ignores_near_ties_only():
     # Rows 1 and 3 are near-ties (ignored); row 0 agrees, row 2 is a confident flip.
     assert decisive_agreement(got, ref, 0.2) == (0.5, 2)
     assert decisive_agreement(ref, ref, 0.2) == (1.0, 2)
+
+
+def test_shipped_models_are_found_through_smartstock_models_dir(tmp_path, monkeypatch):
+    """A wheel or container install is not beside the repository's models/: SMARTSTOCK_MODELS_DIR says where."""
+    from edge.ota_agent import shipped_demand_model
+    from smartstock.shipped import ENV
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    shutil.copytree(root / "defect", tmp_path / "defect")
+    shutil.copytree(root / "demand", tmp_path / "demand")
+    monkeypatch.setenv(ENV, str(tmp_path))
+    assert DefectClassifier.load(threads=1).model_path == tmp_path / "defect" / "defect.onnx"
+    assert shipped_demand_model() == tmp_path / "demand" / "demand_lstm.onnx"
+    monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))  # falls back to the checkout's models/
+    assert DefectClassifier.load(threads=1).model_path == root / "defect" / "defect.onnx"

@@ -26,7 +26,6 @@ from smartstock.vision.preprocess import Roi, preprocess, preprocess_batch
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_MODEL_DIR = "models/defect"
 DEFAULT_MODEL_FILE = "defect.onnx"
 
 
@@ -40,15 +39,16 @@ class Classification:
 
 
 def default_model_path() -> Path:
-    """The shipped demo model: models/defect/defect.onnx beside the package (repo or `pip install -e .`)."""
-    here = Path(__file__).resolve()
-    candidates = [here.parents[2] / DEFAULT_MODEL_DIR / DEFAULT_MODEL_FILE,  # repo checkout / editable install
-                  here.parents[1] / DEFAULT_MODEL_DIR / DEFAULT_MODEL_FILE]  # package data in a wheel
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ModelError(f"shipped default model not found (looked in {', '.join(str(c) for c in candidates)})",
-                     hint="run `make models`, or set vision.model to your own exported .onnx/.tflite file")
+    """The shipped demo model: models/defect/defect.onnx (see smartstock.shipped for where it is looked for)."""
+    from smartstock import shipped
+
+    found = shipped.shipped_model("defect", DEFAULT_MODEL_FILE)
+    if found is None:
+        looked = ", ".join(str(c) for c in shipped.candidates("defect", DEFAULT_MODEL_FILE))
+        raise ModelError(f"shipped default model not found (looked in {looked})",
+                         hint=f"set vision.model to your own exported .onnx/.tflite file, set {shipped.ENV} to a "
+                              "folder holding defect/defect.onnx, or run `make models` in a checkout")
+    return found
 
 
 def decide(scores: np.ndarray, labels: Sequence[str], defect_labels: Sequence[str],
