@@ -50,6 +50,9 @@ class Classifier(Protocol):
     def classify_batch(self, frames: list[np.ndarray]) -> list[Any]: ...
 
 
+Result = tuple[InspectedPart, float]  # an inspected part and its capture time (monotonic), on its way to the store
+
+
 @dataclass
 class LoopSettings:
     sku: str
@@ -184,7 +187,7 @@ class InspectionLoop:
             self.worker_error = f"{type(e).__name__}: {e}"
             logger.exception("inference worker failed")
         finally:
-            with self._take_lock:
+            with self._take_lock:  # (the take lock also guards the count of running workers)
                 self._workers_left -= 1
                 last = self._workers_left == 0
             if last:
@@ -203,10 +206,8 @@ class InspectionLoop:
                 try:
                     got = [self._results.get(timeout=0.2)]
                 except queue.Empty:
-                    if self.worker_finished.is_set() and self._results.empty():
-                        break
-                    continue
-                if s.commit_interval_s > 0:  # gather a little more: fewer fsyncs, less CPU taken from inference
+                    got = []
+                if got and s.commit_interval_s > 0:  # gather a little more: fewer fsyncs, less CPU taken from inference
                     self.worker_finished.wait(s.commit_interval_s)
                 while True:
                     try:
@@ -219,7 +220,7 @@ class InspectionLoop:
                     items += held.pop(next_seq)
                     next_seq += 1
                 finished = self.worker_finished.is_set() and self._results.empty()
-                if finished:  # no batch is still running: a gap is a batch that failed, commit the rest in order
+                if finished:  # no batch is still running: whatever is held goes now, in order, gap or not
                     for seq in sorted(held):
                         items += held.pop(seq)
                 if items:
@@ -301,5 +302,3 @@ class InspectionLoop:
         if self.on_batch is not None:
             self.on_batch(parts)
 
-
-Result = tuple[InspectedPart, float]  # a part and its capture time (monotonic)

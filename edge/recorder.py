@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 from smartstock.store import Store
 from smartstock.store.db import insert_rows
@@ -44,38 +44,24 @@ _INSPECTION_COLUMNS = ("event_id", "ts", "sku", "label", "score", "is_defect", "
                        "model_release", "frame_id", "snapshot")
 
 
-class PartRows(NamedTuple):
-    """One part's rows, ready to insert: inspection, stock movement and serialised event."""
-
-    inspection: tuple
-    movement: tuple[str, str, float, str, str]
-    event: bytes
-
-
-def part_rows(p: InspectedPart, device_id: str) -> PartRows:
-    """A part's rows (built in the loop's writer thread: measured, that beat building them in the
-    inference workers, 0.84 vs 0.81 of the bare model)."""
-    ts = p.ts_iso
-    return PartRows(
-        (p.event_id, ts, p.sku, p.label, float(p.score), int(p.is_defect), float(p.latency_ms), p.model_id,
-         p.model_release, p.frame_id, p.snapshot),
-        (p.sku, "scrapped" if p.is_defect else "produced", 1.0, p.event_id, ts),
-        dumps(event(device_id, event_id=p.event_id, ts=ts, sku=p.sku, label=p.label, score=round(float(p.score), 4),
-                    is_defect=p.is_defect, latency_ms=round(float(p.latency_ms), 2), model_id=p.model_id,
-                    model_release=p.model_release, frame_id=p.frame_id, snapshot=p.snapshot)))
-
-
-def commit_rows(store: Store, rows: Sequence[PartRows], *, topic: str) -> None:
-    """Commit the rows of many parts in one transaction, one statement per table."""
-    with store.transaction() as conn:
-        insert_rows(conn, "inspections", _INSPECTION_COLUMNS, [r.inspection for r in rows])
-        book_many(conn, [r.movement for r in rows])
-        enqueue_events(conn, topic, [r.event for r in rows], priority=PRIORITY_EVENT)
-
-
 def record_parts(store: Store, parts: Sequence[InspectedPart], *, device_id: str, topic: str) -> None:
-    """Commit every part of a batch: inspection, movement (good -> produced, defect -> scrapped), event."""
-    commit_rows(store, [part_rows(p, device_id) for p in parts], topic=topic)
+    """Commit every part of a batch: inspection, movement (good -> produced, defect -> scrapped), event.
+    One multi-row statement per table. (The loop calls this in its writer thread; building the rows in
+    the inference workers instead measured worse: 0.81 vs 0.84 of the bare model.)"""
+    inspections, movements, events = [], [], []
+    for p in parts:
+        ts = p.ts_iso
+        inspections.append((p.event_id, ts, p.sku, p.label, float(p.score), int(p.is_defect), float(p.latency_ms),
+                            p.model_id, p.model_release, p.frame_id, p.snapshot))
+        movements.append((p.sku, "scrapped" if p.is_defect else "produced", 1.0, p.event_id, ts))
+        events.append(dumps(event(device_id, event_id=p.event_id, ts=ts, sku=p.sku, label=p.label,
+                                  score=round(float(p.score), 4), is_defect=p.is_defect,
+                                  latency_ms=round(float(p.latency_ms), 2), model_id=p.model_id,
+                                  model_release=p.model_release, frame_id=p.frame_id, snapshot=p.snapshot)))
+    with store.transaction() as conn:
+        insert_rows(conn, "inspections", _INSPECTION_COLUMNS, inspections)
+        book_many(conn, movements)
+        enqueue_events(conn, topic, events, priority=PRIORITY_EVENT)
 
 
 def recent_inspections(store: Store, limit: int = 20) -> list[dict]:

@@ -77,6 +77,21 @@ def test_batch_preprocess_equals_frame_by_frame(color, layout):
             assert batch.dtype == one_by_one.dtype and np.array_equal(batch, one_by_one), (frames[0].shape, roi)
 
 
+def test_batch_preprocess_converts_small_same_size_frames_in_one_call(monkeypatch):
+    import cv2
+
+    calls = []
+    real = cv2.cvtColor
+    monkeypatch.setattr(cv2, "cvtColor", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = InputSpec(shape=[-1, 32, 32, 1], color="gray")
+    frames = [np.full((32, 32, 3), v, np.uint8) for v in range(0, 250, 50)]
+    preprocess_batch(frames, spec)
+    assert len(calls) == 1  # one conversion for the whole batch
+    calls.clear()
+    preprocess_batch([np.zeros((600, 800, 3), np.uint8)] * 3, spec)
+    assert len(calls) == 3  # large frames: one by one (stacking them would cost more than it saves)
+
+
 def test_preprocess_roi_outside_frame_is_an_input_error():
     with pytest.raises(InputError, match="ROI"):
         preprocess(np.zeros((20, 20), np.uint8), InputSpec(shape=[-1, 8, 8, 1]), roi=(15, 15, 10, 10))

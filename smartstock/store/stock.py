@@ -13,16 +13,14 @@ from smartstock.store.db import insert_rows, utcnow
 
 MovementKind = Literal["produced", "scrapped", "sold", "received", "adjusted"]
 KINDS: tuple[str, ...] = ("produced", "scrapped", "sold", "received", "adjusted")
+_INSERT = "INSERT OR IGNORE INTO stock_movements(ts, sku, kind, quantity, ref, note) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def book(conn: sqlite3.Connection, sku: str, kind: MovementKind, quantity: float, *, ref: str | None = None,
          ts: str | None = None, note: str | None = None) -> bool:
     """Record one movement inside the caller's transaction. A repeated `ref` is ignored (idempotent);
     returns False then."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown movement kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if kind != "adjusted" and quantity < 0:
-        raise ValueError(f"{kind} quantity must be >= 0 (use kind 'adjusted' for corrections), got {quantity}")
+    _check(kind, quantity)
     cur = conn.execute(_INSERT, (ts or utcnow(), sku, kind, float(quantity), ref, note))
     return cur.rowcount == 1
 
@@ -30,16 +28,17 @@ def book(conn: sqlite3.Connection, sku: str, kind: MovementKind, quantity: float
 def book_many(conn: sqlite3.Connection, rows: list[tuple[str, MovementKind, float, str | None, str]]) -> None:
     """`book()` for many (sku, kind, quantity, ref, ts) rows in one statement (the inspection loop's
     hot path); the same checks, the same idempotency on `ref`."""
-    for sku, kind, quantity, _, _ in rows:
-        if kind not in KINDS:
-            raise ValueError(f"unknown movement kind {kind!r}; expected one of {', '.join(KINDS)}")
-        if kind != "adjusted" and quantity < 0:
-            raise ValueError(f"{kind} quantity must be >= 0 (use kind 'adjusted' for corrections), got {quantity}")
+    for _, kind, quantity, _, _ in rows:
+        _check(kind, quantity)
     insert_rows(conn, "stock_movements", ("ts", "sku", "kind", "quantity", "ref"),
                 [(ts, sku, kind, float(q), ref) for sku, kind, q, ref, ts in rows], or_ignore=True)
 
 
-_INSERT = "INSERT OR IGNORE INTO stock_movements(ts, sku, kind, quantity, ref, note) VALUES (?, ?, ?, ?, ?, ?)"
+def _check(kind: str, quantity: float) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown movement kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind != "adjusted" and quantity < 0:
+        raise ValueError(f"{kind} quantity must be >= 0 (use kind 'adjusted' for corrections), got {quantity}")
 
 
 def levels(conn: sqlite3.Connection, sku: str | None = None) -> dict[str, dict[str, float]]:
