@@ -141,7 +141,7 @@ def _heavier(clf, images, workers: int, rounds: int = 3, passes: int = 6) -> dic
     except ImportError:
         print("skipped heavier model: the onnx package is not installed (pip install '.[train]')")
         return None
-    from smartstock.vision.backends import load_backend
+    from smartstock.runtime.backends import load_backend
     from smartstock.vision.classifier import DefectClassifier
 
     with tempfile.TemporaryDirectory() as d:

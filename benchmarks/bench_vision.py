@@ -69,8 +69,8 @@ def _keras_runners(model_dir: Path, x1: np.ndarray) -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     from smartstock.vision import DefectClassifier, default_model_path, load_manifest
-    from smartstock.vision.backends import load_backend
-    from smartstock.vision.manifest import decode_array
+    from smartstock.runtime.backends import load_backend
+    from smartstock.runtime import decode_array
 
     override = os.environ.get("SMARTSTOCK_BENCH_DEFECT_MODEL")  # a folder with manifest.json; default: shipped
     model_dir = Path(override) if override else default_model_path().parent

@@ -33,7 +33,7 @@ import numpy as np
 from pathlib import Path
 from smartstock.forecasting.lstm import LstmRunner
 from smartstock.forecasting.base import make_forecaster
-from smartstock.vision.manifest import decode_array
+from smartstock.runtime import decode_array
 folder = Path(sys.argv[1])
 out = {}
 for name in ("demand_lstm.onnx", "demand_lstm.tflite"):

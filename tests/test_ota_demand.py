@@ -35,7 +35,7 @@ def variant(dst: Path, release: int, *, bias_shift: float = 0.0, weight_scale: f
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from smartstock.vision.manifest import decode_array, encode_array
+    from smartstock.runtime import decode_array, encode_array
 
     dst.mkdir(parents=True)
     model = onnx.load(str(SHIPPED))

@@ -12,10 +12,11 @@ import pytest
 
 from smartstock.errors import BackendUnavailable, ConfigError, InputError, ModelError
 from smartstock.vision import DefectClassifier, InputSpec, load_manifest, preprocess, run_golden, verify_artifact
-from smartstock.vision.backends import backend_for_path, load_backend
+from smartstock.runtime.backends import backend_for_path, load_backend
 from smartstock.vision.classifier import decide, decide_batch
 from smartstock.vision.images import read_image, scan_image_folder
-from smartstock.vision.manifest import MANIFEST_NAME, write_manifest
+from smartstock.runtime import MANIFEST_NAME
+from smartstock.vision.manifest import write_manifest
 from smartstock.vision.preprocess import preprocess_batch
 from tests.conftest import python_subprocess
 

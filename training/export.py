@@ -1,6 +1,6 @@
 """One Exporter with a method per format (ONNX, TFLite float32, TFLite int8), each returning the path.
 
-Every export is loaded back with the DEVICE backend (smartstock.vision.backends), compared with the
+Every export is loaded back with the DEVICE backend (smartstock.runtime.backends), compared with the
 Keras model on held-out images (label agreement, max score difference) and recorded in manifest.json
 with its sha256, size and golden outputs. A float export that disagrees with Keras fails loudly.
 """
@@ -17,10 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from smartstock.errors import ModelError
-from smartstock.vision.backends import load_backend
+from smartstock.runtime.backends import load_backend
 from smartstock.vision.metrics import decisive_agreement
-from smartstock.vision.manifest import (Artifact, Manifest, Parity, encode_array, file_sha256, load_manifest,
-                                        write_manifest)
+from smartstock.runtime import Artifact, Parity, encode_array, file_sha256
+from smartstock.vision.manifest import Manifest, load_manifest, write_manifest
 from smartstock.vision.preprocess import InputSpec
 
 logger = logging.getLogger(__name__)

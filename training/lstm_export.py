@@ -17,7 +17,7 @@ import numpy as np
 
 from smartstock.errors import ModelError
 from smartstock.forecasting.lstm_manifest import DemandManifest, write_demand_manifest
-from smartstock.vision.manifest import Artifact, encode_array, file_sha256
+from smartstock.runtime import Artifact, encode_array, file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ class LstmRunner:
     """A loaded demand model: `predict_windows(raw (N, window)) -> (N, horizon)` in units."""
 
     def __init__(self, model_path: Path, *, backend: str = "auto", threads: int = 1) -> None:
-        from smartstock.vision.backends import backend_for_path, load_backend
+        from smartstock.runtime.backends import backend_for_path, load_backend
 
         self.path = Path(model_path)
         self.manifest = load_demand_manifest(self.path)

@@ -1,31 +1,30 @@
 """manifest.json of an exported demand LSTM: what the device needs to feed and read the model.
 
-The defect classifier's `smartstock.vision.manifest.Manifest` describes images (4-D NHWC input,
-labels, argmax golden check), so the demand model has this small sibling. It reuses the vision
-helpers for artifacts, hashing and golden-sample encoding, so OTA and export treat both alike.
+The defect classifier's manifest describes images (4-D NHWC input, labels, argmax golden check), so
+the demand model has this small sibling. Both are built on `smartstock.runtime` (artifacts, hashing,
+golden-sample encoding, manifest reading and writing), so OTA and export treat both alike.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from smartstock.errors import ModelError
-from smartstock.vision.manifest import (  # noqa: F401  (re-exported for the LSTM exporter)
-    MANIFEST_NAME, Artifact, canonical_bytes, check_artifact_keys, decode_array, encode_array, file_sha256, find_artifact)
+from smartstock.runtime.artifact import (Artifact, Strict, canonical_bytes, check_artifact_keys, find_artifact,
+                                         load_manifest_as, verify_artifact, write_manifest_file)
+from smartstock.runtime.golden import decode_array, max_abs_diff
 
 logger = logging.getLogger(__name__)
 
 KIND = "demand-forecaster"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = Strict
 
 
 class Scaling(_Strict):
@@ -69,40 +68,17 @@ class DemandManifest(_Strict):
 
 def load_demand_manifest(model_path: Path) -> DemandManifest:
     """The manifest beside a model file; every problem is a ModelError naming the file and field."""
-    path = Path(model_path).with_name(MANIFEST_NAME)
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path}: manifest.json not found beside the LSTM model",
-                         hint="copy the manifest.json exported with the model into the same folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: unreadable manifest: {e}", hint="re-export the model") from None
-    if raw.get("kind") != KIND:
-        raise ModelError(f"{path}: kind is {raw.get('kind')!r}, expected {KIND!r}",
-                         hint="--lstm-model must point at a demand model (e.g. models/demand/demand_lstm.onnx)")
-    try:
-        return DemandManifest.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ModelError(f"{path}: {where}: {first['msg']}", hint="re-export the model") from None
+    return load_manifest_as(DemandManifest, model_path, kind=KIND,
+                            kind_hint="--lstm-model must point at a demand model (e.g. models/demand/demand_lstm.onnx)")
 
 
 def write_demand_manifest(manifest: DemandManifest, folder: Path) -> Path:
-    path = Path(folder) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(manifest.to_bytes())
-    tmp.replace(path)
-    return path
+    return write_manifest_file(manifest, folder)
 
 
 def verify(model_path: Path, manifest: DemandManifest) -> Artifact:
     """Size and sha256 of the file against the manifest."""
-    art = manifest.artifact_for(model_path)
-    if Path(model_path).stat().st_size != art.size or file_sha256(Path(model_path)) != art.sha256:
-        raise ModelError(f"{model_path}: size or sha256 does not match manifest.json",
-                         hint="the file is corrupt or from another export; copy both files from one export")
-    return art
+    return verify_artifact(model_path, manifest)
 
 
 def golden_check(run, manifest: DemandManifest, fmt: str) -> float:
@@ -111,7 +87,7 @@ def golden_check(run, manifest: DemandManifest, fmt: str) -> float:
     x = decode_array(manifest.golden_inputs).astype(np.float32)
     want = decode_array(art.golden_outputs)
     got = run(x)
-    diff = float(np.max(np.abs(np.asarray(got, np.float64) - want)))
+    diff = max_abs_diff(np.asarray(got), want)
     if not diff <= art.golden_tolerance:
         raise ModelError(f"{art.file}: golden samples differ by {diff:.3g} (tolerance {art.golden_tolerance:g})",
                          hint="the runtime or file does not reproduce the exported model; re-export or reinstall")

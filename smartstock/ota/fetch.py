@@ -21,6 +21,7 @@ from pathlib import Path
 from smartstock.ota.refusal import (
     FETCH_FAILED, HASH_MISMATCH, INSECURE_URL, MALFORMED, OVERSIZED, TRUNCATED, UpdateRefused,
 )
+from smartstock.runtime.hashing import file_sha256, update_from_file
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ def existing(staging: Path, sha256: str, size: int, *, name: str | None = None) 
     final = staging / name if name else _paths(staging, sha256)[1]
     if not final.is_file() or final.stat().st_size != size:
         return None
-    h = hashlib.sha256()
-    with open(final, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != sha256:
+    if file_sha256(final) != sha256:
         if name is None:
             final.unlink()
         return None
@@ -123,9 +120,7 @@ def fetch_url(url: str, staging: Path, sha256: str, size: int, *, allow_http: bo
         have = 0
     h = hashlib.sha256()
     if have:
-        with open(part, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        update_from_file(h, part)
     headers = {"User-Agent": "smartstock-ota/1", "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"

@@ -72,7 +72,7 @@ class DemandForecasterKind:
 
     def load(self, path: Path) -> DemandModel:
         from smartstock.forecasting.lstm_manifest import load_demand_manifest, verify
-        from smartstock.vision.backends import backend_for_path, load_backend
+        from smartstock.runtime.backends import backend_for_path, load_backend
 
         try:
             manifest = load_demand_manifest(path)

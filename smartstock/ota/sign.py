@@ -53,7 +53,8 @@ def _load_export(model: Path) -> tuple[Any, Any, Path]:
     import json
 
     from smartstock.errors import ModelError
-    from smartstock.vision.manifest import load_manifest, manifest_path_for, verify_artifact
+    from smartstock.runtime import manifest_path_for, verify_artifact
+    from smartstock.vision.manifest import load_manifest
 
     path = manifest_path_for(model)
     try:

@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from smartstock.errors import InputError, ModelError
-from smartstock.vision.backends import InferenceBackend, load_backend
-from smartstock.vision.manifest import Manifest, load_manifest, verify_artifact
+from smartstock.runtime.backends import InferenceBackend, load_backend
+from smartstock.runtime import verify_artifact
+from smartstock.vision.manifest import Manifest, load_manifest
 from smartstock.vision.preprocess import Roi, preprocess, preprocess_batch
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from smartstock.errors import BackendUnavailable, ModelError
-from smartstock.vision.backends.base import BackendConfig, InferenceBackend
+from smartstock.runtime.backends.base import BackendConfig, InferenceBackend
 
 logger = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ class InferenceBackend(ABC):
         if batch.ndim != len(self.input_shape) or tuple(batch.shape[1:]) != expected or batch.shape[0] < 1:
             raise InputError(f"{self.model_path.name}: batch shape {batch.shape} does not match the model input "
                              f"(N, {', '.join(map(str, expected))})",
-                             hint="preprocess frames with smartstock.vision.preprocess and the model's manifest")
+                             hint="preprocess inputs as the model's manifest describes")
         return self._run(np.ascontiguousarray(batch, dtype=np.float32))
 
     def warm_up(self) -> None:
@@ -71,15 +71,15 @@ class InferenceBackend(ABC):
 
 # type key -> "module:Class"; modules are imported only when that backend is used.
 _REGISTRY: dict[str, str] = {
-    "onnx": "smartstock.vision.backends.onnx:OnnxBackend",
-    "tflite": "smartstock.vision.backends.litert:LiteRTBackend",
+    "onnx": "smartstock.runtime.backends.onnx:OnnxBackend",
+    "tflite": "smartstock.runtime.backends.litert:LiteRTBackend",
 }
 _SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 
 
 def _config_classes() -> dict[str, type[BackendConfig]]:
-    from smartstock.vision.backends.litert import LiteRTBackendConfig
-    from smartstock.vision.backends.onnx import OnnxBackendConfig
+    from smartstock.runtime.backends.litert import LiteRTBackendConfig
+    from smartstock.runtime.backends.onnx import OnnxBackendConfig
 
     return {"onnx": OnnxBackendConfig, "tflite": LiteRTBackendConfig}
 

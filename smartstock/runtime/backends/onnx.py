@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from smartstock.errors import BackendUnavailable, ModelError
-from smartstock.vision.backends.base import BackendConfig, InferenceBackend
+from smartstock.runtime.backends.base import BackendConfig, InferenceBackend
 
 logger = logging.getLogger(__name__)
 
