@@ -1,197 +1,245 @@
-"""The appliance part of `smartstock demo`: the real service on a replayed folder of sample parts.
+"""`smartstock demo`: the appliance's parts run end to end on generated data, as a flat list of steps.
 
-Runs after the inventory steps of smartstock/demo.py (same store): sample part images replayed at
-a camera-like rate, the shipped defect model, stock booked per part, plans and alerts refreshed,
-the status page and JSON endpoints served, and, when mosquitto is installed, a local broker on a
-free port with a subscriber that shows what was published (otherwise the outbox backlog is shown).
+Each step is a small function of a shared `DemoContext`; `STEPS` is the order. Later parts (vision,
+forecasting, the edge service, MQTT) extend the demo by adding steps, not by growing one function.
+Everything is seeded and idempotent: running the demo twice into the same folder gives the same figures.
 """
 
 from __future__ import annotations
 
 import csv
-import getpass
+import datetime as dt
 import json
 import logging
-import shutil
-import socket
-import subprocess
-import threading
-import time
-import urllib.request
+import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from smartstock.config import Config, load_config
+from smartstock.store import Store, open_store
+
 logger = logging.getLogger(__name__)
 
-DEMO_SKU = "GEAR-A"      # made on this line in the demo config
-DEMO_PARTS = 150         # the 60 sample images replayed in a loop
-DEMO_FPS = 15.0
-SAMPLE_PARTS = Path(__file__).resolve().parent / "sample_parts"  # synthetic surfaces, see its README
+DEMO_END = dt.date(2026, 10, 31)  # fixed, so the demo's figures are reproducible
+DEMO_DAYS = 730
+
+# What the generated SKUs look like: base demand per day, trend per year, weekly and annual amplitude.
+# `spare` parts sell rarely (intermittent demand).
+DEMO_SKUS: dict[str, dict[str, Any]] = {
+    "GEAR-A": {"base": 40.0, "trend": 0.15, "weekly": 0.25, "annual": 0.20, "price": 6.5},
+    "HOUSING-B": {"base": 15.0, "trend": 0.05, "weekly": 0.10, "annual": 0.35, "price": 24.0},
+    "BOLT-C": {"base": 120.0, "trend": 0.0, "weekly": 0.30, "annual": 0.05, "price": 0.3},
+    "SPARE-D": {"base": 0.15, "spare": True, "price": 89.0},
+}
+
+# The demo's config: the policy inputs of each SKU (see smartstock.example.toml for every key).
+DEMO_CONFIG = """\
+# Written by `smartstock demo`: policy inputs per SKU, read by `smartstock policy SKU --config ...`
+[inventory.defaults]
+order_cost = 50.0
+holding_cost = 2.0
+lead_time_days = 7.0
+
+[inventory.skus.GEAR-A]        # made on this line: EPQ, set-up cost, yield from inspection
+order_cost = 120.0
+holding_cost = 1.5
+unit_cost = 6.0
+production_rate = 40000.0
+lead_time_days = 3.0
+lead_time_std_days = 1.0
+
+[inventory.skus.HOUSING-B]     # bought in, fill-rate target
+order_cost = 80.0
+holding_cost = 4.0
+unit_cost = 20.0
+lead_time_days = 14.0
+lead_time_std_days = 4.0
+service_level = 0.98
+service_type = "fill_rate"
+
+[inventory.skus.BOLT-C]        # cheap, reviewed weekly
+order_cost = 30.0
+holding_cost = 0.05
+unit_cost = 0.25
+lead_time_days = 5.0
+review_period_days = 7.0
+
+[inventory.skus.SPARE-D]       # intermittent spare part, long and uncertain lead time
+order_cost = 60.0
+holding_cost = 15.0
+unit_cost = 75.0
+lead_time_days = 30.0
+lead_time_std_days = 10.0
+service_level = 0.9
+"""
+
+# Stock movements booked by the demo (ref makes each one idempotent): sku, kind, quantity.
+DEMO_MOVEMENTS: list[tuple[str, str, float]] = [
+    ("GEAR-A", "produced", 1520.0), ("GEAR-A", "scrapped", 80.0), ("GEAR-A", "sold", 1290.0),
+    ("HOUSING-B", "received", 600.0), ("HOUSING-B", "sold", 410.0),
+    ("BOLT-C", "received", 5000.0), ("BOLT-C", "sold", 3350.0),
+    ("SPARE-D", "received", 6.0), ("SPARE-D", "sold", 2.0),
+]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass
+class DemoContext:
+    """What the steps share. `say` tells the user what is happening (the CLI prints it)."""
+
+    out: Path
+    seed: int = 0
+    say: Callable[[str], None] = logger.info
+    config: Config | None = None
+    config_path: Path | None = None
+    store: Store | None = None
+    sales_csv: Path | None = None
+    stock: dict[str, dict[str, float]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
+
+    def need(self, what: str) -> Any:
+        """An attribute an earlier step sets; a clear error when the steps were reordered."""
+        value = getattr(self, what)
+        if value is None:
+            raise RuntimeError(f"demo step order: {what} is not set yet (run the step that makes it first)")
+        return value
 
 
-class _Broker:
-    """mosquitto on a free loopback port for the demo's lifetime."""
-
-    def __init__(self, folder: Path) -> None:
-        self.binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-        self.folder = folder
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> bool:
-        if self.binary is None:
-            return False
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
-        conf = self.folder / "mosquitto.conf"
-        conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "log_dest stdout\nlog_type error\n")
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=open(self.folder / "mosquitto.log", "ab"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                threading.Event().wait(0.05)
-        self.stop()
-        return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        self.proc = None
+def sample_sales(seed: int = 0, end: dt.date = DEMO_END, days: int = DEMO_DAYS) -> list[tuple[str, dt.date, float, float]]:
+    """(sku, date, quantity, price) rows: trend x weekly x annual seasonality x Poisson noise; spares intermittent."""
+    rng = np.random.default_rng(seed)
+    start = end - dt.timedelta(days=days - 1)
+    rows = []
+    weekday_shape = np.array([1.0, 1.1, 1.1, 1.0, 1.2, -0.6, -1.0])  # Mon..Sun relative to the week
+    for sku, spec in DEMO_SKUS.items():
+        for i in range(days):
+            day = start + dt.timedelta(days=i)
+            if spec.get("spare"):
+                qty = float(rng.poisson(2.0) + 1) if rng.random() < spec["base"] / 3.0 else 0.0
+            else:
+                level = spec["base"] * (1 + spec["trend"] * i / 365.0)
+                level *= 1 + spec["weekly"] * weekday_shape[day.weekday()]
+                level *= 1 + spec["annual"] * math.sin(2 * math.pi * day.timetuple().tm_yday / 365.25)
+                qty = float(rng.poisson(max(level, 0.0)))
+            if qty > 0:
+                rows.append((sku, day, qty, spec["price"]))
+    return rows
 
 
-class _Subscriber:
-    """Collects what reaches the broker under the device's base topic (the dashboard's view)."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="smartstock-demo-viewer")
-        self._c.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self._c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
-        self._c.connect("127.0.0.1", port)
-        self._c.loop_start()
-
-    def stop(self) -> None:
-        self._c.loop_stop()
-        self._c.disconnect()
+# -- steps ---------------------------------------------------------------------------------------
+def step_config(ctx: DemoContext) -> None:
+    ctx.config_path = ctx.out / "smartstock.toml"
+    ctx.config_path.write_text(DEMO_CONFIG, encoding="utf-8")
+    ctx.config = load_config(ctx.config_path)
+    ctx.store = open_store(ctx.out / "state")
+    ctx.outputs.append(ctx.config_path)
+    ctx.say(f"config with per-SKU policy inputs: {ctx.config_path}")
 
 
-def _sample_labels(folder: Path) -> dict[str, str]:
-    with open(folder / "labels.csv", newline="", encoding="utf-8") as f:
-        return {row["file"]: row["label"] for row in csv.DictReader(f)}
+def step_generate_sales(ctx: DemoContext) -> None:
+    rows = sample_sales(ctx.seed)
+    ctx.sales_csv = ctx.out / "sample_sales.csv"
+    with open(ctx.sales_csv, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["sku", "date", "quantity", "price"])
+        w.writerows((s, d.isoformat(), f"{q:g}", f"{p:g}") for s, d, q, p in rows)
+    ctx.outputs.append(ctx.sales_csv)
+    ctx.say(f"generated {len(rows)} sales rows for {len(DEMO_SKUS)} SKUs over {DEMO_DAYS} days: {ctx.sales_csv}")
 
 
-def run_appliance(ctx: Any, say: Callable[[str], None], *, model: Path | None = None, parts_total: int = DEMO_PARTS,
-                  fps: float = DEMO_FPS) -> dict[str, Any]:
-    """Run the service on the sample parts into ctx.out; returns a summary (also written to appliance.json).
-    `model` defaults to the shipped one; tests pass their exported model and fewer parts."""
-    from edge.app import App
-    from smartstock.sync.topics import Topics
+def step_import_sales(ctx: DemoContext) -> None:
+    from smartstock.ingest import iter_sales_csv
+    from smartstock.store.sales import import_sales
 
-    from smartstock.errors import ModelError
-    from smartstock.vision.classifier import default_model_path
+    s = import_sales(ctx.need("store"), iter_sales_csv(ctx.need("sales_csv")), source="demo")
+    ctx.say(f"imported sales: {s.stored} new, {s.duplicates} already stored, {s.rejected} rejected")
 
-    if model is None and ctx.config.vision.model is None:
-        try:
-            model = default_model_path()
-        except ModelError as e:  # a checkout without models/defect: say so, keep the rest of the demo
-            say(f"appliance step skipped: {e}")
-            return {}
-    out: Path = ctx.out
-    parts = SAMPLE_PARTS
-    truth = _sample_labels(parts)
-    share = sum(v != "ok" for v in truth.values()) / max(len(truth), 1)
-    say(f"camera: {len(truth)} sample part images ({share:.0%} defective) replayed in a loop from {parts}")
 
-    cfg = ctx.config.model_copy(deep=True)
-    cfg.device.device_id = "demo-cam1"
-    cfg.source.uri, cfg.source.fps, cfg.source.loop = str(parts), fps, True
-    if model is not None:
-        cfg.vision.model = model
-    cfg.inspection.sku = DEMO_SKU
-    cfg.http.port = 0
-    broker = _Broker(out / "mosquitto")
-    online = broker.start()
-    if online:
-        cfg.mqtt.enabled, cfg.mqtt.host, cfg.mqtt.port = True, "127.0.0.1", broker.port
-        say(f"mosquitto started on 127.0.0.1:{broker.port}; the service publishes to it through the outbox")
-    else:
-        say("mosquitto not installed: running offline, MQTT messages wait in the outbox")
-    topics = Topics.from_config(cfg.mqtt, cfg.device)
-    viewer = _Subscriber(broker.port, f"{topics.base}/#") if online else None
-    app = App(cfg, out / "state", max_parts=parts_total)
-    summary: dict[str, Any] = {}
+def step_book_stock(ctx: DemoContext) -> None:
+    from smartstock.store.stock import book, levels
+
+    store = ctx.need("store")
+    with store.transaction() as conn:
+        new = sum(book(conn, sku, kind, qty, ref=f"demo:{sku}:{kind}", note="demo")  # type: ignore[arg-type]
+                  for sku, kind, qty in DEMO_MOVEMENTS)
+    ctx.stock = levels(store.conn)
+    ctx.say(f"booked {new} stock movements (produced, scrapped, received, sold)")
+
+
+def step_policies(ctx: DemoContext) -> None:
+    from smartstock.inventory.from_store import sku_policy
+
+    store, config = ctx.need("store"), ctx.need("config")
+    for sku in DEMO_SKUS:
+        policy, result = sku_policy(store.conn, config.inventory, sku)
+        ctx.policies[sku] = {**result.to_dict(), "inputs": policy.model_dump()}
+    ctx.say(f"computed EOQ, safety stock and reorder point for {len(ctx.policies)} SKUs")
+
+
+def step_write_summary(ctx: DemoContext) -> None:
+    path = ctx.out / "policy.json"
+    path.write_text(json.dumps({"stock": ctx.stock, "policies": ctx.policies}, indent=2), encoding="utf-8")
+    ctx.outputs.append(path)
+
+
+def step_appliance(ctx: DemoContext) -> None:
+    """The edge service itself on replayed generated parts (shipped model, status page, MQTT if installed).
+    The device runtime lives in `edge/`; it is imported only here, as `smartstock run` does."""
+    from edge.demo import run_appliance
+
+    if run_appliance(ctx, ctx.say):  # {} when skipped (no shipped model)
+        ctx.outputs += [ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]
+
+
+def step_report(ctx: DemoContext) -> None:
+    """The supervisor report (HTML + PNG charts) from the demo's store, as `smartstock report` makes it.
+    It reuses the model the device chose per SKU (its forecast runs), so it comes after the appliance;
+    without those runs (the appliance step left out) it is skipped instead of re-running the selection."""
+    store = ctx.need("store")
+    if store.query_one("SELECT COUNT(*) FROM forecast_runs")[0] == 0:
+        ctx.say("supervisor report skipped: no forecasts in the store yet (the appliance step makes them)")
+        return
+    from smartstock.report import build_report
+
+    result = build_report(ctx.out / "report", ctx.need("config"), store=store)
+    ctx.outputs.append(result.index)
+    ctx.say(f"supervisor report: {result.index} ({len(result.charts)} PNG charts beside it; open it in a browser, "
+            f"or run `smartstock report --out DIR --state-dir {ctx.out / 'state'} --config {ctx.config_path}`)")
+
+
+STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
+    ("config", step_config),
+    ("sales", step_generate_sales),
+    ("import", step_import_sales),
+    ("stock", step_book_stock),
+    ("policy", step_policies),
+    ("summary", step_write_summary),
+    ("appliance", step_appliance),
+    ("report", step_report),
+]
+
+
+def run_demo(out: Path | str, *, seed: int = 0, say: Callable[[str], None] | None = None,
+             steps: list[tuple[str, Callable[[DemoContext], None]]] | None = None,
+             after_step: Callable[[str, DemoContext], None] | None = None) -> DemoContext:
+    """Run the steps in order into `out`; the store is closed at the end even when a step fails.
+
+    `after_step(name, ctx)` runs after each step, so the CLI can show a step's figures before a later
+    (longer, or failing) step starts.
+    """
+    ctx = DemoContext(out=Path(out), seed=seed, say=say or logger.info)
+    ctx.out.mkdir(parents=True, exist_ok=True)
     try:
-        app.start()
-        url = f"http://127.0.0.1:{app.http.port}/" if app.http else "(http disabled)"
-        say(f"service running: status page {url} (also /api/status, /metrics, /healthz); "
-            f"replaying at {fps:g} parts/s for about {parts_total / fps:.0f} s")
-        while not app.loop.done.wait(2.0):  # type: ignore[union-attr]
-            m = app.metrics.snapshot()
-            say(f"  {m['parts_inspected']} parts inspected, {m['defects']} defective, "
-                f"latency p50 {m['latency_ms_p50']:.0f} ms, camera {app.source.status}")  # type: ignore[union-attr]
-        if app.refresher is not None:  # the first plan (forecasts per SKU) runs at start-up in its thread
-            deadline = time.monotonic() + 120
-            while not app.refresher.plans and time.monotonic() < deadline:
-                threading.Event().wait(0.5)
-            app.refresher.check_alerts(force_publish=True)
-            app.refresher.publish_state()
-        if viewer is not None:  # give the sync worker a moment to drain the outbox
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and app.values()["outbox_rows"] > 0:
-                threading.Event().wait(0.2)
-        status = app.status()
-        (out / "status.json").write_text(json.dumps(status, indent=2, default=str))
-        (out / "metrics.txt").write_text(app.metrics_text())
-        if app.http:
-            with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/healthz", timeout=5) as r:
-                summary["healthz"] = r.read().decode().strip()
-        summary.update(status=status)
+        for name, step in steps or STEPS:
+            logger.debug("demo step %s", name)
+            step(ctx)
+            if after_step is not None:
+                after_step(name, ctx)
     finally:
-        app.stop()
-        if viewer is not None:
-            viewer.stop()
-        broker.stop()
-
-    st = summary["status"]
-    stock = st["stock"].get(DEMO_SKU, {})
-    say(f"inspected {st['counters']['parts_inspected']} parts of {DEMO_SKU}: stock now produced "
-        f"{stock.get('produced', 0):g}, scrapped {stock.get('scrapped', 0):g}, on hand {stock.get('on_hand', 0):g}; "
-        f"frame-to-result p50 {st['latency_ms']['p50']:.0f} ms, p99 {st['latency_ms']['p99']:.0f} ms")
-    plan = next((p for p in st["plans"] if p.get("sku") == DEMO_SKU), None)
-    if plan:
-        say(f"{DEMO_SKU} plan: EOQ/lot {plan.get('lot_size', plan.get('eoq', 0)) or 0:.0f}, "
-            f"reorder point {plan.get('reorder_point') or 0:.0f}, safety stock {plan.get('safety_stock') or 0:.0f}")
-    say(f"defect rate measured {st['defect_rate']:.0%} (the sample holds {share:.0%} defective parts)")
-    say(f"open alerts: {', '.join(a['key'] for a in st['alerts']) or 'none'}")
-    if viewer is not None:
-        seen: dict[str, int] = {}
-        for topic, _, _ in viewer.messages:
-            seen[topic] = seen.get(topic, 0) + 1
-        summary["mqtt_topics"] = seen
-        say(f"MQTT: {len(viewer.messages)} messages reached the broker on {len(seen)} topics:")
-        for topic, n in sorted(seen.items())[:12]:
-            say(f"    {topic}  x{n}")
-        if not viewer.messages:
-            say(f"  (nothing published: no MQTT sync step in this build; {st['outbox']['rows']} messages wait in the outbox)")
-    else:
-        say(f"outbox backlog (offline): {st['outbox']['rows']} messages, {st['outbox']['bytes']} bytes")
-    snaps = out / "state" / "snapshots"
-    say(f"defect snapshots: {snaps} ({len(list(snaps.glob('*.jpg'))) if snaps.is_dir() else 0} JPEGs); "
-        f"status: {out / 'status.json'}, metrics: {out / 'metrics.txt'}")
-    (out / "appliance.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "status"}, indent=2))
-    return summary
+        if ctx.store is not None:
+            ctx.store.close()
+    return ctx

@@ -1,31 +1,22 @@
 """Alert rules as pure functions: given figures, which alerts should be open right now.
 
 Each alert has a `key` (one open alert per key, e.g. `low_stock:PCB-100`); the store keeps them
-(smartstock.store.alerts) and closes an alert when its rule stops returning it.
+(smartstock.store.alerts, which also defines `Alert`) and closes an alert when its rule stops returning it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from smartstock.store.alerts import Alert
+
+__all__ = ["CAMERA_DOWN", "DEFECT_RATE", "LOW_STOCK", "camera_down", "defect_rate", "low_stock",
+           "low_stock_from_plans"]
 
 LOW_STOCK = "low_stock"
 DEFECT_RATE = "defect_rate"
 CAMERA_DOWN = "camera_down"
-
-
-@dataclass(frozen=True)
-class Alert:
-    key: str
-    kind: str
-    message: str
-    severity: str = "warning"
-    sku: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def low_stock(sku: str, on_hand: float, reorder_point: float | None) -> Alert | None:

@@ -10,10 +10,25 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from smartstock.inventory.alerts import Alert
 from smartstock.store.db import utcnow
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert a rule wants open; `key` identifies it (one open alert per key, e.g. `low_stock:PCB-100`)."""
+
+    key: str
+    kind: str
+    message: str
+    severity: str = "warning"
+    sku: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def sync_alerts(conn: sqlite3.Connection, active: Iterable[Alert], kinds: Iterable[str]) -> tuple[list[str], list[str]]:
