@@ -47,6 +47,7 @@ demo: $(STAMP_EDGE)
 	$(VENV)/bin/smartstock demo --out demo-output
 
 test: $(STAMP_ALL) system-deps
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 bench: $(STAMP_ALL) system-deps

@@ -74,7 +74,7 @@ def _frames(n: int = 256) -> tuple[list[np.ndarray], str]:
     """The demo's sample parts (the shipped model's own kind of image), cycled up to n frames."""
     import cv2
 
-    from edge.demo import SAMPLE_PARTS
+    from edge.demo_appliance import SAMPLE_PARTS
 
     files = sorted(SAMPLE_PARTS.glob("*.png"))
     imgs = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files]

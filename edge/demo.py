@@ -189,7 +189,7 @@ def step_write_summary(ctx: DemoContext) -> None:
 def step_appliance(ctx: DemoContext) -> None:
     """The edge service itself on replayed generated parts (shipped model, status page, MQTT if installed).
     The device runtime lives in `edge/`; it is imported only here, as `smartstock run` does."""
-    from edge.demo import run_appliance
+    from edge.demo_appliance import run_appliance
 
     if run_appliance(ctx, ctx.say):  # {} when skipped (no shipped model)
         ctx.outputs += [ctx.out / "status.json", ctx.out / "metrics.txt", ctx.out / "appliance.json"]

@@ -1,6 +1,6 @@
 """The appliance part of `smartstock demo`: the real service on a replayed folder of sample parts.
 
-Runs after the inventory steps of smartstock/demo.py (same store): sample part images replayed at
+Runs after the inventory steps of edge/demo.py (same store): sample part images replayed at
 a camera-like rate, the shipped defect model, stock booked per part, plans and alerts refreshed,
 the status page and JSON endpoints served, and, when mosquitto is installed, a local broker on a
 free port with a subscriber that shows what was published (otherwise the outbox backlog is shown).

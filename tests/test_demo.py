@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smartstock.demo import DEMO_SKUS, STEPS, run_demo, sample_sales
+from edge.demo import DEMO_SKUS, STEPS, run_demo, sample_sales
 
 # The inventory part of the demo (the appliance step that follows it is tested with the edge service).
 INVENTORY_STEPS = [(name, fn) for name, fn in STEPS if name in ("config", "sales", "import", "stock", "policy", "summary")]

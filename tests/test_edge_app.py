@@ -18,7 +18,7 @@ import pytest
 from edge.app import App
 from edge.notify import Notifier
 from edge.samples import write_parts
-from smartstock.commands.run_cmd import apply_overrides
+from edge.commands.run_cmd import apply_overrides
 from smartstock.config import Config
 from smartstock.errors import ConfigError
 from tests.edge_fakes import FakeClassifier

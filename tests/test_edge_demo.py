@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge.app import App
-from edge.demo import SAMPLE_PARTS, run_appliance
-from smartstock.demo import DEMO_MOVEMENTS, STEPS, run_demo
+from edge.demo_appliance import SAMPLE_PARTS, run_appliance
+from edge.demo import DEMO_MOVEMENTS, STEPS, run_demo
 
 N = 30
 

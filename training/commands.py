@@ -1,4 +1,5 @@
-"""`smartstock train cnn|lstm` and `smartstock eval cnn`: TensorFlow is imported only when these run."""
+"""`smartstock train cnn|lstm`, contributed to the `smartstock` CLI by the training package (entry point group
+`smartstock.commands`). TensorFlow is imported only when a training command runs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import argparse
 import importlib
 from pathlib import Path
 
-from smartstock.errors import BackendUnavailable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,27 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     lstm.add_argument("--seed", type=int, default=0)
     lstm.set_defaults(func=_lazy("training.lstm_cli"))
 
-    ev = sub.add_parser("eval", help="evaluate an exported model")
-    esub = ev.add_subparsers(dest="eval_command", metavar="MODEL", required=True)
-    ecnn = esub.add_parser("cnn", help="evaluate a .onnx/.tflite defect model on a folder with class subfolders")
-    ecnn.add_argument("--model", type=Path, required=True)
-    ecnn.add_argument("--data", type=Path, required=True)
-    ecnn.add_argument("--json", action="store_true", help="print JSON instead of text")
-    ecnn.add_argument("--backend", choices=["auto", "onnx", "tflite"], default="auto")
-    ecnn.set_defaults(func=_lazy("smartstock.vision.evaluate_cli"))
-
 
 def _lazy(module: str):
-    """Handler that imports `module` only when the command runs and calls its `run(args)`."""
+    """Handler that imports `module` only when the command runs and calls its `run(args)`.
+    A missing TensorFlow is reported by the CLI host as the `train` extra to install."""
 
     def handler(args: argparse.Namespace) -> int:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "onnx"):
-                raise BackendUnavailable(f"training needs TensorFlow ({e.name} is not installed)",
-                                         hint="pip install 'smartstock[train]' on a workstation; devices do not train") from None
-            raise
-        return int(mod.run(args) or 0)
+        return int(importlib.import_module(module).run(args) or 0)
 
     return handler

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from smartstock.commands._common import print_table
 
 if TYPE_CHECKING:
-    from smartstock.demo import DemoContext
+    from edge.demo import DemoContext
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from smartstock.demo import run_demo
+    from edge.demo import run_demo
 
     def after_step(name: str, ctx: DemoContext) -> None:
         if name == "policy":

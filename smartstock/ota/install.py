@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from smartstock.errors import BackendUnavailable
 from smartstock.ota.kinds import ModelKind
 from smartstock.ota.policy import Installed
-from smartstock.ota.refusal import INSTALL_FAILED, TRIAL_FAILED, UpdateRefused
+from smartstock.ota.refusal import INSTALL_FAILED, LOAD_FAILED, TRIAL_FAILED, UpdateRefused
 from smartstock.ota.release import ReleaseManifest
 from smartstock.ota.report import StateReporter
 from smartstock.ota.slots import ModelSlots, TrialMarker, atomic_write, now_iso
@@ -168,7 +169,10 @@ class Installer:
                    progress=60, detail="loading in a fresh runtime and running golden samples", summary=release.summary)
         old = self.serving
         try:
-            new = self.kind.load(path)
+            try:
+                new = self.kind.load(path)
+            except BackendUnavailable as e:
+                raise UpdateRefused(LOAD_FAILED, f"{release.artifact.name}: {e}") from None
             self.kind.check_contract(new, self.kind.unwrap(old.model) if old else None)
             detail = self.kind.golden(new)
         except UpdateRefused:

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from smartstock.errors import ModelError, SmartStockError
+from smartstock.errors import BackendUnavailable, ModelError, SmartStockError
 from smartstock.ota.refusal import (
     GOLDEN_FAILED, LOAD_FAILED, MALFORMED, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused,
 )
@@ -81,6 +81,8 @@ class DefectClassifierKind:
         try:
             return DefectClassifier.load(path, backend=self.backend, threads=self.threads, roi=self.roi,
                                          thresholds=self.thresholds)
+        except BackendUnavailable:
+            raise  # the device lacks a runtime: not the model's fault (start-up exits 5, install refuses)
         except SmartStockError as e:
             raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: {e}") from None
         except Exception as e:  # noqa: BLE001 - a runtime may raise anything on a hostile file
