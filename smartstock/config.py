@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartstock.errors import ConfigError
+from smartstock.runtime.backends import BACKEND_CHOICES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +63,8 @@ class SourceConfig(Section):
 class VisionConfig(Section):
     model: Path | None = Field(None, description="Defect model file (.onnx or .tflite) with manifest.json beside it; "
                                "empty = the shipped default model")
-    backend: Literal["auto", "onnx", "tflite"] = Field("auto", description="Inference runtime; `auto` picks by file type")
+    backend: Literal[BACKEND_CHOICES] = Field(  # type: ignore[valid-type]  # from the backend registry
+        "auto", description="Inference runtime; `auto` picks by file type")
     threads: int = Field(2, ge=1, le=64, description="CPU threads for inference, shared by the workers")
     workers: int = Field(0, ge=0, le=16, description="Inference workers running batches in parallel; 0 = one per "
                          "thread, each with a single-threaded runtime (on a small CNN this beats one runtime "

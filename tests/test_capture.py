@@ -186,3 +186,29 @@ def test_video_file_removed_and_restored_is_reopened(tmp_path):
             break
     assert got is not None and src.status == "ok" and src.reopens >= 1
     src.close()
+
+
+def test_every_source_kind_in_the_config_has_a_plugin_and_back():
+    """SourceConfig.kind (the library's config) and the edge registry name the same kinds."""
+    import typing
+
+    from edge.capture import SOURCES
+    from smartstock.config import SourceConfig
+
+    kinds = set(typing.get_args(SourceConfig.model_fields["kind"].annotation)) - {"auto"}
+    assert kinds == set(SOURCES)
+    for key, (config_cls, impl) in SOURCES.items():
+        assert config_cls.model_fields["type"].default == key
+        assert issubclass(impl, FrameSource)
+
+
+def test_plugin_config_is_built_by_the_kind_from_the_source_section(tmp_path):
+    from edge.capture import plugin_config
+    from smartstock.config import SourceConfig
+
+    folder = plugin_config(SourceConfig(uri=str(tmp_path), loop=True, fps=5.0))
+    assert (folder.type, folder.path, folder.loop, folder.fps, folder.live()) == ("folder", tmp_path, True, 5.0, False)
+    cam = plugin_config(SourceConfig(uri="/dev/video3", width=640))
+    assert (cam.type, cam.device, cam.width, cam.live()) == ("camera", "/dev/video3", 640, True)
+    stream = plugin_config(SourceConfig(uri="rtsp://cam.local/1", stall_timeout_s=7.0))
+    assert (stream.type, stream.read_timeout_s, stream.live()) == ("stream", 7.0, True)

@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-from pydantic import BaseModel
+from typing import Protocol
 
 from edge.capture.base import CorruptFrame, Frame, FrameSource, SourceError, SourceLost, SourceStatus
 from edge.capture.folder import FolderSource, FolderSourceConfig
 from edge.capture.opencv import (VIDEO_SUFFIXES, CameraSource, CameraSourceConfig, GStreamerSource,
                                  GStreamerSourceConfig, StreamSource, StreamSourceConfig, VideoFileSource,
-                                 VideoSourceConfig, opencv_has_gstreamer)
+                                 VideoSourceConfig)
 from edge.capture.watchdog import WatchedSource
 from smartstock.config import SourceConfig
 from smartstock.errors import ConfigError
 
-# type key -> (config class, implementation); a new kind is one entry here.
-SOURCES: dict[str, tuple[type[BaseModel], type[FrameSource]]] = {
+
+class SourcePluginConfig(Protocol):
+    """What every source kind's config class offers (each is a pydantic model with a `type` key)."""
+
+    type: str
+
+    @classmethod
+    def from_source(cls, cfg: SourceConfig) -> "SourcePluginConfig": ...
+
+    def live(self) -> bool:
+        """A device or stream that may appear later (retried in the background) rather than a file."""
+        ...
+
+
+# type key -> (config class, implementation); a new kind is one entry here (and in SourceConfig.kind).
+SOURCES: dict[str, tuple[type[SourcePluginConfig], type[FrameSource]]] = {
     "camera": (CameraSourceConfig, CameraSource),
     "gstreamer": (GStreamerSourceConfig, GStreamerSource),
     "stream": (StreamSourceConfig, StreamSource),
@@ -56,34 +69,23 @@ def infer_kind(uri: str) -> str:
                       hint="pass an existing image folder or video file, a camera index, a device or a URL")
 
 
-def plugin_config(cfg: SourceConfig) -> BaseModel:
+def plugin_config(cfg: SourceConfig) -> SourcePluginConfig:
     """The kind's own config built from the generic [source] section."""
     kind = infer_kind(cfg.uri) if cfg.kind == "auto" else cfg.kind
-    size = {"width": cfg.width, "height": cfg.height}
-    if kind == "camera":
-        return CameraSourceConfig(device=cfg.uri.strip(), **size)
-    if kind == "gstreamer":
-        return GStreamerSourceConfig(pipeline=cfg.uri.strip(), **size)
-    if kind == "stream":
-        return StreamSourceConfig(url=cfg.uri.strip(), read_timeout_s=cfg.stall_timeout_s, **size)
-    if kind == "video":
-        return VideoSourceConfig(path=Path(cfg.uri), loop=cfg.loop, fps=cfg.fps, **size)
-    return FolderSourceConfig(path=Path(cfg.uri), loop=cfg.loop, fps=cfg.fps)
+    return SOURCES[kind][0].from_source(cfg)
 
 
 def open_source(cfg: SourceConfig) -> WatchedSource:
     """Open the configured source under a watchdog. A file or folder that is missing at start is a
     ConfigError; a camera or stream that is not there yet is retried in the background."""
     pcfg = plugin_config(cfg)
-    _, impl = SOURCES[pcfg.type]  # type: ignore[attr-defined]
+    impl = SOURCES[pcfg.type][1]
 
     def factory() -> FrameSource:
         return impl(pcfg)  # type: ignore[call-arg]
 
-    kind: str = pcfg.type  # type: ignore[attr-defined]
-    live = kind in ("camera", "stream") or (kind == "gstreamer" and opencv_has_gstreamer())
-    return WatchedSource(factory, name=f"source {cfg.uri.strip()}", kind=kind, stall_timeout_s=cfg.stall_timeout_s,
-                         backoff_max_s=cfg.backoff_max_s, retry_first_open=live)
+    return WatchedSource(factory, name=f"source {cfg.uri.strip()}", kind=pcfg.type, stall_timeout_s=cfg.stall_timeout_s,
+                         backoff_max_s=cfg.backoff_max_s, retry_first_open=pcfg.live())
 
 
 __all__ = ["CorruptFrame", "Frame", "FrameSource", "SOURCES", "SourceError", "SourceLost", "SourceStatus",

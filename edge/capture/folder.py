@@ -11,10 +11,11 @@ import cv2
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.capture.base import CorruptFrame, Frame, FrameSource, ReplayPacer, SourceError, SourceLost
+from smartstock.config import SourceConfig
+from smartstock.vision.images import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 class FolderSourceConfig(BaseModel):
@@ -23,6 +24,13 @@ class FolderSourceConfig(BaseModel):
     path: Path = Field(description="Folder of images, replayed in file-name order (subfolders included)")
     loop: bool = Field(False, description="Start again after the last image")
     fps: float = Field(0.0, ge=0.0, description="Replay rate; 0 = as fast as the consumer takes them")
+
+    @classmethod
+    def from_source(cls, cfg: SourceConfig) -> "FolderSourceConfig":
+        return cls(path=Path(cfg.uri), loop=cfg.loop, fps=cfg.fps)
+
+    def live(self) -> bool:
+        return False
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -42,7 +50,7 @@ class FolderSource(FrameSource):
                              hint="pass an existing folder of .png/.jpg files as --source")
         self._files = list_images(cfg.path)
         if not self._files:
-            raise SourceLost(f"{cfg.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder",
+            raise SourceLost(f"{cfg.path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder",
                              hint="put the images to replay into the folder")
         self._pos = 0
         self._index = 0

@@ -13,6 +13,7 @@ import cv2
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.capture.base import CorruptFrame, Frame, FrameSource, ReplayPacer, SourceError, SourceLost
+from smartstock.config import SourceConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +30,24 @@ class CameraSourceConfig(_Cfg):
     type: Literal["camera"] = "camera"
     device: int | str = Field(description="Camera index (0) or V4L2 device path (/dev/video0)")
 
+    @classmethod
+    def from_source(cls, cfg: SourceConfig) -> "CameraSourceConfig":
+        return cls(device=cfg.uri.strip(), width=cfg.width, height=cfg.height)
+
+    def live(self) -> bool:
+        return True
+
 
 class GStreamerSourceConfig(_Cfg):
     type: Literal["gstreamer"] = "gstreamer"
     pipeline: str = Field(description="GStreamer pipeline ending in `appsink` (e.g. nvarguscamerasrc ! ... ! appsink)")
+
+    @classmethod
+    def from_source(cls, cfg: SourceConfig) -> "GStreamerSourceConfig":
+        return cls(pipeline=cfg.uri.strip(), width=cfg.width, height=cfg.height)
+
+    def live(self) -> bool:
+        return opencv_has_gstreamer()  # without GStreamer support the pipeline can never open: fail at start
 
 
 class StreamSourceConfig(_Cfg):
@@ -41,12 +56,26 @@ class StreamSourceConfig(_Cfg):
     open_timeout_s: float = Field(10.0, gt=0, description="Give up connecting after this long")
     read_timeout_s: float = Field(5.0, gt=0, description="A read blocking longer than this fails")
 
+    @classmethod
+    def from_source(cls, cfg: SourceConfig) -> "StreamSourceConfig":
+        return cls(url=cfg.uri.strip(), read_timeout_s=cfg.stall_timeout_s, width=cfg.width, height=cfg.height)
+
+    def live(self) -> bool:
+        return True
+
 
 class VideoSourceConfig(_Cfg):
     type: Literal["video"] = "video"
     path: Path = Field(description="Video file to replay")
     loop: bool = Field(False, description="Start again at the end")
     fps: float = Field(0.0, ge=0.0, description="Replay rate; 0 = as fast as the consumer takes them")
+
+    @classmethod
+    def from_source(cls, cfg: SourceConfig) -> "VideoSourceConfig":
+        return cls(path=Path(cfg.uri), loop=cfg.loop, fps=cfg.fps, width=cfg.width, height=cfg.height)
+
+    def live(self) -> bool:
+        return False
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,13 +1,12 @@
-"""The InferenceBackend interface and the registry that picks a backend by type key or file suffix.
+"""The InferenceBackend interface and the base of every backend's config.
 
 Each backend module holds a config class with a `type` key and an implementation; the runtime it
 needs is imported only when a model is loaded, and a missing one raises BackendUnavailable naming
-the extra to install (only that backend is unusable).
+the extra to install (only that backend is unusable). The registry is the package's `__init__`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from smartstock.errors import ConfigError, InputError, ModelError
+from smartstock.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -67,53 +66,3 @@ class InferenceBackend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_path.name}, threads={self.config.threads})"
-
-
-# type key -> "module:Class"; modules are imported only when that backend is used.
-_REGISTRY: dict[str, str] = {
-    "onnx": "smartstock.runtime.backends.onnx:OnnxBackend",
-    "tflite": "smartstock.runtime.backends.litert:LiteRTBackend",
-}
-_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
-
-
-def _config_classes() -> dict[str, type[BackendConfig]]:
-    from smartstock.runtime.backends.litert import LiteRTBackendConfig
-    from smartstock.runtime.backends.onnx import OnnxBackendConfig
-
-    return {"onnx": OnnxBackendConfig, "tflite": LiteRTBackendConfig}
-
-
-BACKEND_CONFIGS = _REGISTRY  # public: the known type keys
-
-
-def backend_for_path(model_path: Path, backend: str = "auto") -> str:
-    """Type key for a model file: `auto` picks by suffix; an explicit key must match the file type."""
-    suffix = Path(model_path).suffix.lower()
-    by_suffix = _SUFFIXES.get(suffix)
-    if backend == "auto":
-        if by_suffix is None:
-            raise ModelError(f"{model_path}: unknown model file type {suffix!r}",
-                             hint="use an exported .onnx or .tflite file")
-        return by_suffix
-    if backend not in _REGISTRY:
-        raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of: auto, {', '.join(_REGISTRY)}")
-    if by_suffix is not None and by_suffix != backend:
-        raise ConfigError(f"backend {backend!r} cannot run {Path(model_path).name}",
-                          hint=f"use backend = \"auto\" or \"{by_suffix}\" for {suffix} files")
-    return backend
-
-
-def load_backend(model_path: Path, backend: str = "auto", *, threads: int = 2, warmup: int = 1) -> InferenceBackend:
-    """Load a model file with the chosen runtime and warm it up."""
-    model_path = Path(model_path)
-    key = backend_for_path(model_path, backend)
-    if not model_path.is_file():
-        raise ModelError(f"{model_path}: model file not found", hint="check vision.model in the config")
-    module_name, cls_name = _REGISTRY[key].split(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    config = _config_classes()[key](threads=threads, warmup=warmup)
-    impl: InferenceBackend = cls(model_path, config)
-    impl.warm_up()
-    logger.info("loaded %s with %s (%d threads)", model_path.name, key, threads)
-    return impl
