@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartstock.errors import ConfigError
+from smartstock.sku import sku_problem
 from smartstock.runtime.backends import BACKEND_CHOICES
 
 if sys.version_info >= (3, 11):
@@ -98,6 +99,14 @@ class InspectionConfig(Section):
     good_labels: list[str] = Field(default_factory=lambda: ["ok"], description="Labels that count as good parts")
     trigger: Literal["every", "nth", "motion"] = Field("every", description="Which frames are parts")
     every_n: int = Field(1, ge=1, le=10000, description="With trigger=nth: inspect every Nth frame")
+
+    @field_validator("sku")
+    @classmethod
+    def _valid_sku(cls, v: str) -> str:
+        problem = sku_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
     motion_threshold: float = Field(12.0, gt=0.0, le=255.0,
                                     description="With trigger=motion: mean absolute ROI change that means a new part")
     queue_size: int = Field(16, ge=1, le=4096, description="Frames buffered between capture and inference")
@@ -141,6 +150,9 @@ class InventoryConfig(Section):
     @model_validator(mode="after")
     def _validate_skus(self) -> "InventoryConfig":
         for sku, over in self.skus.items():
+            problem = sku_problem(sku)
+            if problem:
+                raise ValueError(f"inventory.skus: {problem}")
             try:
                 SkuPolicy(**{**self.defaults.model_dump(), **over})
             except ValidationError as e:

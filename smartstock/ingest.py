@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import IO, Literal, NamedTuple
 
 from smartstock.errors import InputError
+from smartstock.sku import SKU_RULE, sku_problem
 
 logger = logging.getLogger(__name__)
 
 MAX_LINE_CHARS = 64 * 1024  # longer physical lines are rejected instead of read into memory
-MAX_SKU_CHARS = 64
 NAMINGS: dict[str, tuple[str, str, str]] = {
     "sku": ("sku", "date", "quantity"),
     "unique_id": ("unique_id", "ds", "y"),
@@ -170,8 +170,8 @@ class SalesCsv:
             return RowError(line, "not valid UTF-8 text")
         if not raw_sku:
             return RowError(line, f"empty {sku_col}")
-        if len(raw_sku) > MAX_SKU_CHARS or any(ord(c) < 32 for c in raw_sku):
-            return RowError(line, f"{sku_col} must be 1-{MAX_SKU_CHARS} printable characters, got {raw_sku[:80]!r}")
+        if sku_problem(raw_sku):
+            return RowError(line, f"{sku_col} {raw_sku[:80]!r} is not valid: {SKU_RULE}")
         day = parse_date(raw_date)
         if day is None:
             return RowError(line, f"{date_col} {raw_date[:40]!r} is not a date (expected YYYY-MM-DD, YYYY-MM or "

@@ -96,3 +96,35 @@ def test_inference_threads_are_shared_out_between_workers():
     assert split(threads=4, workers=2) == (2, 2)
     assert split(threads=2, workers=1) == (1, 2)   # the old layout: one worker, two intra-op threads
     assert split(threads=1, workers=3) == (3, 1)   # never below one thread each
+
+
+def test_one_sku_rule_for_config_csv_mqtt_and_the_store(tmp_path):
+    """A SKU becomes an MQTT topic level: every entry point refuses the same bad SKUs with the same rule."""
+    from pydantic import ValidationError
+
+    from smartstock.config import Config, InventoryConfig
+    from smartstock.errors import InputError, InvalidParameter
+    from smartstock.ingest import iter_sales_csv
+    from smartstock.sku import SKU_RULE, sku_problem
+    from smartstock.store import open_store
+    from smartstock.store.skus import set_overrides
+    from smartstock.sync.inbound import validate_sale
+
+    bad = ["a/b", "x+", "#1", "", " lead", "tab\tin", "z" * 65]
+    good = ["PCB-100", "part_1", "Ø 12 mm bolt", "z" * 64]
+    assert all(sku_problem(s) for s in bad) and not any(sku_problem(s) for s in good)
+    for s in bad:
+        with pytest.raises(ValidationError):
+            Config.model_validate({"inspection": {"sku": s}})
+        with pytest.raises(ValidationError):
+            InventoryConfig.model_validate({"skus": {s: {}}})
+    csv_file = tmp_path / "sales.csv"
+    csv_file.write_text("sku,date,quantity\n" + "".join(f"{s},2026-01-0{i + 1},1\n" for i, s in enumerate(["a/b", "PCB-100"])))
+    rows = list(iter_sales_csv(csv_file))
+    assert [getattr(r, "sku", None) for r in rows] == [None, "PCB-100"]
+    assert SKU_RULE in rows[0].reason
+    with open_store(tmp_path / "state") as store:
+        with pytest.raises(InvalidParameter):
+            set_overrides(store.conn, InventoryConfig(), "a/b", {"lead_time_days": 3.0})
+    with pytest.raises(InputError):
+        validate_sale({"id": "1", "sku": "a/b", "date": "2026-01-01", "quantity": 1})

@@ -106,7 +106,10 @@ def test_overrides(monkeypatch):
     assert "s@cret" not in cfg.model_dump_json()
     cfg = apply_overrides(Config(), _args(mqtt="mqtt://broker:1884"))
     assert cfg.mqtt.port == 1884 and cfg.mqtt.tls is None
-    for bad in (dict(mqtt="tcp://x"), dict(mqtt="mqtt://x:99999"), dict(device_id="has space"), dict(max_frames=0),
+    # one URL parser for --mqtt, `ota push --url` and `mqtt --url`: plaintext is refused when TLS is configured
+    with pytest.raises(ConfigError, match="--mqtt .* is plaintext but mqtt.tls is configured"):
+        apply_overrides(Config.model_validate({"mqtt": {"tls": {}}}), _args(mqtt="mqtt://broker:1883"))
+    for bad in (dict(mqtt="http://x"), dict(mqtt="mqtt://x:99999"), dict(device_id="has space"), dict(max_frames=0),
                 dict(http_port=70000)):
         with pytest.raises(ConfigError):
             apply_overrides(Config(), _args(**bad))

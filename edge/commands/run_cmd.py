@@ -8,10 +8,9 @@ import os
 import signal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from smartstock.commands._common import add_config_option, load
-from smartstock.config import Config, TlsConfig, resolve_state_dir
+from smartstock.config import Config, resolve_state_dir
 from smartstock.errors import ConfigError
 from smartstock.logs import setup_logging
 
@@ -72,24 +71,13 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
 
 
 def _apply_mqtt_url(cfg: Config, url: str) -> None:
-    u = urlsplit(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ConfigError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port] or mqtts://...",
-                          hint="for example --mqtt mqtt://broker.local:1883")
-    try:
-        port = u.port
-    except ValueError:
-        raise ConfigError(f"--mqtt {url!r}: the port is not a number between 1 and 65535") from None
+    from smartstock.sync.client import config_from_url  # the one parser (refuses mqtt:// when TLS is configured)
+
+    cfg.mqtt, password = config_from_url(cfg.mqtt, url, option="--mqtt")
     cfg.mqtt.enabled = True
-    cfg.mqtt.host = u.hostname
-    cfg.mqtt.port = port or (8883 if u.scheme == "mqtts" else 1883)
-    if u.scheme == "mqtts" and cfg.mqtt.tls is None:
-        cfg.mqtt.tls = TlsConfig()
-    if u.username:
-        cfg.mqtt.username = unquote(u.username)
-    if u.password:
+    if password:
         # the password only lives in this process' environment, never in a file we write
-        os.environ[cfg.mqtt.password_env] = unquote(u.password)
+        os.environ[cfg.mqtt.password_env] = password
         logger.warning("--mqtt carries a password: other users can see it in `ps`; prefer %s or mqtt.password_file",
                        cfg.mqtt.password_env)
 

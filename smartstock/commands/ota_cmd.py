@@ -8,7 +8,6 @@ import json
 import re
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +113,11 @@ def _sign(args: argparse.Namespace) -> int:
 # -- push / status ------------------------------------------------------------------------------
 def _broker(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     cfg = load(args)
-    if args.url:
-        u = urllib.parse.urlsplit(args.url)
-        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-            raise ConfigError(f"--url {args.url!r}: expected mqtt://host:port or mqtts://host:port")
-        conn = {"host": u.hostname, "port": u.port or (8883 if u.scheme == "mqtts" else 1883),
-                "tls": u.scheme == "mqtts", "username": urllib.parse.unquote(u.username) if u.username else None,
-                "password": urllib.parse.unquote(u.password) if u.password else None}
-    else:
-        m = cfg.mqtt
-        conn = {"host": m.host, "port": m.port, "tls": m.tls is not None, "username": m.username,
-                "password": m.password()}
+    from smartstock.sync.client import config_from_url  # the one MQTT URL parser
+
+    m, password = config_from_url(cfg.mqtt, args.url) if args.url else (cfg.mqtt, None)
+    conn = {"host": m.host, "port": m.port, "tls": m.tls is not None, "username": m.username,
+            "password": password if password is not None else m.password()}
     return conn, cfg
 
 

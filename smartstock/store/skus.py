@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from smartstock.config import InventoryConfig, SkuPolicy
 from smartstock.errors import InvalidParameter
+from smartstock.sku import sku_problem
 from smartstock.store.db import utcnow
 
 POLICY_FIELDS: tuple[str, ...] = tuple(SkuPolicy.model_fields)
@@ -48,8 +49,9 @@ def set_overrides(conn: sqlite3.Connection, inventory: InventoryConfig, sku: str
     unknown = sorted(set(values) - set(POLICY_FIELDS))
     if unknown:
         raise InvalidParameter(f"unknown policy field(s) {', '.join(unknown)}; known: {', '.join(POLICY_FIELDS)}")
-    if not sku or len(sku) > 64:
-        raise InvalidParameter(f"SKU must be 1-64 characters, got {sku!r}")
+    problem = sku_problem(sku)
+    if problem:
+        raise InvalidParameter(problem)
     overrides = {**get_overrides(conn, sku), **values}
     policy = _validated(sku, {**inventory.policy_for(sku).model_dump(), **overrides})
     cols = ", ".join(POLICY_FIELDS)

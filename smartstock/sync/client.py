@@ -57,24 +57,24 @@ def _paho() -> Any:
     return mqtt
 
 
-def config_from_url(cfg: MqttConfig, url: str) -> tuple[MqttConfig, str | None]:
+def config_from_url(cfg: MqttConfig, url: str, *, option: str = "--url") -> tuple[MqttConfig, str | None]:
     """Apply `mqtt[s]://[user[:password]@]host[:port]` to a copy of `cfg`; returns (config, password).
 
     `mqtt://` while the config has TLS is refused: that would send credentials in plaintext."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(f"--url {url!r}: scheme must be mqtt:// or mqtts://",
+        raise ConfigError(f"{option} {url!r}: scheme must be mqtt:// or mqtts://",
                           hint="e.g. mqtt://broker.local:1883 or mqtts://broker.local:8883")
     tls = parts.scheme in ("mqtts", "ssl")
     if not tls and cfg.tls is not None:
-        raise ConfigError(f"--url {url!r} is plaintext but mqtt.tls is configured",
+        raise ConfigError(f"{option} {url!r} is plaintext but mqtt.tls is configured",
                           hint="use mqtts:// (TLS) or remove [mqtt.tls] from the config")
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"--url {url!r}: the port is not a number 1-65535") from None
+        raise ConfigError(f"{option} {url!r}: the port is not a number 1-65535") from None
     if not parts.hostname:
-        raise ConfigError(f"--url {url!r}: no host name", hint="e.g. mqtt://127.0.0.1:1883")
+        raise ConfigError(f"{option} {url!r}: no host name", hint="e.g. mqtt://127.0.0.1:1883")
     update: dict[str, Any] = {"host": parts.hostname, "port": port or (8883 if tls else 1883)}
     if tls and cfg.tls is None:
         update["tls"] = TlsConfig()

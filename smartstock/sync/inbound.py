@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartstock.errors import InputError
+from smartstock.sku import SKU_RULE, sku_problem
 from smartstock.store.db import Store
 from smartstock.sync.client import InboundMessage
 from smartstock.sync.payloads import message
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 CommandHandler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 _COMMAND_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_SKU = re.compile(r"^[^/+#\s\x00-\x1f][^/+#\x00-\x1f]{0,63}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SALES_FIELDS = ("id", "sku", "date", "quantity", "price")
 MAX_RECORDS = 10_000
@@ -168,8 +168,8 @@ def validate_sale(rec: Any) -> dict[str, Any]:
     if isinstance(rid, bool) or not isinstance(rid, (str, int)) or not 0 < len(str(rid)) <= 128:
         raise InputError("id: required, a string of 1 to 128 characters unique per sale (it makes re-sends idempotent)")
     sku = rec.get("sku")
-    if not isinstance(sku, str) or not _SKU.match(sku):
-        raise InputError("sku: required, 1 to 64 characters without / + # or control characters")
+    if sku_problem(sku):
+        raise InputError(f"sku: required, {SKU_RULE}")
     date = rec.get("date")
     if not isinstance(date, str) or not _DATE.match(date):
         raise InputError(f"date: required as YYYY-MM-DD, got {date!r}")
