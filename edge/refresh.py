@@ -22,6 +22,7 @@ from smartstock.inventory import alerts as rules
 from smartstock.store import Store
 from smartstock.store.alerts import open_alerts, sync_alerts
 from smartstock.store.stock import levels
+from smartstock.sync.discovery import INVENTORY_KEYS
 from smartstock.sync.outbox import PRIORITY_STATE, PRIORITY_TELEMETRY, enqueue
 from smartstock.sync.payloads import message
 from smartstock.sync.topics import Topics
@@ -209,5 +210,6 @@ _INVENTORY_KEYS = ("on_hand", "forecast", "forecast_total", "demand_per_day", "e
 
 def _inventory_fields(plan: dict[str, Any]) -> dict[str, Any]:
     out = {k: plan[k] for k in _INVENTORY_KEYS if k in plan}
+    out.update({k: out.get(k) for k in INVENTORY_KEYS})  # what HA's sensors read: present, null while unknown
     out["sku"] = plan["sku"]
     return out

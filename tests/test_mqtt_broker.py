@@ -14,6 +14,7 @@ import pytest
 from edge.sync_worker import SyncService
 from smartstock.config import Config
 from smartstock.sync import outbox
+from smartstock.sync.discovery import node_id, object_id
 from smartstock.sync.inbound import parse_set_threshold
 from smartstock.sync.payloads import event, message
 from tests.fixtures.broker import Probe
@@ -139,7 +140,7 @@ def test_discovery_and_republish_when_home_assistant_comes_online(service, broke
     update = by_topic["homeassistant/update/smartstock_dev1/model/config"]
     assert update["state_topic"] == f"{BASE}/model/state"
     assert update["availability_topic"] == f"{BASE}/status"
-    onhand = by_topic["homeassistant/sensor/smartstock_dev1/pcb_200_on_hand/config"]
+    onhand = by_topic[f"homeassistant/sensor/{node_id('dev1')}/{object_id('PCB-200')}_on_hand/config"]
     assert onhand["state_topic"] == f"{BASE}/inventory/PCB-200" and "on_hand" in onhand["value_template"]
     assert {p["device"]["identifiers"][0] for p in by_topic.values()} == {"smartstock_dev1"}
     assert len({p["unique_id"] for p in by_topic.values()}) == len(by_topic)
@@ -303,7 +304,8 @@ def test_start_sync_step_wires_set_threshold_and_stops_with_the_app(store, broke
         assert not bad["ok"] and "ok, defect" in bad["error"] and clf.thresholds == {"defect": 0.8}
         sync = payload(probe.wait_for(lambda m: m.topic == f"{BASE}/sync")[0])
         assert {"published", "acked", "resent", "dropped", "backlog", "connected"} <= set(sync)
-        assert probe.wait_for(lambda m: "pcb_9_on_hand" in m.topic)  # the configured SKU is discovered
+        sku_obj = f"/{object_id('PCB-9')}_on_hand/"
+        assert probe.wait_for(lambda m: sku_obj in m.topic)  # the configured SKU is discovered
     finally:
         probe.close()
         stops[0][1]()

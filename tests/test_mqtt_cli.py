@@ -62,6 +62,7 @@ def test_tail_with_discovery_finds_the_home_assistant_configs(cli, broker, state
     from smartstock.config import Config
     from smartstock.store import open_store
     from edge.sync_worker import SyncService
+    from smartstock.sync.discovery import node_id, object_id
 
     store = open_store(state_dir)
     cfg = Config.model_validate({"device": {"device_id": "line-9"}, "mqtt": {"enabled": True, "port": broker.port}})
@@ -72,8 +73,9 @@ def test_tail_with_discovery_finds_the_home_assistant_configs(cli, broker, state
         r = cli("mqtt", "tail", "--url", broker.url, "--device-id", "line-9", "--discovery",
                 "--topic", "smartstock/plant/line1/line-9/status", "--count", "13", "--timeout", "20")
         topics = {ln.split()[2] for ln in r.out.splitlines()}
-        assert "homeassistant/sensor/smartstock_line_9/a_1_on_hand/config" in topics, r.out
-        assert "homeassistant/update/smartstock_line_9/model/config" in topics
+        node = node_id("line-9")
+        assert f"homeassistant/sensor/{node}/{object_id('A-1')}_on_hand/config" in topics, r.out
+        assert f"homeassistant/update/{node}/model/config" in topics
     finally:
         svc.stop()
         store.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from smartstock.sync.discovery import node_id, object_id
 from tests.fixtures.broker import Probe
 from tests.test_service import _count, _get, _port, _start, _wait_for, model_file, parts  # noqa: F401 (fixtures)
 
@@ -45,4 +46,5 @@ def test_service_publishes_every_part_and_answers_commands(tmp_path, model_file,
     assert probe.on(f"{BASE}/status")[-1].payload == b"offline"
     state_msg = json.loads(probe.wait_for(lambda m: m.topic == f"{BASE}/state")[-1].payload)
     assert state_msg["device_id"] == "test-cam" and "fps" in state_msg
-    assert probe.wait_for(lambda m: m.topic == "homeassistant/sensor/smartstock_test_cam/pcb_t_on_hand/config")
+    onhand = f"homeassistant/sensor/{node_id('test-cam')}/{object_id('PCB-T')}_on_hand/config"
+    assert probe.wait_for(lambda m: m.topic == onhand)

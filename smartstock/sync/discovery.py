@@ -15,10 +15,18 @@ retained topics the device publishes anyway:
 | sync now, republish | button | `{base}/cmd/sync-now`, `{base}/cmd/rebirth` | |
 
 The caller republishes these on connect and whenever `{ha_prefix}/status` says `online`.
+
+Home Assistant's rules these configs follow (tests/test_ha_contract.py checks them against every
+payload the device publishes): the `update` entity's JSON is a closed schema with non-null
+versions, so its template passes only `UPDATE_KEYS` and leaves nulls out (`model/state` keeps its
+full detail for other consumers); every key a template reads is in its payload (null when unknown,
+see `INVENTORY_KEYS`); `default_entity_id` beside `object_id` (HA 2025.10 deprecated `object_id`);
+ids are injective: a name that normalising changed gets a short hash of the original.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -26,13 +34,38 @@ from smartstock import __version__
 from smartstock.sync.topics import Topics
 
 
-def _object_id(text: str) -> str:
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
+# The keys HA's MQTT update entity accepts in its JSON payload (any other key fails the whole message).
+UPDATE_KEYS = ("installed_version", "latest_version", "title", "release_summary", "release_url", "entity_picture",
+               "in_progress", "update_percentage")
+# What each SKU's sensors read from `{base}/inventory/<sku>`: (field, label, unit). The payload always
+# carries these keys, null while there is no plan (HA shows "unknown" instead of logging a template warning).
+INVENTORY_SENSORS = (("on_hand", "on hand", "units"), ("reorder_point", "reorder point", "units"),
+                     ("days_of_cover", "days of cover", "d"))
+INVENTORY_KEYS = tuple(f for f, _, _ in INVENTORY_SENSORS)
+
+# Renders only UPDATE_KEYS that are present and not null, as one JSON object (HA parses the result).
+UPDATE_TEMPLATE = (
+    "{% set ns = namespace(parts=[]) %}"
+    "{% for k in " + repr(list(UPDATE_KEYS)) + " %}"
+    "{% if value_json[k] is defined and value_json[k] is not none %}"
+    "{% set ns.parts = ns.parts + [(k | tojson) ~ ':' ~ (value_json[k] | tojson)] %}"
+    "{% endif %}{% endfor %}"
+    "{{ '{' ~ (ns.parts | join(',')) ~ '}' }}"
+)
+
+
+def object_id(text: str) -> str:
+    """`text` lower-cased with runs of other characters as `_`; when that changed the name, a short hash
+    of the original follows, so `PART-1` and `part_1` (or device ids `a-b` and `a_b`) stay apart."""
+    norm = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
+    if norm == text:
+        return norm
+    return f"{norm}_{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def node_id(device_id: str) -> str:
-    """The discovery node id of a device: `smartstock_<device id with - as _>`."""
-    return f"smartstock_{_object_id(device_id)}"
+    """The discovery node id of a device: `smartstock_<object_id(device id)>`."""
+    return f"smartstock_{object_id(device_id)}"
 
 
 def device_block(topics: Topics) -> dict[str, Any]:
@@ -51,9 +84,9 @@ def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant",
     out: list[tuple[str, dict[str, Any]]] = []
 
     def add(component: str, obj: str, **cfg: Any) -> None:
-        uid = f"{node}_{_object_id(obj)}"
-        out.append((f"{ha_prefix}/{component}/{node}/{_object_id(obj)}/config",
-                    {**common, "unique_id": uid, "object_id": uid, **cfg}))
+        uid = f"{node}_{obj}"
+        out.append((f"{ha_prefix}/{component}/{node}/{obj}/config",
+                    {**common, "unique_id": uid, "object_id": uid, "default_entity_id": f"{component}.{uid}", **cfg}))
 
     state = topics.state
     add("sensor", "defect_rate", name="Defect rate", state_topic=state, unit_of_measurement="%",
@@ -68,17 +101,17 @@ def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant",
     add("sensor", "outbox_backlog", name="Outbox backlog", state_topic=topics.sync_stats, unit_of_measurement="msgs",
         value_template="{{ value_json.backlog }}", state_class="measurement", entity_category="diagnostic")
     add("sensor", "open_alerts", name="Open alerts", state_topic=topics.alerts, icon="mdi:bell-alert",
-        value_template="{{ value_json.count if value_json.count is defined else (value_json.alerts | default([]) | count) }}")
+        value_template="{{ value_json.alerts | count }}", state_class="measurement")
     add("update", "model", name="Defect model", state_topic=topics.model_state, device_class="firmware",
-        entity_category="diagnostic")
+        value_template=UPDATE_TEMPLATE, entity_category="diagnostic")
     add("button", "sync_now", name="Sync now", command_topic=topics.cmd("sync-now"),
         payload_press='{"request_id":"homeassistant"}', entity_category="config")
     add("button", "republish", name="Republish state", command_topic=topics.cmd("rebirth"),
         payload_press='{"request_id":"homeassistant"}', entity_category="config")
     for sku in sorted(set(skus)):
         inv = topics.inventory(sku)
-        for field, label, unit in (("on_hand", "on hand", "units"), ("reorder_point", "reorder point", "units"),
-                                   ("days_of_cover", "days of cover", "d")):
-            add("sensor", f"{sku}_{field}", name=f"{sku} {label}", state_topic=inv, unit_of_measurement=unit,
-                value_template=f"{{{{ value_json.{field} }}}}", state_class="measurement", icon="mdi:package-variant")
+        for field, label, unit in INVENTORY_SENSORS:  # `<sku id>_<field>`: no field ends with `_<another field>`
+            add("sensor", f"{object_id(sku)}_{field}", name=f"{sku} {label}", state_topic=inv,
+                unit_of_measurement=unit, value_template=f"{{{{ value_json.{field} }}}}", state_class="measurement",
+                icon="mdi:package-variant")
     return out
