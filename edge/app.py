@@ -161,18 +161,27 @@ class App:
             raise
 
     def run(self) -> int:
-        """Start, tell systemd we are ready, ping its watchdog while healthy, stop on request."""
+        """Start, tell systemd we are ready, ping its watchdog while alive, stop on request.
+
+        The watchdog follows `alive()`, not `health()`: a camera outage is the source's to ride out
+        (reconnect with backoff) and is reported through STATUS= and the camera_down alert; stopping
+        the pings would have systemd kill and restart the service every WatchdogSec, forever.
+        """
         self.start()
         self.notifier.ready(f"inspecting {self.config.inspection.sku}")
         interval = min(1.0, self.notifier.ping_interval_s())
+        shown = ""
         try:
             while not self.stop_event.is_set():
                 if self.loop is not None and self.loop.done.is_set():
                     logger.info("finished: %d part(s) inspected", self.metrics.counters["parts_inspected"])
                     break
-                ok, reason = self.health()
-                if ok:
+                if self.alive()[0]:
                     self.notifier.watchdog()
+                reason = self.health()[1]
+                if reason != shown:  # once per change, shown by `systemctl status`
+                    self.notifier.status(reason)
+                    shown = reason
                 self.stop_event.wait(interval)
         finally:
             self.stop()
@@ -201,13 +210,21 @@ class App:
             return ("", "ok", -1.0)
         return (s.name, s.status, s.seconds_since_frame())
 
-    def health(self) -> tuple[bool, str]:
+    def alive(self) -> tuple[bool, str]:
+        """The loop and its inference workers run (the systemd watchdog and the container health check)."""
         if self.loop is None or self.source is None:
             return False, "starting"
         if self.loop.worker_error:
             return False, f"inspection loop failed: {self.loop.worker_error}"
         if not self.loop.alive() and not self.loop.done.is_set():
             return False, "inference worker stopped"
+        return True, "alive"
+
+    def health(self) -> tuple[bool, str]:
+        """alive() and the camera delivering frames (/healthz, STATUS=)."""
+        ok, reason = self.alive()
+        if not ok:
+            return ok, reason
         if self.source.status != "ok" and not self.source.ended:
             return False, f"camera {self.source.status}: {self.source.last_error}"
         return True, "ok (replay finished)" if self.source.ended else "ok"

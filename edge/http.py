@@ -1,4 +1,4 @@
-"""Local HTTP: /healthz, /api/status, /api/recent, /metrics, /snapshots/<name> and the status page.
+"""Local HTTP: /healthz, /livez, /api/status, /api/recent, /metrics, /snapshots/<name> and the status page.
 
 stdlib ThreadingHTTPServer, read-only, bound to `http.host` (127.0.0.1 by default). The status page
 (smartstock/web/, written by the web issue) is served at `/` and reads the JSON endpoints.
@@ -24,6 +24,7 @@ WEB_DIR = Path(__file__).resolve().parents[1] / "smartstock" / "web"
 class StatusProvider(Protocol):
     def status(self) -> dict[str, Any]: ...
     def health(self) -> tuple[bool, str]: ...
+    def alive(self) -> tuple[bool, str]: ...
     def recent(self, limit: int) -> list[dict[str, Any]]: ...
     def metrics_text(self) -> str: ...
     def snapshot_path(self, name: str) -> Path | None: ...
@@ -38,8 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         p = self.server.provider
         try:
-            if path == "/healthz":
-                ok, reason = p.health()
+            if path in ("/healthz", "/livez"):  # livez: loop and workers only (a camera outage is not a restart)
+                ok, reason = p.health() if path == "/healthz" else p.alive()
                 self._send(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, (reason + "\n").encode(), "text/plain")
             elif path == "/api/status":
                 self._json(p.status())

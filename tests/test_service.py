@@ -13,9 +13,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -174,11 +176,69 @@ def test_known_number_of_parts_books_exactly_that_many(tmp_path, model_file, par
     assert _count(state, "SELECT COUNT(*) FROM outbox WHERE topic LIKE '%/events/inspection'") == n
 
 
+class SystemdHarness:
+    """Plays systemd's side of sd_notify: a NOTIFY_SOCKET that records every message (with its time) and
+    a watchdog that, like systemd with WatchdogSec=, sends SIGABRT when WATCHDOG=1 is late."""
+
+    def __init__(self, path: Path, watchdog_s: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.path, self.watchdog_s = path, watchdog_s
+        self.messages: list[tuple[float, str]] = []
+        self.aborted_at: float | None = None
+        self.proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": str(self.path), "WATCHDOG_USEC": str(int(self.watchdog_s * 1e6))}
+
+    def watch(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_ping = None
+        while not self._stop.is_set():
+            try:
+                msg = self.sock.recv(4096).decode()
+                now = time.monotonic()
+                self.messages.append((now, msg))
+                if "WATCHDOG=1" in msg.split("\n") or msg.startswith("READY=1"):
+                    last_ping = now
+                if msg == "STOPPING=1":
+                    last_ping = None  # systemd stops watching a unit that is stopping
+            except (socket.timeout, BlockingIOError):
+                pass
+            if last_ping is not None and time.monotonic() - last_ping > self.watchdog_s and self.aborted_at is None:
+                self.aborted_at = time.monotonic()
+                if self.proc is not None and self.proc.poll() is None:
+                    self.proc.send_signal(signal.SIGABRT)
+
+    def status_times(self, match: Callable[[str], bool]) -> list[float]:
+        """When a STATUS= line whose text satisfies `match` arrived."""
+        return [t for t, m in self.messages if any(ln.startswith("STATUS=") and match(ln[7:]) for ln in m.split("\n"))]
+
+    def pings_between(self, start: float, end: float) -> int:
+        return sum(1 for t, m in self.messages if start <= t <= end and m == "WATCHDOG=1")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.sock.close()
+
+
 def test_source_that_disappears_is_reopened_and_sigterm_exits_cleanly(tmp_path, model_file, parts):
+    """Also under a systemd watchdog: an outage longer than WatchdogSec keeps WATCHDOG=1 coming (the
+    camera goes to STATUS= and the camera_down alert), so systemd does not restart the service."""
     state = tmp_path / "state"
     folder = tmp_path / "cam"
     shutil.copytree(parts, folder)
-    proc = _start(tmp_path, model_file, state, "--source", str(folder), "--loop", "--fps", "20")
+    systemd = SystemdHarness(tmp_path / "notify.sock", watchdog_s=3.0)
+    proc = _start(tmp_path, model_file, state, "--source", str(folder), "--loop", "--fps", "20", **systemd.env())
+    systemd.watch(proc)
     try:
         port = _port(state, proc)
         _wait_for(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
@@ -190,16 +250,26 @@ def test_source_that_disappears_is_reopened_and_sigterm_exits_cleanly(tmp_path, 
         _wait_for(lambda: any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
                   what="camera_down alert")
         assert proc.poll() is None, "the service stays up while the camera is gone"
+        assert _get(port, "/livez")[0] == 200  # the container health check: alive, no restart
+        gone = systemd.status_times(lambda text: text.startswith("camera "))
+        assert gone, systemd.messages  # the camera's state is on STATUS= for `systemctl status`
+        _wait_for(lambda: time.monotonic() - gone[0] > 2 * systemd.watchdog_s, what="an outage over WatchdogSec")
+        assert proc.poll() is None and systemd.aborted_at is None, "the watchdog went quiet during the outage"
         before = _count(state, "SELECT COUNT(*) FROM inspections")
         (tmp_path / "cam-unplugged").rename(folder)
         _wait_for(lambda: _get(port, "/healthz")[0] == 200, what="recovery")
+        back = _wait_for(lambda: [t for t in systemd.status_times(lambda text: text == "ok") if t > gone[0]],
+                         what="STATUS=ok again")[0]
+        assert systemd.pings_between(gone[0], back) >= 2
         _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") > before + 3, what="inspections resume")
         _wait_for(lambda: not any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
                   what="camera_down alert cleared")
         assert json.loads(_get(port, "/api/status")[1])["counters"]["source_reopens"] >= 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0  # a hang guard, not a timing assertion
+        assert systemd.aborted_at is None
     finally:
+        systemd.close()
         if proc.poll() is None:
             proc.kill()
     n = _count(state, "SELECT COUNT(*) FROM inspections")
