@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from smartstock.ota.refusal import (
-    BAD_NAME, DOWNGRADE, EXPIRED, NOT_YET_VALID, OVERSIZED, PREVIOUSLY_FAILED, UNSUPPORTED_KIND, WRONG_TARGET,
+    BAD_NAME, CLOCK_UNSET, DOWNGRADE, EXPIRED, NOT_YET_VALID, OVERSIZED, PREVIOUSLY_FAILED, UNSUPPORTED_KIND, WRONG_TARGET,
     UpdateRefused,
 )
 from smartstock.ota.release import ReleaseManifest
 
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# A release signed on a laptop whose clock runs a few minutes ahead of the device's is still accepted.
 CLOCK_SKEW = dt.timedelta(minutes=10)
+# A device without an RTC battery boots in 1970 (or at its image's build date) until NTP answers; before
+# this year no expiry or issue-time check means anything, so the update waits for the clock.
+EARLIEST_PLAUSIBLE_YEAR = 2024
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ def decide(m: ReleaseManifest, p: PolicyInput, now: dt.datetime | None = None) -
         raise UpdateRefused(WRONG_TARGET, f"release is for devices {t.devices} / groups {t.groups}; this is "
                             f"{p.device_id!r} in groups {list(p.groups)}",
                             hint="sign with --target-device or --group matching device.device_id / device.groups")
+    if now.year < EARLIEST_PLAUSIBLE_YEAR:
+        raise UpdateRefused(CLOCK_UNSET, f"the device clock says {now.isoformat()}: it has not been set, so the "
+                            "release's issue and expiry times cannot be checked",
+                            hint="enable time sync (systemd-timesyncd or chrony, and systemd-time-wait-sync so the "
+                            "service starts after it); the update is offered again when re-published")
     if m.expires is not None and now > m.expires:
         raise UpdateRefused(EXPIRED, f"release expired at {m.expires.isoformat()}",
                             hint="sign it again with a later --expires")

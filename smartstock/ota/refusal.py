@@ -19,6 +19,7 @@ BAD_NAME = "bad_name"                    # artifact file name is not a plain fil
 WRONG_TARGET = "wrong_target"            # neither this device id nor one of its groups is targeted
 EXPIRED = "expired"                      # manifest past its expiry time
 NOT_YET_VALID = "not_yet_valid"          # issued in the future (clock skew beyond tolerance)
+CLOCK_UNSET = "clock_unset"              # the device's clock is obviously not set (before 2024): no time check holds
 DOWNGRADE = "downgrade"                  # release not greater than installed (replay), downgrade not allowed
 PREVIOUSLY_FAILED = "previously_failed"  # this exact artifact already failed here (no retry loop)
 INSECURE_URL = "insecure_url"            # plain http to a non-loopback host without the config flag
