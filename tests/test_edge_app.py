@@ -86,8 +86,15 @@ def test_health_reports_the_reason(app):
     app.source._inner._ended = False
     ok, reason = app.health()
     assert not ok and reason == "camera reconnecting: no frame for 5 s"
+    # the camera is not the watchdog's business: /livez (and WATCHDOG=1) stay up, /healthz says why not
+    assert app.alive() == (True, "alive")
+    assert _get(app.http.port, "/livez")[0] == 200
+    code, body, _ = _get(app.http.port, "/healthz")
+    assert code == 503 and body.decode().startswith("camera reconnecting")
     app.loop.worker_error = "RuntimeError: boom"
     assert app.health() == (False, "inspection loop failed: RuntimeError: boom")
+    assert app.alive() == (False, "inspection loop failed: RuntimeError: boom")
+    assert _get(app.http.port, "/livez")[0] == 503
 
 
 def _args(**kw) -> argparse.Namespace:
