@@ -21,7 +21,7 @@ payload the device publishes): the `update` entity's JSON is a closed schema wit
 versions, so its template passes only `UPDATE_KEYS` and leaves nulls out (`model/state` keeps its
 full detail for other consumers); every key a template reads is in its payload (null when unknown,
 see `INVENTORY_KEYS`); `default_entity_id` beside `object_id` (HA 2025.10 deprecated `object_id`);
-ids are injective: a name that normalising changed gets a short hash of the original.
+ids stay apart: a name that normalising changed gets a short hash (32 bits) of the original.
 """
 
 from __future__ import annotations
