@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from smartstock.errors import ConfigError, ModelError
 from smartstock.runtime.backends.base import BackendConfig, InferenceBackend
@@ -44,16 +45,18 @@ def backend_for_path(model_path: Path, backend: str = "auto") -> str:
     return backend
 
 
-def load_backend(model_path: Path, backend: str = "auto", *, threads: int = 2, warmup: int = 1) -> InferenceBackend:
-    """Load a model file with the chosen runtime and warm it up."""
+def load_backend(model_path: Path, backend: str = "auto", *, threads: int = 2, warmup: int = 1,
+                 **options: Any) -> InferenceBackend:
+    """Load a model file with the chosen runtime and warm it up (before the first part is served).
+    `options` go to that backend's config (e.g. providers for ONNX Runtime); unknown ones are refused."""
     model_path = Path(model_path)
     key = backend_for_path(model_path, backend)
     if not model_path.is_file():
         raise ModelError(f"{model_path}: model file not found", hint="check vision.model in the config")
     config_cls, impl_cls = BACKENDS[key]
-    impl = impl_cls(model_path, config_cls(threads=threads, warmup=warmup))
+    impl = impl_cls(model_path, config_cls(threads=threads, warmup=warmup, **options))
     impl.warm_up()
-    logger.info("loaded %s with %s (%d threads)", model_path.name, key, threads)
+    logger.info("loaded %s with %s on %s (%d threads)", model_path.name, key, impl.provider, threads)
     return impl
 
 

@@ -64,5 +64,8 @@ class InferenceBackend(ABC):
         for _ in range(self.config.warmup):
             self._run(np.zeros(sample, np.float32))
 
+    #: where the model runs ("cpu", "cuda", "tensorrt"); backends with accelerators set it at load
+    provider: str = "cpu"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_path.name}, threads={self.config.threads})"

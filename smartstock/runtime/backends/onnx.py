@@ -1,4 +1,4 @@
-"""ONNX Runtime backend (CPU execution provider)."""
+"""ONNX Runtime backend; execution providers (TensorRT, CUDA, CPU) chosen by smartstock.runtime.providers."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ from typing import Literal
 
 import numpy as np
 
+from pydantic import Field
+
 from smartstock.errors import BackendUnavailable, ModelError
 from smartstock.runtime.backends.base import BackendConfig, InferenceBackend
+from smartstock.runtime.providers import SHORT_NAMES, choose_providers
 
 logger = logging.getLogger(__name__)
 
 
 class OnnxBackendConfig(BackendConfig):
     type: Literal["onnx"] = "onnx"
+    providers: tuple[str, ...] = Field(("cpu",), description="Execution providers in priority order (auto = "
+                                       "tensorrt, cuda, cpu where available)")
+    trt_fp16: bool = Field(False, description="Let TensorRT run in FP16")
+    trt_cache_dir: Path | None = Field(None, description="TensorRT engine cache folder (see providers.engine_cache_dir)")
 
 
 class OnnxBackend(InferenceBackend):
@@ -32,11 +39,20 @@ class OnnxBackend(InferenceBackend):
         opts.intra_op_num_threads = config.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        providers, warnings = choose_providers(config.providers, ort.get_available_providers(),
+                                               trt_fp16=config.trt_fp16, trt_cache_dir=config.trt_cache_dir)
+        for w in warnings:
+            logger.warning("%s: %s", model_path.name, w)
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"{model_path}: ONNX Runtime cannot load the model: {str(e).splitlines()[0][:300]}",
                              hint="the file is corrupt or not an ONNX model; re-export or re-copy it") from None
+        serving = self._session.get_providers()
+        #: the provider that actually runs the model (onnxruntime drops one that fails to initialise)
+        self.provider = SHORT_NAMES.get(serving[0], serving[0]) if serving else "cpu"
+        if providers[0][0] not in serving:
+            logger.warning("%s: %s failed to initialise; running on %s", model_path.name, providers[0][0], self.provider)
         inp = self._session.get_inputs()[0]
         out = self._session.get_outputs()[0]
         self._input_name = inp.name
