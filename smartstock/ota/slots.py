@@ -20,7 +20,6 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from smartstock.ota.fetch import fsync_dir
 from smartstock.ota.policy import check_name
@@ -168,7 +167,3 @@ class ModelSlots:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def marker_dict(m: TrialMarker) -> dict[str, Any]:
-    return asdict(m)

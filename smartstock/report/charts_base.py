@@ -14,7 +14,7 @@ from smartstock.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
-# One colour per meaning, used by every chart and by the HTML (keep them in sync with report.css).
+# One colour per meaning, used by every chart and by the HTML (keep them in sync with the CSS in report/html.py).
 COLORS = {
     "actual": "#1f3b57",      # what happened (sales, demand)
     "forecast": "#e07b00",    # what the model expected

@@ -18,7 +18,6 @@ import logging
 import ssl
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -338,13 +337,3 @@ class MqttClient:
             handler(message)
         except Exception:  # never let a handler bug kill paho's network thread
             logger.exception("mqtt: handler for %s failed", msg.topic)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` until true or timeout (for CLI tools and start-up checks)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -1,4 +1,4 @@
-"""The MQTT topic tree of ARCHITECTURE.md, built in one place."""
+"""The MQTT topic tree (README.md, "MQTT topics and dashboards"), built in one place."""
 
 from __future__ import annotations
 
