@@ -1,19 +1,22 @@
 """The device service: start-up as a flat list of `start_*` steps, stop in reverse (Frigate style).
 
-Each step starts one component and registers how to stop it; `stop()` runs those in reverse order,
-so the source stops before the loop drains, the loop drains before the store closes, and the store
-closes last. Other components (MQTT sync, OTA agent) add their own `start_*` step to `steps`.
+Each step builds one component from typed arguments (the config section it needs, the store, the
+components started before it), keeps it in an attribute declared in `App.__init__` and registers
+how to stop it; `stop()` runs those in reverse order, so the source stops before the loop drains,
+the loop drains before the store closes, and the store closes last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.capture import WatchedSource, open_source
 from edge.http import HttpServer
@@ -26,11 +29,16 @@ from edge.snapshots import SnapshotStore
 from edge.trigger import make_trigger
 from smartstock import __version__
 from smartstock.config import Config
+from smartstock.errors import SmartStockError
 from smartstock.store import Store, open_store
 from smartstock.store.alerts import open_alerts
 from smartstock.store.stock import levels
 from smartstock.sync.outbox import backlog
 from smartstock.sync.topics import Topics
+
+if TYPE_CHECKING:  # imported by their steps: paho only when MQTT is used, the OTA stack only when OTA is
+    from edge.ota_agent import OtaAgent
+    from edge.sync_worker import SyncService
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +53,15 @@ def rss_bytes() -> int:
 
 class App:
     def __init__(self, config: Config, state_dir: Path, *, max_parts: int | None = None,
-                 classifier: Classifier | None = None, notifier: Notifier | None = None) -> None:
+                 classifier: Classifier | None = None, notifier: Notifier | None = None,
+                 mqtt_password: str | None = None) -> None:
+        """`classifier`: serve this model instead of loading one (tests, demos; OTA start-up is then
+        skipped). `mqtt_password`: the broker password when it does not come from mqtt.password_env
+        or mqtt.password_file (e.g. taken from an mqtt:// URL)."""
         self.config = config
         self.state_dir = Path(state_dir)
         self.max_parts = max_parts
+        self.mqtt_password = mqtt_password
         self.topics = Topics.from_config(config.mqtt, config.device)
         self.stop_event = threading.Event()
         self.notifier = notifier or Notifier()
@@ -61,19 +74,20 @@ class App:
         self.snapshots: SnapshotStore | None = None
         self.refresher: Refresher | None = None
         self.http: HttpServer | None = None
-        self.sync: Any = None  # edge.sync_worker.SyncService when mqtt.enabled
+        self.sync: SyncService | None = None   # when mqtt.enabled
+        self.ota: OtaAgent | None = None       # when ota.enabled and no classifier was given
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.steps: list[Callable[[], None]] = [
             self.start_store,
             self.start_sync,  # early: its stop runs after the loop drained, so the last parts go out too
-            self.start_ota_models,
+            self.start_ota_models,  # before the classifier: it chooses the model to serve
             self.start_classifier,
             self.start_snapshots,
             self.start_source,
             self.start_loop,
             self.start_refresh,
             self.start_http,
-            self.start_ota,
+            self.start_ota,  # last: it swaps models through the loop and tells the refresher of demand models
         ]
 
     # -- start-up steps ----------------------------------------------------------------------
@@ -87,26 +101,49 @@ class App:
         logger.info("store %s (schema %s)", self.store.path, self.store.schema_version()[-1])
 
     def start_classifier(self) -> None:
-        if self.classifier is None:
+        clf = self.classifier
+        if clf is None:
             from smartstock.vision.classifier import DefectClassifier
 
             v = self.config.vision
-            self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads_per_worker, roi=v.roi,
-                                                    thresholds=v.thresholds or None)
-        logger.info("model %s release %s", getattr(self.classifier, "model_id", "?"),
-                    getattr(self.classifier, "release", "?"))
+            clf = self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads_per_worker,
+                                                          roi=v.roi, thresholds=v.thresholds or None)
+        logger.info("model %s release %s", clf.model_id, clf.release)
 
     def start_ota_models(self) -> None:
-        """OTA hook: serve the validated current/previous/default model (undoes an interrupted trial)."""
-        from edge.ota_agent import start_models
+        """Serve the validated current / previous / default model (undoes an interrupted trial), and
+        the OTA-installed demand model if there is one."""
+        if not self.config.ota.enabled or self.classifier is not None:
+            return
+        if self.store is None:
+            raise RuntimeError("start_ota_models needs start_store before it")
+        from edge.ota_agent import OtaAgent
+        from smartstock.vision.classifier import default_model_path
 
-        start_models(self)
+        default = self.config.vision.model
+        if default is None:
+            try:
+                default = default_model_path()
+            except SmartStockError as e:  # the agent then serves an installed model, or says there is none
+                logger.error("%s", e)
+        self.ota = OtaAgent(self.config, self.state_dir, self.store, self.topics)
+        self.classifier = self.ota.startup(default)
+        self.ota.startup_demand()
 
     def start_ota(self) -> None:
-        """OTA hook: the update agent (worker thread; swaps models through the loop between batches)."""
-        from edge.ota_agent import start_agent
+        """The update agent's worker thread: it swaps models through the loop between batches, and
+        hands a new demand model to the refresher."""
+        if self.ota is None:
+            return
+        if self.loop is None or self.refresher is None:
+            raise RuntimeError("start_ota needs start_loop and start_refresh before it")
+        self.ota.start(self._swap_classifier, self.sync, on_demand_model=self.refresher.set_demand_model)
+        self.on_stop("ota agent", self.ota.stop)
 
-        start_agent(self)
+    def _swap_classifier(self, model: Classifier) -> None:
+        if self.loop is not None:
+            self.loop.swap_classifier(model)
+        self.classifier = model
 
     def start_snapshots(self) -> None:
         if self.config.inspection.snapshots:
@@ -134,14 +171,35 @@ class App:
         if self.store is None:
             raise RuntimeError("start_refresh needs start_store before it")
         self.refresher = Refresher(self.store, self.config, self.topics, status=self.state_summary,
-                                   camera=self._camera, stop_event=self.stop_event)
+                                   camera=self._camera, stop_event=self.stop_event,
+                                   demand_model=self.ota.demand_model if self.ota is not None else None)
         self.refresher.start()
         self.on_stop("refresh", lambda: self.refresher.join(5.0) if self.refresher else None)
 
     def start_sync(self) -> None:
+        if not self.config.mqtt.enabled:
+            logger.info("mqtt disabled (mqtt.enabled = false): events stay in the outbox")
+            return
+        if self.store is None:
+            raise RuntimeError("start_sync needs start_store before it")
         from edge.sync_worker import start_sync  # paho only when MQTT is used
 
-        self.sync = start_sync(self)
+        cfg = self.config
+        sync = start_sync(cfg.mqtt, cfg.device, self.store, skus=[cfg.inspection.sku, *cfg.inventory.skus],
+                          state=self.status, classifier=self._serving_classifier, republish=self._republish_state,
+                          password=self.mqtt_password)
+        self.sync = sync
+        self.on_stop("mqtt sync", lambda: sync.stop(drain_s=cfg.mqtt.drain_on_stop_s))
+
+    def _serving_classifier(self) -> Classifier | None:
+        """The model classifying now (the loop's, once it runs): the set-threshold command changes it."""
+        return self.loop.classifier if self.loop is not None else self.classifier
+
+    def _republish_state(self) -> None:
+        """The `rebirth` command: alerts and state again (inventory follows at the next refresh)."""
+        if self.refresher is not None:  # none while starting: the refresher publishes both once it runs
+            self.refresher.check_alerts(force_publish=True)
+            self.refresher.publish_state()
 
     def start_http(self) -> None:
         if not self.config.http.enabled:
@@ -233,22 +291,31 @@ class App:
         """Small health figures for the retained MQTT state topic."""
         m = self.metrics.snapshot()
         clf = self.classifier
-        with self._store_lock():
-            out = backlog(self.store.conn) if self.store else {"rows": 0, "bytes": 0}
-        return {"model_id": getattr(clf, "model_id", None), "model_release": getattr(clf, "release", None),
+        with self._read() as conn:
+            out = backlog(conn) if conn else {"rows": 0, "bytes": 0}
+        return {"model_id": clf.model_id if clf else None, "model_release": clf.release if clf else None,
                 "camera": self.source.status if self.source else "down", "fps": round(m["fps"], 2),
                 "latency_ms_p50": round(m["latency_ms_p50"], 2), "latency_ms_p99": round(m["latency_ms_p99"], 2),
                 "parts": m["parts_inspected"], "dropped": m["frames_dropped"], "defect_rate": round(m["defect_rate"], 4),
                 "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1)}
 
-    def _store_lock(self):  # the store's own lock: reads from HTTP threads share the one connection
-        return self.store._lock if self.store else threading.RLock()
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        """The store's connection for a status read from an HTTP or MQTT thread (None before start_store).
+
+        The one place that borrows the store's own lock (the threads share its one connection), so
+        that moving these reads to a read-only snapshot of the store is a change here alone."""
+        if self.store is None:
+            yield None
+            return
+        with self.store._lock:  # noqa: SLF001 - see the docstring
+            yield self.store.conn
 
     def values(self) -> dict[str, Any]:
         """Every numeric figure (counters, gauges, percentiles) in one dict."""
         m = self.metrics.snapshot()
-        with self._store_lock():
-            out = backlog(self.store.conn) if self.store else {"rows": 0, "bytes": 0}
+        with self._read() as conn:
+            out = backlog(conn) if conn else {"rows": 0, "bytes": 0}
         src = self.source
         return {**m, "queue_depth": self.loop.queue.qsize() if self.loop else 0, "outbox_rows": out["rows"],
                 "outbox_bytes": out["bytes"], "rss_bytes": rss_bytes(),
@@ -261,9 +328,9 @@ class App:
         v = self.values()
         clf = self.classifier
         src = self.source
-        with self._store_lock():
-            stock = levels(self.store.conn) if self.store else {}
-            alerts = open_alerts(self.store.conn) if self.store else []
+        with self._read() as conn:
+            stock = levels(conn) if conn else {}
+            alerts = open_alerts(conn) if conn else []
         return {
             "device_id": self.config.device.device_id, "version": __version__, "healthy": ok, "health": reason,
             "started_at": self.started_at, "sku": self.config.inspection.sku,
@@ -277,9 +344,11 @@ class App:
                        "kind": src.kind if src else "", "ended": bool(src and src.ended),
                        "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
                        "last_error": src.last_error if src else ""},
-            "model": {"id": getattr(clf, "model_id", None), "release": getattr(clf, "release", None),
-                      "path": str(getattr(clf, "model_path", "") or "")},
-            "stock": stock, "plans": self.refresher.plans if self.refresher else [], "alerts": alerts,
+            "model": {"id": clf.model_id if clf else None, "release": clf.release if clf else None,
+                      "path": str(clf.model_path) if clf else "",
+                      "updates_unavailable": dict(self.ota.unavailable) if self.ota else {}},
+            "stock": stock, "plans": self.refresher.plans if self.refresher else [],
+            "plan_error": self.refresher.plan_error if self.refresher else None, "alerts": alerts,
             "recent": self.recent(10),
         }
 

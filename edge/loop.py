@@ -23,9 +23,10 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -42,12 +43,34 @@ from smartstock.sync.payloads import new_event_id
 logger = logging.getLogger(__name__)
 
 
+class Verdict(Protocol):
+    """One frame's result as the loop books it (smartstock.vision.classifier.Classification)."""
+
+    label: str
+    score: float
+    is_defect: bool
+    latency_ms: float
+
+
 class Classifier(Protocol):
-    """What the loop needs of smartstock.vision.classifier.DefectClassifier."""
+    """What the service uses of a defect model: smartstock.vision.classifier.DefectClassifier, the OTA
+    wrappers around it (smartstock.ota.trial.ObservedModel, TrialModel) and the tests' fakes.
 
-    model_id: str
+    Identity (`model_id`, `release`, `model_path`) goes into every inspection row and the status;
+    `labels` and `thresholds` serve the set-threshold command, which assigns a whole new dict."""
 
-    def classify_batch(self, frames: list[np.ndarray]) -> list[Any]: ...
+    thresholds: dict[str, float]
+
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def release(self) -> int: ...
+    @property
+    def model_path(self) -> Path: ...
+    @property
+    def labels(self) -> list[str]: ...
+
+    def classify_batch(self, frames: Sequence[np.ndarray]) -> Sequence[Verdict]: ...
 
 
 Result = tuple[InspectedPart, float]  # an inspected part and its capture time (monotonic), on its way to the store
@@ -131,7 +154,7 @@ class InspectionLoop:
         with self._swap_lock:
             old, self._classifier = self._classifier, new
         self.metrics.inc("classifier_swaps")
-        logger.info("classifier swapped: %s -> %s", getattr(old, "model_id", "?"), getattr(new, "model_id", "?"))
+        logger.info("classifier swapped: %s -> %s", old.model_id, new.model_id)
         return old
 
     # -- capture -----------------------------------------------------------------------------
@@ -262,17 +285,14 @@ class InspectionLoop:
 
     def _inspect(self, frames: list[Frame], clf: Classifier) -> list[Result]:
         s = self.settings
-        t0 = time.perf_counter()
         results = clf.classify_batch([f.image for f in frames])
-        per_part_ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
-        model_id = getattr(clf, "model_id", None)
-        release = getattr(clf, "release", None)
+        model_id, release = clf.model_id, clf.release
         out = []
         for f, r in zip(frames, results):
             eid = new_event_id()
             snap = self.snapshots.save(f.image, eid) if (r.is_defect and self.snapshots is not None) else None
             out.append((InspectedPart(event_id=eid, ts=f.ts, sku=s.sku, label=r.label, score=float(r.score),
-                                      is_defect=bool(r.is_defect), latency_ms=float(getattr(r, "latency_ms", per_part_ms)),
+                                      is_defect=bool(r.is_defect), latency_ms=float(r.latency_ms),
                                       model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap),
                         f.t_mono))
         return out

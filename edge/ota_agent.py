@@ -3,7 +3,8 @@
 MQTT callbacks only enqueue (never block paho's thread or the inspection loop); the worker does
 the slow parts (download, model load, golden samples) while the loop keeps classifying with the
 old model, and the swap itself is the loop's `swap_classifier` between two batches. Start-up
-goes through `start_models()` so the service always serves a validated model and says which.
+goes through `startup()` so the service always serves a validated model and says which. A new demand
+model is handed to the planner through the `on_demand_model` callback given to `start()`.
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from edge.loop import Classifier
 from smartstock.config import Config
 from smartstock.errors import SmartStockError
 from smartstock.ota import addressing
 from smartstock.ota.install import Installer
 from smartstock.ota.keys import Keyring
-from smartstock.ota.kinds import DefectClassifierKind, kind_class
-from smartstock.ota.refusal import FETCH_FAILED, UpdateRefused
+from smartstock.ota.kinds import DefectClassifierKind, KindUnavailable, kind_class
+from smartstock.ota.refusal import FETCH_FAILED, UNSUPPORTED_KIND, UpdateRefused
 from smartstock.ota.report import StateReporter
 from smartstock.ota.trial import TrialLimits
 from smartstock.ota.updater import Pending, Updater
 from smartstock.store import Store
 from smartstock.sync.topics import Topics
+
+if TYPE_CHECKING:
+    from edge.sync_worker import SyncService
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +50,20 @@ class OtaAgent:
         self.topics = topics
         self.reporter = StateReporter(store, topics.model_state, config.device.device_id)
         v = config.vision
-        self._swap_fn: Callable[[Any], Any] = lambda model: None
+        # set by start(); until then (start-up) nothing runs that swaps
+        self._swap_classifier: Callable[[Classifier], object] = lambda model: None
+        self._on_demand_model: Callable[[Path | None], None] = lambda path: None
+        self.demand_model: Path | None = None  # the demand model served to the planner; None: forecast.lstm_model
+        self.unavailable: dict[str, str] = {}  # kind -> why updates of that kind are off on this device
         self.installers = {"defect-classifier": Installer(
             state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads_per_worker, roi=v.roi,
                                             thresholds=v.thresholds or None),
-            self.reporter, swap=lambda m: self._swap_fn(m), limits=limits_from(config))}
-        demand_cls = kind_class("demand-forecaster")
-        if demand_cls is not None:  # the same path updates the demand LSTM (forecast.lstm_model)
-            self._lstm_configured = config.forecast.lstm_model
+            self.reporter, swap=lambda m: self._swap_classifier(m), limits=limits_from(config))}
+        try:  # the same path updates the demand LSTM the planner uses (forecast.lstm_model)
+            demand_cls = kind_class("demand-forecaster")
+        except KindUnavailable as e:
+            self._kind_unavailable("demand-forecaster", str(e))
+        else:
             self.installers["demand-forecaster"] = Installer(
                 state_dir, demand_cls(history=lambda: sales_history(store, config.forecast.freq)), self.reporter,
                 swap=self._swap_demand, limits=limits_from(config))
@@ -62,13 +73,20 @@ class OtaAgent:
         self.jobs: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=32)
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sync: Any = None
+        self._sync: SyncService | None = None
         self._waiting: tuple[Pending, str, float] | None = None  # (release, base it came from, since)
         self._deferred: list[tuple[bytes, str]] = []
         self._subscribed: set[str] = set()
         self.counters = {"envelopes": 0, "dropped": 0, "installs": 0, "refused": 0}
         # checked here (fail fast): a group name that is not a valid topic level is a config error
         self._bases = [topics.base] + [addressing.group_base(config.mqtt.prefix, g) for g in config.device.groups]
+
+    def _kind_unavailable(self, kind: str, why: str) -> None:
+        """Updates of `kind` are off: said in the log, on `{base}/model/state` and in the status."""
+        self.unavailable[kind] = why
+        logger.warning("OTA: updates of %s models are disabled on this device: %s", kind, why)
+        self.reporter.report(kind, "unavailable", error=UNSUPPORTED_KIND,
+                             detail=f"updates of this kind are disabled on this device: {why}")
 
     # -- start-up -----------------------------------------------------------------------------
     def startup(self, default_path: Path | None) -> Any:
@@ -80,9 +98,10 @@ class OtaAgent:
         inst = self.installers.get("demand-forecaster")
         if inst is None:
             return
-        default = self._lstm_configured or shipped_demand_model()
+        configured = self.config.forecast.lstm_model
+        default = configured or shipped_demand_model()
         try:
-            note = "" if self._lstm_configured else ("shipped model, the baseline for updates; the planner uses an "
+            note = "" if configured else ("shipped model, the baseline for updates; the planner uses an "
                                                      "LSTM only once forecast.lstm_model is set or one is installed")
             served = inst.startup(default, default_note=note)
         except UpdateRefused as e:
@@ -92,24 +111,28 @@ class OtaAgent:
             self._swap_demand(served.model)
 
     def _swap_demand(self, model: Any) -> None:
-        """The planner reads forecast.lstm_model on its next refresh."""
-        self.config.forecast.lstm_model = model.path if model is not None else self._lstm_configured
+        """A demand model was installed, committed or rolled back (None: back to the configured one);
+        the planner uses it from its next refresh on."""
+        self.demand_model = model.path if model is not None else None
+        self._on_demand_model(self.demand_model)
 
     def bases(self) -> list[str]:
         """Device base and one base per group: where envelopes for this device appear."""
         return list(self._bases)
 
-    def start(self, swap: Callable[[Any], Any], sync: Any | None) -> None:
-        self._swap_fn = swap
+    def start(self, swap_classifier: Callable[[Classifier], object], sync: SyncService | None, *,
+              on_demand_model: Callable[[Path | None], None] | None = None) -> None:
+        """The worker thread. `swap_classifier` hands a model to the loop between batches; `sync` (None
+        without MQTT) delivers envelopes and artifacts; `on_demand_model` tells the planner which demand
+        model to use (None: the configured one) whenever an install, commit or rollback changes it."""
+        self._swap_classifier = swap_classifier
+        if on_demand_model is not None:
+            self._on_demand_model = on_demand_model
         self._sync = sync
         if self.updater is None:
             logger.warning("OTA: ota.keyring_dir is not set, so no update can be verified; updates are disabled")
         self._thread = threading.Thread(target=self._run, name="ota-agent", daemon=True)
         self._thread.start()
-
-    def attach(self, sync: Any) -> None:
-        """Subscribe (again) through the sync service; safe to call once it exists."""
-        self._sync = sync
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
@@ -244,47 +267,3 @@ def sales_history(store: Store, freq: str) -> list[Any]:
         return []
     end = max(d[-1][0] for d in daily)
     return [bucket_daily(d, freq, end)[1] for d in daily]
-
-
-# -- steps for edge/app.py ----------------------------------------------------------------------
-def start_models(app: Any) -> None:
-    """Before the classifier step: serve current / previous / default, validated (OTA start-up)."""
-    if not app.config.ota.enabled or app.classifier is not None:
-        return
-    from smartstock.vision.classifier import default_model_path
-
-    agent = OtaAgent(app.config, app.state_dir, app.store, app.topics)
-    default = app.config.vision.model
-    if default is None:
-        try:
-            default = default_model_path()
-        except SmartStockError as e:
-            logger.error("%s", e)
-    app.classifier = agent.startup(default)
-    agent.startup_demand()
-    app.ota = agent
-
-
-def start_agent(app: Any) -> None:
-    """After the loop: the worker thread; swaps go through the loop between batches."""
-    agent = getattr(app, "ota", None)
-    if agent is None:
-        return
-
-    def swap(model: Any) -> None:
-        app.loop.swap_classifier(model)
-        app.classifier = model
-
-    agent.start(swap, getattr(app, "sync", None))
-    app.on_stop("ota agent", agent.stop)
-    if getattr(app, "sync", None) is None:
-        # the sync step may come after this one: attach as soon as it exists
-        threading.Thread(target=_attach_later, args=(app, agent), name="ota-attach", daemon=True).start()
-
-
-def _attach_later(app: Any, agent: OtaAgent) -> None:
-    while not agent.stop_event.wait(0.2):
-        sync = getattr(app, "sync", None)
-        if sync is not None:
-            agent.attach(sync)
-            return

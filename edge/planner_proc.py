@@ -61,13 +61,13 @@ def plan_in_subprocess(state_dir: Path, config: Config, stop_event: threading.Ev
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from edge.refresh import load_planner
+    from smartstock.planning import refresh_plans
     from smartstock.store import open_store
 
     config = Config.model_validate_json(sys.stdin.read())
     store = open_store(Path(argv[0]))
     try:
-        plans = load_planner()(store, config)
+        plans = refresh_plans(store, config)
     finally:
         store.close()
     sys.stdout.write(json.dumps(plans, default=_plain) + "\n")

@@ -1,9 +1,8 @@
 """Periodic work beside the loop: inventory plans, alerts and the retained state on MQTT.
 
-Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy via
-`smartstock.planning.refresh_plans` when that module is present, else the sales-history demand and
-`compute_policy`), computed in a child process (planner_proc.py: forecasting must not starve the
-capture thread) and published retained on `{base}/inventory/<sku>`. Every few seconds: the alert
+Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy, `smartstock.planning.refresh_plans`),
+computed in a child process (planner_proc.py: forecasting must not starve the capture thread) and
+published retained on `{base}/inventory/<sku>`. Every few seconds: the alert
 rules (low stock, defect rate over the window, camera down) are evaluated, the alerts table synced
 and, on change, the open alerts published retained on `{base}/alerts`. Everything goes through the
 outbox, so it reaches the broker even after an outage.
@@ -11,10 +10,10 @@ outbox, so it reaches the broker even after an outage.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from smartstock.config import Config
@@ -32,56 +31,12 @@ logger = logging.getLogger(__name__)
 RULE_KINDS = (rules.LOW_STOCK, rules.DEFECT_RATE, rules.CAMERA_DOWN)
 
 
-def fallback_plans(store: Store, config: Config) -> list[dict[str, Any]]:
-    """Policy per SKU from the sales history (or the configured annual demand), without forecasting."""
-    from smartstock.errors import SmartStockError
-    from smartstock.inventory.policy import DemandEstimate, compute_policy, demand_from_sales
-
-    with store.transaction() as conn:
-        stock = levels(conn)
-        skus = sorted({config.inspection.sku, *stock, *(r[0] for r in conn.execute("SELECT DISTINCT sku FROM sales"))})
-        sales = {s: conn.execute("SELECT date, SUM(quantity) FROM sales WHERE sku = ? GROUP BY date ORDER BY date",
-                                 (s,)).fetchall() for s in skus}
-    plans = []
-    for sku in skus:
-        pol = config.inventory.policy_for(sku)
-        lv = stock.get(sku, {})
-        on_hand = float(lv.get("on_hand", 0.0))
-        plan: dict[str, Any] = {"sku": sku, "on_hand": on_hand, "defect_rate": lv.get("defect_rate", 0.0),
-                                "reorder_point": None, "source": "none"}
-        try:
-            if sales[sku]:
-                demand = demand_from_sales([(d, q) for d, q in sales[sku]], window_days=365)
-            elif pol.annual_demand is not None:
-                demand = DemandEstimate(pol.annual_demand / config.inventory.days_per_year, 0.0, "config:annual_demand")
-            else:
-                plans.append(plan)
-                continue
-            res = compute_policy(pol, demand, defect_rate=min(float(plan["defect_rate"]), 0.99), on_hand=on_hand,
-                                 days_per_year=config.inventory.days_per_year)
-            plan.update(res.to_dict())
-            plan["source"] = demand.source
-        except SmartStockError as e:
-            plan["error"] = str(e)
-        plans.append(plan)
-    return plans
-
-
-def load_planner() -> Callable[[Store, Config], list[dict[str, Any]]]:
-    """C's forecasting planner when installed, else the sales-history fallback."""
-    try:
-        mod = importlib.import_module("smartstock.planning")
-        return getattr(mod, "refresh_plans")
-    except (ImportError, AttributeError):
-        return fallback_plans
-
-
 class Refresher:
     """Runs in its own thread; sleeps only in stop_event.wait()."""
 
     def __init__(self, store: Store, config: Config, topics: Topics, *, status: Callable[[], dict[str, Any]],
                  camera: Callable[[], tuple[str, str, float]], stop_event: threading.Event,
-                 alert_interval_s: float = 5.0, isolate: bool = True) -> None:
+                 alert_interval_s: float = 5.0, isolate: bool = True, demand_model: Path | None = None) -> None:
         self.store = store
         self.config = config
         self.topics = topics
@@ -90,7 +45,7 @@ class Refresher:
         self.stop_event = stop_event
         self.alert_interval_s = alert_interval_s
         self.plans: list[dict[str, Any]] = []
-        self.planner = load_planner()
+        self.demand_model = demand_model  # an OTA-installed demand LSTM; None: forecast.lstm_model
         self.isolate = isolate  # plan in a child process (see planner_proc.py)
         self._thread: threading.Thread | None = None
         self.error: str | None = None
@@ -137,17 +92,34 @@ class Refresher:
             self.plan_error = f"{type(e).__name__}: {e}"
             logger.error("inventory planning failed (keeping the previous plans): %s", self.plan_error)
 
+    def set_demand_model(self, path: Path | None) -> None:
+        """Plan with this demand LSTM from the next refresh on (the OTA agent installed, committed or
+        rolled one back); None: forecast.lstm_model as configured."""
+        if path != self.demand_model:
+            logger.info("planner: demand model %s from the next refresh", path or "as configured")
+        self.demand_model = path
+
+    def planning_config(self) -> Config:
+        """The config the planner runs with: the shared one, with the served demand model if any."""
+        path = self.demand_model
+        if path is None:
+            return self.config
+        return self.config.model_copy(update={"forecast": self.config.forecast.model_copy(update={"lstm_model": path})})
+
     # -- the three jobs, callable directly (tests, start-up) ---------------------------------
     def refresh_plans(self) -> list[dict[str, Any]]:
+        config = self.planning_config()
         if self.isolate:
             from edge.planner_proc import plan_in_subprocess
 
-            got = plan_in_subprocess(self.store.path.parent, self.config, self.stop_event)
+            got = plan_in_subprocess(self.store.path.parent, config, self.stop_event)
             if got is None:  # stopping
                 return self.plans
             plans = got
         else:
-            plans = self.planner(self.store, self.config)
+            from smartstock.planning import refresh_plans  # forecasting stack: loaded only where plans are made
+
+            plans = refresh_plans(self.store, config)
         with self.store.transaction() as conn:
             stock = levels(conn)
             for p in plans:

@@ -7,7 +7,7 @@ the outbox, are only the messages that describe the connection itself and are re
 connect: `status` online/offline, discovery configs, the `{base}/sync` counters and command replies.
 Everything else (events, state, inventory, alerts, model state) goes through the outbox.
 
-`start_sync(app)` is the start step of edge/app.py.
+`start_sync(...)` builds and starts it for the `start_sync` step of edge/app.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from edge.loop import Classifier
 from smartstock.config import DeviceConfig, MqttConfig
 from smartstock.errors import InputError, SmartStockError
 from smartstock.store.db import Store
@@ -287,31 +288,22 @@ class SyncService:
         self._publish_live(reply.topic, reply.payload, correlation_data=reply.correlation_data)
 
 
-def _skus_of(store: Store, configured: list[str]) -> list[str]:
+def known_skus(store: Store, configured: Sequence[str]) -> list[str]:
+    """The configured SKUs and every SKU the store has seen (Home Assistant discovery follows them)."""
     rows = store.query("SELECT sku FROM skus UNION SELECT DISTINCT sku FROM stock_movements")
     return sorted({*configured, *(r[0] for r in rows)})
 
 
-def start_sync(app: Any) -> SyncService | None:
-    """The `start_sync` step of edge/app.py: needs `app.config`, `app.store`; uses `app.state_summary`,
-    `app.status`, `app.loop`/`app.classifier`, `app.refresher` when present."""
-    cfg = app.config
-    if not cfg.mqtt.enabled:
-        logger.info("mqtt disabled (mqtt.enabled = false): events stay in the outbox")
-        return None
-    configured = [cfg.inspection.sku, *cfg.inventory.skus]
-    svc = SyncService(cfg.mqtt, cfg.device, app.store,
-                      state_provider=getattr(app, "status", None) or getattr(app, "state_summary", None),
-                      skus_provider=lambda: _skus_of(app.store, configured),
-                      password=getattr(app, "mqtt_password", None))
+def set_threshold_command(classifier: Callable[[], Classifier | None]) -> CommandHandler:
+    """The `set-threshold` command: one label's threshold on the model serving now, until restart.
+    `classifier` returns that model when the command arrives (a swap may have replaced it since)."""
 
     def set_threshold(args: dict[str, Any]) -> dict[str, Any]:
         label, value = parse_set_threshold(args)
-        loop = getattr(app, "loop", None)
-        clf = loop.classifier if loop is not None else getattr(app, "classifier", None)
-        if clf is None or not hasattr(clf, "thresholds"):
-            raise InputError("the running model has no thresholds to set")
-        labels = getattr(getattr(clf, "manifest", None), "labels", None) or list(clf.thresholds)
+        clf = classifier()
+        if clf is None:
+            raise InputError("no model is serving yet; send the command again once the service runs")
+        labels = clf.labels
         if label not in labels:
             raise InputError(f"unknown label {label!r}; the model's labels are {', '.join(map(str, labels))}")
         clf.thresholds = {**clf.thresholds, label: value}  # one assignment: the loop sees old or new
@@ -319,15 +311,18 @@ def start_sync(app: Any) -> SyncService | None:
                     label, value)
         return {"label": label, "threshold": value, "persistent": False}
 
-    svc.register_command("set-threshold", set_threshold)
-    def republish() -> None:  # rebirth: alerts and state again (inventory follows at the next refresh)
-        refresher = getattr(app, "refresher", None)  # looked up now: this step runs before the refresher's
-        if refresher is not None:
-            refresher.check_alerts(force_publish=True)
-            refresher.publish_state()
+    return set_threshold
 
+
+def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, skus: Sequence[str],
+               state: Callable[[], dict[str, Any]], classifier: Callable[[], Classifier | None],
+               republish: Callable[[], None], password: str | None = None) -> SyncService:
+    """The service of the app's `start_sync` step, started: `skus` are the configured ones (the store's
+    join them), `state` answers the snapshot command, `classifier` is the model the set-threshold
+    command changes, `republish` re-enqueues the retained state on `rebirth`. The caller stops it."""
+    svc = SyncService(mqtt_cfg, device_cfg, store, state_provider=state,
+                      skus_provider=lambda: known_skus(store, skus), password=password)
+    svc.register_command("set-threshold", set_threshold_command(classifier))
     svc.on_republish(republish)
     svc.start()
-    if hasattr(app, "on_stop"):
-        app.on_stop("mqtt sync", lambda: svc.stop(drain_s=cfg.mqtt.drain_on_stop_s))
     return svc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,6 +76,9 @@ class FakeClassifier:
 
     model_id: str = "fake-model"
     release: int = 1
+    model_path: Path = Path("fake-model.onnx")
+    labels: list[str] = field(default_factory=lambda: ["ok", "defect"])
+    thresholds: dict[str, float] = field(default_factory=lambda: {"defect": 0.5})
     delay_s: float = 0.0
     calls: list[int] = field(default_factory=list)
 

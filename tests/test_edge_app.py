@@ -50,6 +50,7 @@ def app(tmp_path):
 
 def test_steps_start_in_order_and_stop_in_reverse(app):
     names = [n for n, _ in app._stops]
+    assert app.sync is None and app.ota is None and "mqtt sync" not in names  # mqtt and ota are off
     assert names.index("store") < names.index("source") < names.index("inspection loop") < names.index("http")
     closed = []
     app._stops = [(n, (lambda n=n: closed.append(n))) for n, _ in app._stops]

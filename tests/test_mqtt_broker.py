@@ -278,39 +278,48 @@ def test_subscription_hook_works_before_and_after_connect(store, broker, protoco
         svc.stop()
 
 
-def test_start_sync_step_wires_set_threshold_and_stops_with_the_app(store, broker):
-    """`start_sync(app)` as edge/app.py calls it, with a stand-in app holding a real store."""
-    from types import SimpleNamespace
-
+def test_start_sync_step_wires_set_threshold_and_republish(store, broker):
+    """`start_sync(...)` as the app's step calls it: typed arguments, a real store and broker."""
     from edge.sync_worker import start_sync
+    from tests.edge_fakes import FakeClassifier
 
     cfg = Config.model_validate({"device": {"device_id": "dev1"}, "inspection": {"sku": "PCB-9"},
                                  "mqtt": {"enabled": True, "port": broker.port, "reconnect_min_s": 0.1}})
-    clf = SimpleNamespace(thresholds={"defect": 0.5}, manifest=SimpleNamespace(labels=["ok", "defect"]))
-    stops: list = []
-    app = SimpleNamespace(config=cfg, store=store, loop=SimpleNamespace(classifier=clf), refresher=None,
-                          status=lambda: {"fps": 1.0}, on_stop=lambda name, fn: stops.append((name, fn)))
-    svc = start_sync(app)
+    serving = [FakeClassifier(thresholds={"defect": 0.5})]
+    republished: list[int] = []
+    svc = start_sync(cfg.mqtt, cfg.device, store, skus=[cfg.inspection.sku], state=lambda: {"fps": 1.0},
+                     classifier=lambda: serving[-1], republish=lambda: republished.append(1))
     probe = Probe(broker.port, [f"{BASE}/response/#", f"{BASE}/sync", "homeassistant/#"])
     try:
-        assert svc.client.wait_subscribed(10) and stops[0][0] == "mqtt sync"
+        assert svc.client.wait_subscribed(10)
+        serving.append(FakeClassifier(model_id="swapped", thresholds={"defect": 0.5}))  # a swap since the start
         probe.publish(f"{BASE}/cmd/set-threshold", json.dumps({"request_id": "t1", "args": {"label": "defect",
                                                                                          "threshold": 0.8}}))
         ok = payload(probe.wait_for(lambda m: b'"t1"' in m.payload)[0])
-        assert ok["ok"] and clf.thresholds == {"defect": 0.8}
+        assert ok["ok"] and serving[-1].thresholds == {"defect": 0.8} and serving[0].thresholds == {"defect": 0.5}
         probe.publish(f"{BASE}/cmd/set-threshold", json.dumps({"request_id": "t2", "args": {"label": "scratch",
                                                                                          "threshold": 0.8}}))
         bad = payload(probe.wait_for(lambda m: b'"t2"' in m.payload)[0])
-        assert not bad["ok"] and "ok, defect" in bad["error"] and clf.thresholds == {"defect": 0.8}
+        assert not bad["ok"] and "ok, defect" in bad["error"] and serving[-1].thresholds == {"defect": 0.8}
+        serving.append(None)  # not serving yet: a clear refusal, not an AttributeError
+        probe.publish(f"{BASE}/cmd/set-threshold", json.dumps({"request_id": "t3", "args": {"label": "defect",
+                                                                                         "threshold": 0.7}}))
+        none = payload(probe.wait_for(lambda m: b'"t3"' in m.payload)[0])
+        assert not none["ok"] and "no model is serving" in none["error"]
+        probe.publish(f"{BASE}/cmd/rebirth", json.dumps({"request_id": "r1"}))
+        assert payload(probe.wait_for(lambda m: b'"r1"' in m.payload)[0])["ok"]
+        deadline = time.monotonic() + 10
+        while not republished and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert republished == [1]
         sync = payload(probe.wait_for(lambda m: m.topic == f"{BASE}/sync")[0])
         assert {"published", "acked", "resent", "dropped", "backlog", "connected"} <= set(sync)
         sku_obj = f"/{object_id('PCB-9')}_on_hand/"
         assert probe.wait_for(lambda m: sku_obj in m.topic)  # the configured SKU is discovered
     finally:
         probe.close()
-        stops[0][1]()
+        svc.stop(drain_s=0.5)
     assert not svc.client.connected
-    assert start_sync(SimpleNamespace(config=Config(), store=store)) is None  # mqtt.enabled = false
 
 
 def test_cap_policy_runs_in_the_service_and_is_counted(store, caplog):

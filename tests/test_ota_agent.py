@@ -91,3 +91,52 @@ def test_junk_on_the_desired_topic_is_refused_and_the_agent_keeps_going(setup, s
         sync.deliver(topics.model_desired, junk)
     assert wait_for(lambda: agent.counters["refused"] == 4)
     assert agent._thread.is_alive() and loop.classifier.release == 1
+
+
+def test_a_new_demand_model_reaches_the_planner_by_a_call_and_the_shared_config_stays(tmp_path, store):
+    """Install/commit and rollback of a demand model (the calls the installer makes) are told to the
+    refresher, whose planner runs with that file; the config every component shares is not changed."""
+    import threading
+    from types import SimpleNamespace
+
+    from edge.refresh import Refresher
+
+    cfg = Config.model_validate({"device": {"device_id": "dev1"}})
+    topics = Topics.from_config(cfg.mqtt, cfg.device)
+    agent = OtaAgent(cfg, tmp_path / "state", store, topics)
+    refresher = Refresher(store, cfg, topics, status=lambda: {}, camera=lambda: ("", "ok", -1.0),
+                          stop_event=threading.Event(), isolate=False, demand_model=agent.demand_model)
+    loop = FakeLoop()
+    agent.start(loop.swap_classifier, None, on_demand_model=refresher.set_demand_model)
+    try:
+        demand = agent.installers["demand-forecaster"]
+        new = tmp_path / "r2" / "demand_lstm.onnx"
+        demand.swap(SimpleNamespace(path=new))          # committed: the planner uses it from the next refresh
+        assert refresher.demand_model == new and refresher.planning_config().forecast.lstm_model == new
+        assert cfg.forecast.lstm_model is None
+        demand.swap(None)                                # rolled back to nothing installed: the configured one
+        assert refresher.demand_model is None and refresher.planning_config() is cfg
+    finally:
+        agent.stop()
+
+
+def test_demand_updates_that_cannot_load_are_reported_not_silently_skipped(tmp_path, store, monkeypatch, caplog):
+    """A broken install (the demand kind's module fails to import): the defect model still updates,
+    and the log, `{base}/model/state` and the agent's `unavailable` say demand updates are off and why."""
+    import json
+
+    from smartstock.ota import kinds
+
+    monkeypatch.setitem(kinds._KINDS, "demand-forecaster", "smartstock.ota.kinds_demand_missing:DemandForecasterKind")
+    cfg = Config.model_validate({"device": {"device_id": "dev1"}})
+    topics = Topics.from_config(cfg.mqtt, cfg.device)
+    with caplog.at_level("WARNING", logger="edge.ota_agent"):
+        agent = OtaAgent(cfg, tmp_path / "state", store, topics)
+    assert set(agent.installers) == {"defect-classifier"}
+    assert "kinds_demand_missing" in agent.unavailable["demand-forecaster"]
+    assert any("demand-forecaster models are disabled" in r.getMessage() for r in caplog.records)
+    row = store.query_one("SELECT payload FROM outbox WHERE topic = ? ORDER BY id DESC LIMIT 1", (topics.model_state,))
+    state = json.loads(row[0])["models"]["demand-forecaster"]
+    assert state["status"] == "unavailable" and state["error"] == "unsupported_kind"
+    assert "kinds_demand_missing" in state["detail"]
+    agent.startup_demand()  # nothing to serve: no error

@@ -150,13 +150,18 @@ _KINDS: dict[str, str] = {
 }
 
 
-def kind_class(kind: str) -> type | None:
-    """The adapter class for a kind, or None when its code is not available on this device."""
+class KindUnavailable(SmartStockError):
+    """A model kind whose adapter cannot be loaded on this device (unknown, or its code fails to import)."""
+
+
+def kind_class(kind: str) -> type:
+    """The adapter class for a kind. Raises KindUnavailable (saying why) rather than returning nothing:
+    the caller must say on model/state that updates of this kind are off."""
     module, _, name = _KINDS.get(kind, ":").partition(":")
     if not module:
-        return None
+        raise KindUnavailable(f"unknown model kind {kind!r}; known: {', '.join(sorted(_KINDS))}")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        logger.info("OTA for %s unavailable: %s", kind, e)
-        return None
+        raise KindUnavailable(f"{module}:{name} cannot be loaded: {type(e).__name__}: {e}",
+                              hint="reinstall smartstock with the edge extra: pip install 'smartstock[edge]'") from e
