@@ -285,6 +285,8 @@ class App:
             return ok, reason
         if self.source.status != "ok" and not self.source.ended:
             return False, f"camera {self.source.status}: {self.source.last_error}"
+        if (store_problem := self.loop.store_failing()) is not None:
+            return False, store_problem
         return True, "ok (replay finished)" if self.source.ended else "ok"
 
     def state_summary(self) -> dict[str, Any]:

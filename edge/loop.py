@@ -87,6 +87,8 @@ class LoopSettings:
     max_parts: int | None = None       # stop after this many committed parts (replays, tests)
     read_timeout_s: float = 0.5
     commit_interval_s: float = 0.02    # group commit window: results wait at most this long for their fsync
+    # health goes red once this many commits in a row failed (one write that lost a lock race is no outage)
+    store_failures_unhealthy: int = 3
 
 
 class InspectionLoop:
@@ -117,6 +119,8 @@ class InspectionLoop:
         self._handed_over = 0               # parts put into the queue minus parts dropped from it
         self._committed = 0
         self.worker_error: str | None = None
+        self.store_failures = 0             # commits failed in a row; the next one that succeeds resets it
+        self.store_error = ""               # why the last commit failed
         self._threads: list[threading.Thread] = []
 
     # -- control -----------------------------------------------------------------------------
@@ -144,6 +148,16 @@ class InspectionLoop:
 
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads[1:])
+
+    def store_failing(self) -> str | None:
+        """Why the store is unhealthy (the last `store_failures_unhealthy` commits failed), else None.
+
+        A batch that cannot be committed is counted (`store_errors`) and its parts are lost, so a store
+        that keeps refusing writes must turn /healthz red rather than leave it green."""
+        n = self.store_failures
+        if n < max(1, self.settings.store_failures_unhealthy):
+            return None
+        return f"store writes failing ({n} batch(es) in a row): {self.store_error}"
 
     @property
     def classifier(self) -> Classifier:
@@ -311,10 +325,17 @@ class InspectionLoop:
         parts = [p for p, _ in items]
         try:
             record_parts(self.store, parts, device_id=self.settings.device_id, topic=self.settings.events_topic)
-        except (StoreError, sqlite3.Error, OSError) as e:  # disk full or locked: count, log, carry on
+        except (StoreError, sqlite3.Error, OSError) as e:  # disk full or locked: count, log once, carry on
             self.metrics.inc("store_errors")
-            logger.error("could not store %d inspection(s): %s", len(parts), e)
+            self.store_failures += 1
+            self.store_error = str(e)
+            if self.store_failures == 1:
+                logger.error("could not store %d inspection(s): %s (counted in store_errors; logged again "
+                             "when writes succeed)", len(parts), e)
             return
+        if self.store_failures:
+            logger.warning("store writes succeed again after %d failed batch(es)", self.store_failures)
+            self.store_failures = 0
         self._committed += len(parts)
         now = time.monotonic()
         self.metrics.parts_done([p.latency_ms for p in parts], [(now - t) * 1000.0 for _, t in items],
