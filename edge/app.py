@@ -53,15 +53,12 @@ def rss_bytes() -> int:
 
 class App:
     def __init__(self, config: Config, state_dir: Path, *, max_parts: int | None = None,
-                 classifier: Classifier | None = None, notifier: Notifier | None = None,
-                 mqtt_password: str | None = None) -> None:
+                 classifier: Classifier | None = None, notifier: Notifier | None = None) -> None:
         """`classifier`: serve this model instead of loading one (tests, demos; OTA start-up is then
-        skipped). `mqtt_password`: the broker password when it does not come from mqtt.password_env
-        or mqtt.password_file (e.g. taken from an mqtt:// URL)."""
+        skipped). The MQTT password comes from mqtt.password_env or mqtt.password_file, as everywhere."""
         self.config = config
         self.state_dir = Path(state_dir)
         self.max_parts = max_parts
-        self.mqtt_password = mqtt_password
         self.topics = Topics.from_config(config.mqtt, config.device)
         self.stop_event = threading.Event()
         self.notifier = notifier or Notifier()
@@ -186,8 +183,7 @@ class App:
 
         cfg = self.config
         sync = start_sync(cfg.mqtt, cfg.device, self.store, skus=[cfg.inspection.sku, *cfg.inventory.skus],
-                          state=self.status, classifier=self._serving_classifier, republish=self._republish_state,
-                          password=self.mqtt_password)
+                          state=self.status, classifier=self._serving_classifier, republish=self._republish_state)
         self.sync = sync
         self.on_stop("mqtt sync", lambda: sync.stop(drain_s=cfg.mqtt.drain_on_stop_s))
 

@@ -45,13 +45,13 @@ class SyncService:
     def __init__(self, mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *,
                  state_provider: Callable[[], dict[str, Any]] | None = None,
                  skus_provider: Callable[[], list[str]] | None = None,
-                 password: str | None = None, client_id: str | None = None) -> None:
+                 client_id: str | None = None) -> None:
         self.cfg = mqtt_cfg
         self.store = store
         self.topics = Topics.from_config(mqtt_cfg, device_cfg)
         self.state_provider = state_provider
         self.skus_provider = skus_provider or (lambda: [])
-        self.client = MqttClient(mqtt_cfg, self.topics, password=password, client_id=client_id)
+        self.client = MqttClient(mqtt_cfg, self.topics, client_id=client_id)  # password: mqtt.password()
         self.drainer = OutboxDrainer(store, self._publish_row, device_id=device_cfg.device_id,
                                      inflight=mqtt_cfg.inflight * HANDOVER_FACTOR,
                                      batch_topic=self.topics.inspection_events,
@@ -316,12 +316,12 @@ def set_threshold_command(classifier: Callable[[], Classifier | None]) -> Comman
 
 def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, skus: Sequence[str],
                state: Callable[[], dict[str, Any]], classifier: Callable[[], Classifier | None],
-               republish: Callable[[], None], password: str | None = None) -> SyncService:
+               republish: Callable[[], None]) -> SyncService:
     """The service of the app's `start_sync` step, started: `skus` are the configured ones (the store's
     join them), `state` answers the snapshot command, `classifier` is the model the set-threshold
     command changes, `republish` re-enqueues the retained state on `rebirth`. The caller stops it."""
     svc = SyncService(mqtt_cfg, device_cfg, store, state_provider=state,
-                      skus_provider=lambda: known_skus(store, skus), password=password)
+                      skus_provider=lambda: known_skus(store, skus))
     svc.register_command("set-threshold", set_threshold_command(classifier))
     svc.on_republish(republish)
     svc.start()

@@ -7,12 +7,15 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from smartstock.commands._common import add_config_option, load
 from smartstock.config import Config, resolve_state_dir
 from smartstock.errors import ConfigError
 from smartstock.logs import setup_logging
+
+if TYPE_CHECKING:
+    from edge.app import App  # imported in run(): OpenCV and ONNX Runtime are heavy
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     return app.run()
 
 
-def _install_signal_handlers(app: Any) -> None:
+def _install_signal_handlers(app: App) -> None:
     def handler(signum: int, _frame: object) -> None:
         if app.stop_event.is_set():
             logger.warning("second %s: exiting now", signal.Signals(signum).name)

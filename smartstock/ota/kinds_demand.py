@@ -3,8 +3,8 @@
 There are no live frames to watch, so its trial is a shadow backtest on this device's own sales
 history: both models forecast the last few windows of every SKU and the new one must not be more
 than `max_worse` times worse (mean absolute error, each SKU scaled by its level). Without enough
-local history the golden samples are the whole check. Serving means: `forecast.lstm_model` points
-at the installed file (the planner reads it on its next refresh).
+local history the golden samples are the whole check. Serving means: the planner uses the installed
+file in place of `forecast.lstm_model` from its next refresh (the edge's OTA agent tells it).
 """
 
 from __future__ import annotations
