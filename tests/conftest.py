@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,13 @@ def store(state_dir: Path):
 
 def python_subprocess(code: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def wait_for(pred, timeout: float = 20.0) -> bool:
+    """Poll `pred` until it is true (True) or `timeout` seconds passed (False): for threads under test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False

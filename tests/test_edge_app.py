@@ -8,7 +8,6 @@ import json
 import os
 import re
 import socket
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +22,7 @@ from edge.samples import write_parts
 from edge.commands.run_cmd import apply_overrides
 from smartstock.config import Config
 from smartstock.errors import ConfigError
+from tests.conftest import wait_for
 from tests.edge_fakes import FakeClassifier
 
 
@@ -139,15 +139,6 @@ def test_notifier_speaks_sd_notify(tmp_path):
     assert Notifier({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_s is None  # meant for another process
 
 
-def _until(pred, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_store_that_refuses_writes_turns_healthz_red_and_counts_until_it_accepts_them_again(tmp_path):
     """A full disk, as SQLite itself reports it (max_page_count reached: 'database or disk is full'),
     under the real loop: every batch's commit fails, /metrics counts them, /healthz goes red; once
@@ -161,11 +152,11 @@ def test_a_store_that_refuses_writes_turns_healthz_red_and_counts_until_it_accep
     a.start()
     try:
         port = a.http.port
-        assert _until(lambda: a.metrics.counters["parts_inspected"] > 0)
+        assert wait_for(lambda: a.metrics.counters["parts_inspected"] > 0)
         assert _get(port, "/healthz")[0] == 200 and a.metrics.counters["store_errors"] == 0
         pages = a.store.query_one("PRAGMA page_count")[0]
         a.store.query(f"PRAGMA max_page_count = {pages}")  # the connection the loop writes with
-        assert _until(lambda: _get(port, "/healthz")[0] == 503), "health stayed green while writes failed"
+        assert wait_for(lambda: _get(port, "/healthz")[0] == 503), "health stayed green while writes failed"
         reason = _get(port, "/healthz")[1].decode()
         assert reason.startswith("store writes failing") and "full" in reason
         metrics = _get(port, "/metrics")[1].decode()
@@ -173,7 +164,7 @@ def test_a_store_that_refuses_writes_turns_healthz_red_and_counts_until_it_accep
         assert counted >= 3
         inspected = a.metrics.counters["parts_inspected"]
         a.store.query("PRAGMA max_page_count = 1073741823")  # room again
-        assert _until(lambda: _get(port, "/healthz")[0] == 200), "health did not recover once writes succeeded"
+        assert wait_for(lambda: _get(port, "/healthz")[0] == 200), "health did not recover once writes succeeded"
         assert a.metrics.counters["parts_inspected"] > inspected and a.loop.store_failures == 0
     finally:
         a.stop()

@@ -11,6 +11,7 @@ from edge.ota_agent import OtaAgent
 from smartstock.config import Config
 from smartstock.sync.client import InboundMessage
 from smartstock.sync.topics import Topics
+from tests.conftest import wait_for
 from tests.fixtures.ota import FakeLoop, OtaRig, frames, make_model_dir
 
 
@@ -23,15 +24,6 @@ class FakeSync:
 
     def deliver(self, topic: str, payload: bytes) -> None:
         self.handlers[topic](InboundMessage(topic=topic, payload=payload, retain=True))
-
-
-def wait_for(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
