@@ -102,7 +102,7 @@ class OtaAgent:
         default = configured or shipped_demand_model()
         try:
             note = "" if configured else ("shipped model, the baseline for updates; the planner uses an "
-                                                     "LSTM only once forecast.lstm_model is set or one is installed")
+                                          "LSTM only once forecast.lstm_model is set or one is installed")
             served = inst.startup(default, default_note=note)
         except UpdateRefused as e:
             logger.info("OTA: no demand model to serve yet (%s); the first signed one will be installed", e.detail)

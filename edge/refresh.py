@@ -1,10 +1,11 @@
 """Periodic work beside the loop: inventory plans, alerts and the retained state on MQTT.
 
-Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy, `smartstock.planning.refresh_plans`),
-computed in a child process (planner_proc.py: forecasting must not starve the capture thread) and
-published retained on `{base}/inventory/<sku>`. Every few seconds: the alert
-rules (low stock, defect rate over the window, camera down) are evaluated, the alerts table synced
-and, on change, the open alerts published retained on `{base}/alerts`. Everything goes through the
+Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy, `smartstock.planning.refresh_plans`,
+with the demand model the OTA agent last handed over through `set_demand_model`), computed in a child
+process (planner_proc.py: forecasting must not starve the capture thread) and published retained on
+`{base}/inventory/<sku>`. Every few seconds: the alert rules (low stock, defect rate over the window,
+camera down) are evaluated, the alerts table synced and, on change, the open alerts published
+retained on `{base}/alerts`. Everything goes through the
 outbox, so it reaches the broker even after an outage.
 """
 
