@@ -288,8 +288,7 @@ class SyncService:
         self._publish_live(reply.topic, reply.payload, correlation_data=reply.correlation_data)
 
 
-def known_skus(store: Store, configured: Sequence[str]) -> list[str]:
-    """The configured SKUs and every SKU the store has seen (Home Assistant discovery follows them)."""
+def _skus_of(store: Store, configured: list[str]) -> list[str]:
     rows = store.query("SELECT sku FROM skus UNION SELECT DISTINCT sku FROM stock_movements")
     return sorted({*configured, *(r[0] for r in rows)})
 
@@ -321,7 +320,7 @@ def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, 
     join them), `state` answers the snapshot command, `classifier` is the model the set-threshold
     command changes, `republish` re-enqueues the retained state on `rebirth`. The caller stops it."""
     svc = SyncService(mqtt_cfg, device_cfg, store, state_provider=state,
-                      skus_provider=lambda: known_skus(store, skus))
+                      skus_provider=lambda: _skus_of(store, list(skus)))
     svc.register_command("set-threshold", set_threshold_command(classifier))
     svc.on_republish(republish)
     svc.start()
