@@ -275,7 +275,7 @@ class App:
         return True, "alive"
 
     def health(self) -> tuple[bool, str]:
-        """alive() and the camera delivering frames (/healthz, STATUS=)."""
+        """alive(), the camera delivering frames and the store taking writes (/healthz, STATUS=)."""
         ok, reason = self.alive()
         if not ok:
             return ok, reason
