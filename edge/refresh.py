@@ -1,11 +1,14 @@
 """Periodic work beside the loop: inventory plans, alerts and the retained state on MQTT.
 
-Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy, `smartstock.planning.refresh_plans`,
-with the demand model the OTA agent last handed over through `set_demand_model`), computed in a child
-process (planner_proc.py: forecasting must not starve the capture thread) and published retained on
-`{base}/inventory/<sku>`. Every few seconds: the alert rules (low stock, defect rate over the window,
-camera down) are evaluated, the alerts table synced and, on change, the open alerts published
-retained on `{base}/alerts`. Everything goes through the
+Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy via
+`smartstock.planning.refresh_plans`, with the demand model the OTA agent last handed over through
+`set_demand_model`; each plan made by `smartstock.inventory.plan.plan_sku`, the function
+`smartstock policy` and the report use too), computed in a child process (planner_proc.py:
+forecasting must not starve the capture thread) and published retained on `{base}/inventory/<sku>`
+(`payload_fields`: every key, null when unknown; the time-phased plan bounded). Every few seconds:
+the alert rules (low stock, defect rate over the window, camera down, stale sales) are evaluated,
+the alerts table synced and, on change, the open alerts published retained on `{base}/alerts`.
+Everything goes through the
 outbox, so it reaches the broker even after an outage.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 
 from smartstock.config import Config
 from smartstock.inventory import alerts as rules
+from smartstock.inventory.plan import payload_fields, plan_sku, window_from_store
 from smartstock.store import Store
 from smartstock.store.alerts import open_alerts, sync_alerts
 from smartstock.store.stock import levels
@@ -29,7 +33,7 @@ from smartstock.sync.topics import Topics
 
 logger = logging.getLogger(__name__)
 
-RULE_KINDS = (rules.LOW_STOCK, rules.DEFECT_RATE, rules.CAMERA_DOWN)
+RULE_KINDS = (rules.LOW_STOCK, rules.DEFECT_RATE, rules.CAMERA_DOWN, rules.STALE_SALES)
 
 
 class Refresher:
@@ -123,8 +127,13 @@ class Refresher:
             plans = refresh_plans(self.store, config)
         with self.store.transaction() as conn:
             stock = levels(conn)
-            for p in plans:
-                p["on_hand"] = stock.get(p["sku"], {}).get("on_hand", p.get("on_hand", 0.0))
+            window = None
+            for i, p in enumerate(plans):
+                lv = stock.get(p["sku"], {})
+                if (lv.get("on_hand", 0.0), lv.get("defect_rate", 0.0)) != (p.get("on_hand"), p.get("defect_rate")):
+                    # stock moved while the child planned: the same function again, on today's figures
+                    window = window or window_from_store(conn, config.forecast)
+                    plans[i] = p = plan_sku(conn, config, p["sku"], window=window)
                 enqueue(conn, self.topics.inventory(p["sku"]), message(self.topics.device_id, **_inventory_fields(p)),
                         retain=True, priority=PRIORITY_STATE)
         self.plans = plans
@@ -146,6 +155,9 @@ class Refresher:
             sku = self.config.inspection.sku
             n, d = conn.execute("SELECT COUNT(*), COALESCE(SUM(is_defect), 0) FROM (SELECT is_defect FROM inspections "
                                 "WHERE sku = ? ORDER BY id DESC LIMIT ?)", (sku, cfg.defect_window)).fetchone()
+        a = rules.stale_sales(self.plans)
+        if a:
+            active.append(a)
         a = rules.defect_rate(sku, int(d), int(n), cfg.defect_rate_threshold, min(cfg.defect_window, 50))
         if a:
             active.append(a)
@@ -176,13 +188,8 @@ class Refresher:
                     retain=True, priority=PRIORITY_TELEMETRY)
 
 
-_INVENTORY_KEYS = ("on_hand", "forecast", "forecast_total", "demand_per_day", "eoq", "order_quantity", "safety_stock",
-                   "reorder_point", "order_up_to", "days_of_cover", "defect_rate", "reorder_now", "model", "source",
-                   "lot_model", "annual_cost")
-
-
 def _inventory_fields(plan: dict[str, Any]) -> dict[str, Any]:
-    out = {k: plan[k] for k in _INVENTORY_KEYS if k in plan}
-    out.update({k: out.get(k) for k in INVENTORY_KEYS})  # what HA's sensors read: present, null while unknown
-    out["sku"] = plan["sku"]
+    """The retained inventory message: the plan's payload fields, with every key HA's sensors read."""
+    out = payload_fields(plan)
+    out.update({k: out.get(k) for k in INVENTORY_KEYS})  # present, null while unknown
     return out

@@ -123,6 +123,10 @@ class ForecastConfig(Section):
     lstm_model: Path | None = Field(None, description="Exported LSTM (.tflite/.onnx) with its manifest")
     refresh_interval_s: float = Field(3600.0, ge=10.0, le=7 * 86400.0, description="How often the device re-forecasts")
     interval_level: float = Field(0.9, gt=0.5, lt=1.0, description="Prediction interval coverage")
+    gap_periods: int = Field(8, ge=1, le=520,
+                             description="A stretch of more than this many periods (of `freq`) in which no SKU "
+                                         "sold anything is a data gap (missing export), not zero demand: plans "
+                                         "use the history before it and are flagged stale")
 
 
 class SkuPolicy(Section):

@@ -5,8 +5,11 @@ M3's `category` are ignored), case and spaces in names ignored; UTF-8 with or wi
 tab separator (sniffed from the header line; with `;` a decimal comma `12,5` is read as 12.5); blank
 lines skipped. Dates: `YYYY-MM-DD`, `YYYY-MM` (first of the month) or a timestamp
 `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DDTHH:MM[:SS]` (the date part counts).
-Quantity must be a finite number >= 0: a negative quantity is a return, not a sale, and is rejected
-with that reason (book returns as a stock adjustment instead).
+Quantity must be a finite number >= 0 and below MAX_QUANTITY: a negative quantity is a return, not a
+sale, and is rejected with that reason (book returns as a stock adjustment instead). Dates must lie
+between MIN_SALE_DATE and today + FUTURE_TOLERANCE_DAYS: a sale dated next year is a typo or a wrong
+date format, and one such row would otherwise pad every SKU's history with zeros up to that day.
+Each bad row is rejected on its own with its line; the good rows are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from smartstock.sku import SKU_RULE, sku_problem
 logger = logging.getLogger(__name__)
 
 MAX_LINE_CHARS = 64 * 1024  # longer physical lines are rejected instead of read into memory
+MAX_QUANTITY = 1e9  # units in one sales row; more is a unit or column mix-up, and sums must stay finite
+MIN_SALE_DATE = dt.date(1970, 1, 1)
+FUTURE_TOLERANCE_DAYS = 1  # time zones: a shop ahead of UTC may already book tomorrow's date
 NAMINGS: dict[str, tuple[str, str, str]] = {
     "sku": ("sku", "date", "quantity"),
     "unique_id": ("unique_id", "ds", "y"),
@@ -59,8 +65,11 @@ class SalesCsv:
     `columns` holds the file's own spelling of (sku, date, quantity) and `price_column` (or None).
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, today: dt.date | None = None,
+                 min_date: dt.date = MIN_SALE_DATE) -> None:
         self.path = Path(path)
+        self.today = today
+        self.min_date = min_date
         try:
             self._f: IO[str] = open(self.path, encoding="utf-8-sig", errors="surrogateescape", newline="")
         except FileNotFoundError:
@@ -176,9 +185,15 @@ class SalesCsv:
         if day is None:
             return RowError(line, f"{date_col} {raw_date[:40]!r} is not a date (expected YYYY-MM-DD, YYYY-MM or "
                                   "YYYY-MM-DD HH:MM:SS)")
+        why = date_problem(day, today=self.today, min_date=self.min_date)
+        if why:
+            return RowError(line, f"{date_col} {raw_date[:40]!r} {why}")
         qty, why = self._number(raw_qty)
         if qty is None:
             return RowError(line, f"{qty_col} {raw_qty[:40]!r} {why}")
+        if qty > MAX_QUANTITY:
+            return RowError(line, f"{qty_col} {raw_qty[:40]!r} is implausibly large (more than {MAX_QUANTITY:g} units "
+                                  "in one row); check the column order and the unit")
         if qty < 0:
             return RowError(line, f"{qty_col} {raw_qty[:40]!r} is negative: returns are not sales (book them with "
                                   "`smartstock stock move SKU adjusted QTY`)")
@@ -231,9 +246,24 @@ def parse_date(raw: str) -> dt.date | None:
         return None
 
 
-def open_sales_csv(path: Path | str) -> SalesCsv:
+def date_problem(day: dt.date, *, today: dt.date | None = None, min_date: dt.date = MIN_SALE_DATE) -> str:
+    """Why a sale date cannot be right ('' when it can): after today (+ tolerance) or before `min_date`.
+
+    One rule for every way sales arrive (CSV import, `forecast` file input, MQTT sales/in).
+    """
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    latest = today + dt.timedelta(days=FUTURE_TOLERANCE_DAYS)
+    if day > latest:
+        return (f"is in the future (after {latest}); fix the date or its format (YYYY-MM-DD), "
+                "or set the device clock")
+    if day < min_date:
+        return f"is implausibly old (before {min_date}); fix the date or its format (YYYY-MM-DD)"
+    return ""
+
+
+def open_sales_csv(path: Path | str, *, today: dt.date | None = None) -> SalesCsv:
     """Open a sales CSV and check its header (raises InputError naming the columns found and expected)."""
-    return SalesCsv(path)
+    return SalesCsv(path, today=today)
 
 
 def iter_sales_csv(path: Path | str) -> Iterator[SalesRow | RowError]:

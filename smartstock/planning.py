@@ -19,15 +19,14 @@ from typing import Any
 import numpy as np
 
 from smartstock.config import Config, ForecastConfig
-from smartstock.errors import SmartStockError
 from smartstock.forecasting.io import DAYS_PER_BUCKET, period_index, period_start
 from smartstock.forecasting.runner import Job, SeriesResult, default_season_length, forecast_many
-from smartstock.inventory.from_store import sku_policy
+from smartstock.inventory.history import HistoryWindow, history_window
+from smartstock.inventory.plan import plans_from_store, window_from_store
 from smartstock.inventory.policy import DemandEstimate
 from smartstock.store import Store
 from smartstock.store.db import utcnow
-from smartstock.store.sales import sales_series, skus_with_sales
-from smartstock.store.stock import levels
+from smartstock.store.sales import sale_days, sales_series, skus_with_sales
 
 logger = logging.getLogger(__name__)
 
@@ -91,21 +90,32 @@ def _jsonable(v: Any) -> Any:
 
 
 def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | None = None, n_jobs: int = 1,
-                   progress_every: int = 100) -> dict[str, tuple[SeriesResult, int | None, list[dt.date]]]:
-    """Forecast every SKU of the sales cache (or `skus`) and store the runs. Returns sku -> (result, run id, dates)."""
+                   progress_every: int = 100, window: HistoryWindow | None = None
+                   ) -> dict[str, tuple[SeriesResult, int | None, list[dt.date]]]:
+    """Forecast every SKU of the sales cache (or `skus`) and store the runs. Returns sku -> (result, run id, dates).
+
+    Only the sales inside `window` (default: the store's, see `smartstock.inventory.history`) are used:
+    a data gap is left out instead of being read as weeks of zero demand.
+    """
     season = fc_cfg.season_length or default_season_length(fc_cfg.freq)
     with store.transaction() as conn:
+        if window is None:
+            window = history_window(sale_days(conn), today=dt.datetime.now(dt.timezone.utc).date(),
+                                    max_gap_days=fc_cfg.gap_periods * DAYS_PER_BUCKET[fc_cfg.freq])
         names = skus if skus is not None else skus_with_sales(conn)
-        daily = {s: sales_series(conn, s) for s in names}
-    known = [d for rows in daily.values() for d, _ in rows]
-    if not known:
+        daily = {s: sales_series(conn, s, start=window.start, end=window.end) for s in names}
+    if window.end is None:
         return {}
-    end = max(known)
+    if window.stale:
+        logger.warning("sales history: %s", window.reason)
+    end = window.end
     jobs, starts = [], {}
     for sku, rows in daily.items():
         if not rows:
             continue
         start, y = bucket_daily(rows, fc_cfg.freq, end)
+        if not len(y):
+            continue
         starts[sku] = start + len(y)
         jobs.append(Job(sku, y, fc_cfg.horizon, fc_cfg.model, season, fc_cfg.interval_level, fc_cfg.lstm_model,
                         with_errors=True, phase=start % season))
@@ -120,35 +130,17 @@ def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | No
     return out
 
 
-def refresh_plans(store: Store, config: Config) -> list[dict[str, Any]]:
-    """Forecast, store and plan every SKU the device knows; one dict per SKU (errors reported in `error`)."""
-    fc_cfg = config.forecast
-    forecasts = forecast_store(store, fc_cfg)
+def refresh_plans(store: Store, config: Config, *, today: dt.date | None = None) -> list[dict[str, Any]]:
+    """Forecast and store every SKU's run, then plan every SKU the device knows with `plan_sku` (the one
+    plan function: the CLI, report, status page and MQTT show the same figures). Errors land in `error`."""
     with store.transaction() as conn:
-        stock = levels(conn)
-    skus = sorted({config.inspection.sku, *stock, *forecasts})
-    plans = []
-    for sku in skus:
-        lv = stock.get(sku, {})
-        plan: dict[str, Any] = {"sku": sku, "on_hand": float(lv.get("on_hand", 0.0)),
-                                "defect_rate": float(lv.get("defect_rate", 0.0)), "reorder_point": None,
-                                "source": "none", "model": None}
-        res = forecasts.get(sku, (None, None, []))[0]
-        demand = None
-        try:
-            if res is not None and res.forecast is not None:
-                demand = demand_estimate(res, fc_cfg.freq)
-                days = DAYS_PER_BUCKET[fc_cfg.freq]
-                plan.update(model=res.model, demand_class=res.demand_class, forecast_run=forecasts[sku][1],
-                            forecast=[round(float(v) / days, 4) for v in res.forecast.mean],
-                            forecast_total=float(np.sum(res.forecast.mean)), forecast_freq=fc_cfg.freq)
-            with store.transaction() as conn:
-                _, result = sku_policy(conn, config.inventory, sku, demand=demand)
-            plan.update(result.to_dict())
-            plan["source"] = result.demand_source
-            plan["forecast_per_day"] = result.demand_per_day
-        except SmartStockError as e:
-            plan["error"] = str(e)
-        plans.append(plan)
+        window = window_from_store(conn, config, today)
+    forecasts = forecast_store(store, config.forecast, window=window)
+    with store.transaction() as conn:
+        plans = plans_from_store(conn, config, today=today)
+    for p in plans:
+        res = forecasts.get(p["sku"], (None, None, []))[0]
+        if res is not None and res.forecast is None and p.get("model") is None and res.note:
+            p.setdefault("notes", []).append(f"forecast: {res.note}")
     logger.info("planned %d SKU(s) (%d forecast)", len(plans), len(forecasts))
     return plans

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("policy", help="EOQ, safety stock, reorder point and cover for a SKU from the store")
     p.add_argument("sku")
     p.add_argument("--window-days", type=int, default=365, help="days of sales history used for demand")
+    p.add_argument("--horizon", action="store_true",
+                   help="also show the time-phased plan per upcoming period (from the latest forecast run)")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_store_options(p)
     p.set_defaults(func=_policy)
@@ -137,29 +139,50 @@ def _eoq(args: argparse.Namespace) -> int:
 
 # -- policy -------------------------------------------------------------------------------------
 def _policy(args: argparse.Namespace) -> int:
-    from smartstock.inventory.from_store import sku_policy
+    from smartstock.inventory.plan import money, plan_sku
+    from smartstock.store.skus import effective_policy
 
     config = load(args)
     with store_from_args(args, config) as store:
-        policy, result = sku_policy(store.conn, config.inventory, args.sku, window_days=args.window_days)
+        plan = plan_sku(store.conn, config, args.sku, history_days=args.window_days, strict=True)
+        inputs = effective_policy(config.inventory, store.conn, args.sku).model_dump()
     if args.json:
-        print_json({"sku": args.sku, **result.to_dict(), "inputs": policy.model_dump()})
+        out = {**plan, "inputs": inputs}
+        if not args.horizon:
+            out.pop("horizon")
+        print_json(out)
         return 0
-    r = result
-    print(f"SKU {args.sku}: demand {r.demand_per_day:.2f}/day (std {r.demand_std_per_day:.2f}, {r.demand_source}), "
-          f"defect rate {r.defect_rate:.1%}, on hand {r.on_hand:g}")
-    cover = f"{r.days_of_cover:.1f}" if math.isfinite(r.days_of_cover) else "no demand"
-    rows = [("lot model", r.lot_model), ("EOQ", f"{r.eoq:.2f}"),
-            ("EPQ", f"{r.epq:.2f}" if r.epq is not None else "-"),
-            ("order quantity (start)", f"{r.order_quantity:.2f}"), ("safety stock", f"{r.safety_stock:.2f}"),
-            ("reorder point", f"{r.reorder_point:.2f}"),
-            ("order-up-to level", f"{r.order_up_to:.2f}" if r.order_up_to is not None else "-"),
-            ("days of cover", cover), ("annual cost", f"{r.annual_cost:.2f}"),
-            ("reorder now", "YES" if r.reorder_now else "no")]
+    p = plan
+    print(f"SKU {args.sku} as of {p['as_of']}: on hand {p['on_hand']:g}, defect rate {p['defect_rate']:.1%}")
+    print(f"  demand {p['demand_per_day']:.4g}/day (std {p['demand_std_per_day']:.4g}) from {p['demand_basis']}"
+          + (f" [{p['demand_source']}]" if p["demand_source"] != p["demand_basis"] else ""))
+    print(f"  last sale {p['last_sale'] or '-'}, history used up to {p['history_end'] or '-'}")
+    if p["stale"]:
+        print(f"  STALE SALES: {p['stale_reason']}")
+    cover = f"{p['days_of_cover']:.1f}" if p["days_of_cover"] is not None else "no demand"
+    rows = [("lot model", p["lot_model"]), ("EOQ", f"{p['eoq']:.2f}"),
+            ("EPQ", f"{p['epq']:.2f}" if p.get("epq") is not None else "-"),
+            ("lot (good units)", f"{p['lot_size']:.2f}"),
+            ("order quantity (start)", f"{p['order_quantity']:.2f}"), ("safety stock", f"{p['safety_stock']:.2f}"),
+            ("reorder point", f"{p['reorder_point']:.2f}"),
+            ("order-up-to level", f"{p['order_up_to']:.2f}" if p["order_up_to"] is not None else "-"),
+            ("days of cover", cover), ("order cost", money(p["order_cost"])),
+            ("holding cost/unit/year", money(p["holding_cost"])), ("annual cost", money(p["annual_cost"])),
+            ("reorder now", "YES" if p["reorder_now"] else "no")]
     for k, v in rows:
         print(f"  {k:<24}{v:>12}")
-    for note in r.notes:
-        print(f"  note: {note}")
+    for note in p["notes"]:
+        if not note.startswith("stale sales:"):
+            print(f"  note: {note}")
+    if args.horizon:
+        if not p["horizon"]:
+            print("  time-phased plan: none (no current forecast run; `smartstock forecast --from-store` makes one)")
+        else:
+            print(f"  time-phased plan ({p['forecast_freq']} periods, projected from on hand {p['on_hand']:g}):")
+            print_table([{"start": r["start"], "demand": r["demand"], "EOQ": r["eoq"], "start qty": r["order_quantity"],
+                          "safety stock": r["safety_stock"], "reorder point": r["reorder_point"],
+                          "on hand": r["projected_on_hand"], "order": r["order_total"] or "",
+                          "order on": r["first_order_day"] or ""} for r in p["horizon"]], floatfmt="{:.1f}")
     return 0
 
 

@@ -17,6 +17,7 @@ __all__ = ["CAMERA_DOWN", "DEFECT_RATE", "LOW_STOCK", "camera_down", "defect_rat
 LOW_STOCK = "low_stock"
 DEFECT_RATE = "defect_rate"
 CAMERA_DOWN = "camera_down"
+STALE_SALES = "stale_sales"
 
 
 def low_stock(sku: str, on_hand: float, reorder_point: float | None) -> Alert | None:
@@ -61,3 +62,17 @@ def camera_down(source: str, status: str, seconds_since_frame: float, down_after
     return Alert(CAMERA_DOWN, CAMERA_DOWN,
                  f"camera {source}: no frame for {seconds_since_frame:.0f} s (status {status}); check cable and power",
                  "critical", None, {"status": status, "seconds_since_frame": round(seconds_since_frame, 1)})
+
+
+def stale_sales(plans: Iterable[Mapping[str, Any]]) -> Alert | None:
+    """Open while plans are built from a sales history that ends in a data gap or stopped long ago
+    (`smartstock.inventory.history`): the figures are from old data, someone should check the feed."""
+    stale = [p for p in plans if p.get("stale")]
+    if not stale:
+        return None
+    first = stale[0]
+    return Alert(STALE_SALES, STALE_SALES,
+                 f"stale sales for {len(stale)} SKU(s): {first.get('stale_reason')}; check the sales export/feed",
+                 "warning", None, {"skus": sorted(str(p["sku"]) for p in stale)[:50],
+                                   "history_end": first.get("history_end"), "last_sale": first.get("last_sale_any"),
+                                   "data_gap": first.get("data_gap")})

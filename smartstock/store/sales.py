@@ -174,3 +174,14 @@ def sales_summary(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     rows = conn.execute("SELECT sku, COUNT(*), SUM(quantity), MIN(date), MAX(date) FROM sales GROUP BY sku ORDER BY sku")
     return {sku: {"rows": n, "total_quantity": float(total), "first_date": first, "last_date": last}
             for sku, n, total, first, last in rows}
+
+
+def sale_days(conn: sqlite3.Connection) -> list[dt.date]:
+    """Every day on which any SKU sold something, oldest first (the input of data-gap detection)."""
+    return [dt.date.fromisoformat(r[0]) for r in conn.execute("SELECT DISTINCT date FROM sales ORDER BY date")]
+
+
+def last_sale(conn: sqlite3.Connection, sku: str) -> dt.date | None:
+    """The newest sale date of one SKU (None without sales)."""
+    row = conn.execute("SELECT MAX(date) FROM sales WHERE sku = ?", (sku,)).fetchone()
+    return dt.date.fromisoformat(row[0]) if row and row[0] else None

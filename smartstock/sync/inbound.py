@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartstock.errors import InputError
+from smartstock.ingest import MAX_QUANTITY, date_problem
 from smartstock.sku import SKU_RULE, sku_problem
 from smartstock.store.db import Store
 from smartstock.sync.client import InboundMessage
@@ -174,12 +175,17 @@ def validate_sale(rec: Any) -> dict[str, Any]:
     if not isinstance(date, str) or not _DATE.match(date):
         raise InputError(f"date: required as YYYY-MM-DD, got {date!r}")
     try:
-        dt.date.fromisoformat(date)
+        day = dt.date.fromisoformat(date)
     except ValueError:
         raise InputError(f"date: {date!r} is not a calendar date") from None
+    why = date_problem(day)
+    if why:
+        raise InputError(f"date: {date} {why}")
     qty = rec.get("quantity")
     if isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty) or qty < 0:
         raise InputError(f"quantity: required, a finite number >= 0 (returns are booked as adjustments), got {qty!r}")
+    if qty > MAX_QUANTITY:
+        raise InputError(f"quantity: {qty!r} is implausibly large (more than {MAX_QUANTITY:g} units in one record)")
     price = rec.get("price")
     if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))
                               or not math.isfinite(price) or price < 0):
