@@ -47,7 +47,7 @@ def fill_store(state: Path, days: int = 420, parts: int = 1500) -> None:
                 qty = float(rng.poisson(lam))
                 if qty:
                     conn.execute("INSERT INTO sales(sku, date, quantity, natural_key, imported_at) VALUES (?,?,?,?,?)",
-                                 (sku, day.isoformat(), qty, f"{sku}:{day}", "test"))
+                                 (sku, day.isoformat(), qty, f"{sku}:{day}", "2026-10-31T00:00:00.000Z"))
             book(conn, sku, "received", 40 * mean + 5, ref=f"rcv:{sku}")
         t0 = dt.datetime(2026, 10, 30, 6, tzinfo=dt.timezone.utc)
         produced = scrapped = 0
@@ -106,6 +106,8 @@ def rendered(tmp_path_factory):
     model = write_model_evaluation(base / "model")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
     cli = Cli(env, base)
+    # the device's forecast runs: the report then shows the device's plans, horizon included
+    assert cli("forecast", "--from-store", "--state-dir", state, "--config", base / "smartstock.toml").rc == 0
     r = cli("report", "--out", base / "out", "--state-dir", state, "--config", base / "smartstock.toml",
             "--model", model, "--top", "2")
     return base, r
@@ -120,7 +122,7 @@ def test_every_chart_is_a_png_referenced_by_the_html(rendered):
     names = {p.name for p in charts}
     expected = {"sales_overview.png", "defect_rate.png", "defect_classes.png", "confusion_matrix.png"}
     for sku in ("GEAR-A", "HOUSING-B"):  # --top 2: the two biggest sellers get their own charts
-        expected |= {f"sku_{sku}_{kind}.png" for kind in ("trend", "forecast", "policy", "simulation")}
+        expected |= {f"sku_{sku}_{kind}.png" for kind in ("trend", "forecast", "policy", "phased", "simulation")}
     assert names == expected
     refs = referenced_images(index)
     assert sorted(refs) == sorted(f"charts/{n}" for n in names), "every chart referenced once, nothing else"
@@ -182,6 +184,7 @@ def test_report_from_csv_files_names_bad_rows(cli, tmp_path):
     assert f"{sales}:6:" in r.err and f"{insp}:4:" in r.err and "Traceback" not in r.err
     charts = out / "charts"
     for name in ("sku_P-1_trend.png", "sku_P-1_forecast.png", "sku_P-1_policy.png", "sku_P-1_simulation.png",
+                 "sku_P-1_phased.png",
                  "defect_rate.png", "defect_classes.png"):
         check_png(charts / name)
         assert not is_placeholder(charts / name), name

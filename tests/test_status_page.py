@@ -151,7 +151,7 @@ def test_live_counters_move_without_console_errors(page, service, tmp_path):
         row = pg.evaluate(f"{row_js}.innerText").split("\t")
         assert row[-1] in ("ok", "reorder"), row
     else:  # e.g. the tiny test model calls most parts defective, so the yield is too low to plan
-        pg.wait_for_function(f"(() => {{ const r = {row_js}; return r && r.cells[9].textContent === 'no plan'; }})()",
+        pg.wait_for_function(f"(() => {{ const r = {row_js}; return r && r.cells[12].textContent === 'no plan'; }})()",
                              timeout=15_000)
         pg.wait_for_function("document.getElementById('plan-notes').textContent.length > 0", timeout=15_000)
         assert plan["error"][:40] in pg.inner_text("#plan-notes"), plan

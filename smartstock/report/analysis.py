@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ SIM_MIN_DAYS = 180
 
 def analyse_sku(r: SkuReport, config: Config, *, on_hand: float | None, defect_rate: float,
                 policy_overrides: dict | None = None, model_hint: str | None = None,
-                forecast: bool = True) -> SkuReport:
+                forecast: bool = True, plan: dict[str, Any] | None = None) -> SkuReport:
     """Fill r.forecast, r.policy and r.simulation; each failure is recorded in r.problems, not raised.
 
     `model_hint` is the model the device last chose for this SKU (its latest forecast run); with
@@ -43,7 +44,12 @@ def analyse_sku(r: SkuReport, config: Config, *, on_hand: float | None, defect_r
             r.problems.append(f"forecast: {e}")
             logger.info("%s: no forecast for the report: %s", r.sku, e)
     try:
-        r.policy = policy_view(r, config, on_hand=on_hand, defect_rate=defect_rate, overrides=policy_overrides)
+        if plan is not None:  # a store: the device's own plan (plan_sku), as `smartstock policy` shows it
+            if plan.get("error"):
+                raise ValueError(plan["error"])
+            r.policy = view_from_plan(plan, on_hand_known=on_hand is not None)
+        else:
+            r.policy = policy_view(r, config, on_hand=on_hand, defect_rate=defect_rate, overrides=policy_overrides)
     except (SmartStockError, ValueError, ArithmeticError, ImportError) as e:
         r.problems.append(f"policy: {e}")
         logger.info("%s: no policy for the report: %s", r.sku, e)
@@ -125,21 +131,28 @@ def policy_view(r: SkuReport, config: Config, *, on_hand: float | None, defect_r
                 overrides: dict | None = None) -> PolicyView:
     """compute_policy with the forecast's demand (std from the backtest errors), else the sales history."""
     from smartstock.config import SkuPolicy
+    from smartstock.inventory.phased import phased_plan
     from smartstock.inventory.policy import DemandEstimate, compute_policy, demand_from_sales
 
     base = config.inventory.policy_for(r.sku)
     sku_policy = SkuPolicy(**{**base.model_dump(), **(overrides or {})})
+    horizon: list[dict[str, Any]] = []
     if r.forecast is not None and r.forecast.future_mean:
         fv = r.forecast
         per = BUCKET_DAYS[fv.freq]
         errors = np.array([a - m for w in fv.windows for a, m in zip(w.actual, w.mean)])
         std_bucket = float(np.sqrt(np.mean(errors ** 2))) if len(errors) else 0.0
-        demand = DemandEstimate(float(np.mean(fv.future_mean)) / per, std_bucket / math.sqrt(per),
-                                f"forecast:{fv.model}")
+        basis = f"forecast:{_short(fv.model)}"
+        demand = DemandEstimate(float(np.mean(fv.future_mean)) / per, std_bucket / math.sqrt(per), basis)
+        horizon = phased_plan(sku_policy, fv.future_dates, fv.future_mean, [per] * len(fv.future_mean),
+                              demand.std_per_day, on_hand=on_hand or 0.0, defect_rate=defect_rate,
+                              days_per_year=config.inventory.days_per_year, basis=basis)
     elif r.days:
         demand = demand_from_sales(zip(r.days, r.sales), window_days=365)
+        basis = f"history:{demand.source.split(':')[-1].rstrip('d')} days"
     elif sku_policy.annual_demand:
         demand = DemandEstimate(sku_policy.annual_demand / config.inventory.days_per_year, 0.0, "config:annual_demand")
+        basis = "config:annual_demand"
     else:
         raise ValueError("no sales and no annual_demand configured")
     res = compute_policy(sku_policy, demand, defect_rate=defect_rate, on_hand=on_hand or 0.0,
@@ -152,7 +165,30 @@ def policy_view(r: SkuReport, config: Config, *, on_hand: float | None, defect_r
         unit_cost=sku_policy.unit_cost, lead_time_days=sku_policy.lead_time_days,
         service_level=sku_policy.service_level, service_type=sku_policy.service_type,
         on_hand=on_hand if known else res.reorder_point + res.lot_size, on_hand_known=known,
-        defect_rate=res.defect_rate, annual_cost=res.annual_cost, lot_model=res.lot_model, notes=list(res.notes))
+        defect_rate=res.defect_rate, annual_cost=res.annual_cost, lot_model=res.lot_model, notes=list(res.notes),
+        demand_basis=basis, horizon=horizon)
+
+
+def view_from_plan(plan: dict[str, Any], *, on_hand_known: bool) -> PolicyView:
+    """The report's view of a `smartstock.inventory.plan.plan_sku` dict: the same figures, no recomputing."""
+    on_hand = float(plan["on_hand"]) if on_hand_known else float(plan["reorder_point"]) + float(plan["lot_size"])
+    return PolicyView(
+        eoq=plan["eoq"], lot_size=plan["lot_size"], start_quantity=plan["order_quantity"],
+        safety_stock=plan["safety_stock"], reorder_point=plan["reorder_point"], demand_per_day=plan["demand_per_day"],
+        demand_std_per_day=plan["demand_std_per_day"], demand_source=plan["demand_source"],
+        order_cost=plan["order_cost"], holding_cost=plan["holding_cost"], unit_cost=plan["unit_cost"],
+        lead_time_days=plan["lead_time_days"], service_level=plan["service_level"],
+        service_type=plan["service_type"], on_hand=on_hand, on_hand_known=on_hand_known,
+        defect_rate=plan["defect_rate"], annual_cost=plan["annual_cost"], lot_model=plan["lot_model"],
+        notes=[n for n in plan.get("notes", []) if not n.startswith("stale sales:")],
+        demand_basis=plan["demand_basis"] or "", stale=bool(plan.get("stale")),
+        stale_reason=plan.get("stale_reason") or "", horizon=list(plan.get("horizon") or []),
+        as_of=plan.get("as_of") or "")
+
+
+def _short(label: str) -> str:
+    """`auto: ets (device's choice)` -> `ets`."""
+    return label.split(":")[-1].split("(")[0].strip() or label
 
 
 def _model_alias(wanted: str, registered: list[str]) -> str:

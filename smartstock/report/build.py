@@ -12,7 +12,8 @@ from smartstock.report import charts_quality as CQ
 from smartstock.report import charts_sales as CS
 from smartstock.report import html, sources
 from smartstock.report import series as S
-from smartstock.report.analysis import analyse_sku
+from smartstock.inventory.history import HistoryWindow, history_window
+from smartstock.report.analysis import BUCKET_DAYS, analyse_sku
 from smartstock.report.charts_base import is_placeholder
 from smartstock.report.model import ReportData, SkuReport
 from smartstock.store.db import Store, utcnow
@@ -69,17 +70,26 @@ def build_report(out: Path, config: Config, *, store: Store | None = None, sales
     manifest, evaluation, model_src = sources.model_evaluation(
         model_path, store.path.parent if store is not None else None, configured=config.vision.model)
 
+    window = _window(sales, config)
+    if window.start is not None:  # a data gap is missing data, not zero demand: chart and plan the window only
+        lo, hi = window.start.isoformat(), window.end.isoformat()
+        sales = {k: kept for k, v in sales.items() if (kept := [(d, q) for d, q in v if lo <= str(d)[:10] <= hi])}
     skus = [SkuReport(sku, *S.daily(rows)) for sku, rows in sales.items()]
     skus.sort(key=lambda r: (-sum(r.sales), r.sku))  # biggest sellers first in every table
     top = S.top_n({r.sku: sum(r.sales) for r in skus}, top_n)
+    plans = _plans(store, config, [r.sku for r in skus]) if sales_csv is None else {}
     for r in skus:
         level = stock.get(r.sku)
         analyse_sku(r, config, on_hand=level["on_hand"] if level else None,
                     defect_rate=level["defect_rate"] if level else 0.0, policy_overrides=_overrides(store, r.sku),
-                    model_hint=_last_model(store, r.sku), forecast=r.sku in top)
+                    model_hint=_last_model(store, r.sku), forecast=r.sku in top, plan=plans.get(r.sku))
+        if window.stale and r.policy is not None:
+            r.policy.stale, r.policy.stale_reason = True, window.reason
     data = ReportData(title=title, generated_at=utcnow(), sources=srcs, skus=skus, inspections=inspections,
                       stock=stock, model_manifest=manifest, model_evaluation=evaluation, model_source=model_src,
                       defect_threshold=config.alerts.defect_rate_threshold)
+    if window.reason:
+        data.notes.append(("STALE SALES: " if window.stale else "Sales history: ") + window.reason)
     if rejected:
         data.notes.append(f"{len(rejected)} input row(s) rejected; the first: {rejected[0]}")
 
@@ -109,9 +119,28 @@ def _draw(d: Path, data: ReportData, top: list[str]) -> dict[str, Path]:
         charts[f"trend:{r.sku}"] = CS.sales_trend(d / f"{f}_trend.png", r)
         charts[f"forecast:{r.sku}"] = CS.forecast_backtest(d / f"{f}_forecast.png", r.sku, r.forecast, problems)
         charts[f"policy:{r.sku}"] = CS.policy_plan(d / f"{f}_policy.png", r.sku, r.policy, r.forecast, problems)
+        charts[f"phased:{r.sku}"] = CS.phased_plan(d / f"{f}_phased.png", r.sku, r.policy, problems)
         charts[f"simulation:{r.sku}"] = CS.simulation(d / f"{f}_simulation.png", r.sku, r.simulation, r.policy,
                                                       problems)
     return charts
+
+
+def _window(sales: dict[str, list[tuple[str, float]]], config: Config) -> HistoryWindow:
+    """The sales window plans use (`smartstock.inventory.history`), over every SKU's sale days."""
+    import datetime as dt
+
+    days = {dt.date.fromisoformat(str(d)[:10]) for rows in sales.values() for d, _ in rows}
+    return history_window(sorted(days), today=dt.datetime.now(dt.timezone.utc).date(),
+                          max_gap_days=config.forecast.gap_periods * BUCKET_DAYS[config.forecast.freq])
+
+
+def _plans(store: Store | None, config: Config, skus: list[str]) -> dict[str, dict]:
+    """The device's plans (`plan_sku`, as `smartstock policy` and MQTT show them) when there is a store."""
+    if store is None:
+        return {}
+    from smartstock.inventory.plan import plans_from_store
+
+    return {p["sku"]: p for p in plans_from_store(store.conn, config, skus)}
 
 
 def _stock_levels(store: Store | None) -> dict[str, dict[str, float]]:

@@ -160,6 +160,38 @@ def policy_plan(path: Path, sku: str, pv: PolicyView | None, fv: ForecastView | 
     return save(fig, path)
 
 
+def phased_plan(path: Path, sku: str, pv: PolicyView | None, reason: str = "") -> Path:
+    """The time-phased plan: forecast demand per period (bars), reorder point and safety stock per
+    period, projected stock, and the periods in which orders are placed, so a peak is seen coming."""
+    title = f"{sku}: time-phased plan"
+    if pv is None or not pv.horizon:
+        return placeholder(path, title, reason or f"no forecast run for {sku}: the time-phased plan needs one "
+                                                  "(`smartstock forecast --from-store`)")
+    rows = pv.horizon
+    starts = [dt.date.fromisoformat(r["start"]) for r in rows]
+    width = max(1.0, (starts[1] - starts[0]).days * 0.7) if len(starts) > 1 else 5.0
+    fig, ax = figure(9.0, 3.8)
+    ax.bar(starts, [r["demand"] for r in rows], width=width, align="edge", color=COLORS["forecast"], alpha=0.25,
+           label="forecast demand in the period")
+    ax.step(starts, [r["reorder_point"] for r in rows], where="post", color=COLORS["rop"], ls="--", lw=1.4,
+            label="reorder point (covers the next lead time)")
+    ax.step(starts, [r["safety_stock"] for r in rows], where="post", color=COLORS["safety"], ls=":", lw=1.3,
+            label="safety stock")
+    ax.plot(starts, [r["projected_on_hand"] for r in rows], color=COLORS["stock"], lw=1.8, marker="o", ms=3,
+            label="projected on hand (period start)")
+    ordered = [(d, r) for d, r in zip(starts, rows) if r.get("order_total")]
+    if ordered:
+        ax.scatter([d for d, _ in ordered], [r["reorder_point"] for _, r in ordered], marker="v", s=50,
+                   color=COLORS["order"], zorder=4, label="order placed in the period")
+        for d, r in ordered:
+            ax.annotate(f"{r['order_total']:,.0f}", (d, r["reorder_point"]), xytext=(0, 8), textcoords="offset points",
+                        ha="center", fontsize=7.5, color=COLORS["order"])
+    style(ax, f"{title} — demand from {pv.demand_basis or pv.demand_source}", "period start", "units")
+    date_axis(ax)
+    legend_below(fig, ax, ncols=3)
+    return save(fig, path)
+
+
 def simulation(path: Path, sku: str, sv: SimulationView | None, pv: PolicyView | None, reason: str = "") -> Path:
     """Stock on hand day by day when the (s,Q) policy is replayed against actual demand."""
     title = f"{sku}: simulated stock under (s, Q)"

@@ -87,17 +87,19 @@ def _summary(data: ReportData) -> str:
 
 
 def _sku_table(skus: list[SkuReport]) -> str:
-    head = ["SKU", "demand/day", "on hand", "model", "MASE", "coverage", "EOQ", "safety stock", "reorder point",
+    head = ["SKU", "demand/day", "basis", "on hand", "model", "MASE", "coverage", "EOQ", "safety stock", "reorder point",
             "target", "fill rate", "cycle SL", "stock-outs", "orders", "cost"]
     rows = []
     for r in skus:
         p, f, s = r.policy, r.forecast, r.simulation.result if r.simulation else None
         target = p.service_level if p else None
-        judged = 10 if p and p.service_type == "fill_rate" else 11  # the column the target is about
-        achieved = (s.fill_rate if judged == 10 else s.cycle_service_level) if s else None
+        judged = 11 if p and p.service_type == "fill_rate" else 12  # the column the target is about
+        achieved = (s.fill_rate if judged == 11 else s.cycle_service_level) if s else None
         cls = "" if achieved is None or target is None or math.isnan(achieved) else ("ok" if achieved >= target else "bad")
         cells = [f"<a href='#sku-{_id(r.sku)}'>{escape(r.sku)}</a>",
-                 _num(p.demand_per_day, 1) if p else "–",
+                 _num(p.demand_per_day, 2) if p else "–",
+                 (f"<span title='{escape(p.demand_source)}'>{escape(p.demand_basis or p.demand_source)}</span>"
+                  + (" <b class='problem'>stale</b>" if p.stale else "")) if p else "–",
                  (_num(p.on_hand, 0) + ("" if p.on_hand_known else "*")) if p else "–",
                  f"<span title='{escape(f.model)}'>{escape(_short_model(f.model))}</span>" if f else "–",
                  _num(f.metrics.get("MASE"), 2) if f else "–",
@@ -136,15 +138,24 @@ def _sku_section(r: SkuReport, charts: Imgs) -> str:
     body = [_img(charts, f"trend:{r.sku}", f"{r.sku} sales trend"),
             _img(charts, f"forecast:{r.sku}", f"{r.sku} forecast vs actual"),
             _img(charts, f"policy:{r.sku}", f"{r.sku} EOQ and reorder point"),
+            _img(charts, f"phased:{r.sku}", f"{r.sku} time-phased plan"),
             _img(charts, f"simulation:{r.sku}", f"{r.sku} simulated stock")]
     notes = []
     if r.policy:
         p = r.policy
-        notes.append(f"Demand {p.demand_per_day:,.2f}/day (σ {p.demand_std_per_day:,.2f}, from {p.demand_source}); "
-                     f"order cost {_money(p.order_cost)}, holding {_money(p.holding_cost)}/unit/year, lead time "
-                     f"{p.lead_time_days:g} days, defect rate {p.defect_rate:.1%}; start {p.start_quantity:,.0f} "
-                     f"per order for {p.lot_size:,.0f} good.")
+        notes.append(f"Demand {p.demand_per_day:,.4g}/day (σ {p.demand_std_per_day:,.4g}) from "
+                     f"{p.demand_basis or p.demand_source}; order cost {_money(p.order_cost)}, holding "
+                     f"{_money(p.holding_cost)}/unit/year, lead time {p.lead_time_days:g} days, defect rate "
+                     f"{p.defect_rate:.1%}; EOQ {p.eoq:,.2f}, start {p.start_quantity:,.2f} per order for "
+                     f"{p.lot_size:,.2f} good; safety stock {p.safety_stock:,.2f}, reorder point "
+                     f"{p.reorder_point:,.2f}" + (f" (plan as of {p.as_of})" if p.as_of else "") + ".")
         notes += p.notes
+        if p.horizon:
+            orders = [h for h in p.horizon if h.get("order_total")]
+            notes.append(f"Time-phased plan over {len(p.horizon)} periods: " + (
+                "orders in the periods starting " + ", ".join(f"{h['start']} ({h['order_total']:,.0f})"
+                                                              for h in orders[:6])
+                if orders else "no order needed within the horizon") + ".")
     if r.simulation:
         notes.append(f"Simulation: {r.simulation.policy_basis}.")
         notes += r.simulation.result.notes
@@ -153,6 +164,8 @@ def _sku_section(r: SkuReport, charts: Imgs) -> str:
         notes.append(f"Backtest: {len(f.windows)} rolling origins × {len(f.windows[0].dates)} periods, "
                      f"{f.level:.0%} intervals, model {f.model}.")
     html = "".join(f"<p class='note'>{escape(n)}</p>" for n in notes)
+    if r.policy and r.policy.stale:
+        html += f"<p class='problem'>Stale sales: {escape(r.policy.stale_reason)}</p>"
     html += "".join(f"<p class='problem'>{escape(p)}</p>" for p in r.problems)
     return _section(f"sku-{_id(r.sku)}", f"SKU {r.sku}", body + [html], "")
 
@@ -204,5 +217,7 @@ def _pct(v: float | None) -> str:
     return f"{v:.1%}"
 
 
-def _money(v: float) -> str:
-    return f"{v:,.0f}"
+def _money(v: float | None) -> str:
+    from smartstock.inventory.plan import money
+
+    return money(v)

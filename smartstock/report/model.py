@@ -63,6 +63,11 @@ class PolicyView:
     annual_cost: float | None = None
     lot_model: str = "eoq"          # eoq, epq, eoq_backorders, lot_for_lot: where lot_size comes from
     notes: list[str] = field(default_factory=list)
+    demand_basis: str = ""          # forecast:<model>, history:<n> days or config:annual_demand
+    stale: bool = False             # the sales history ends in a data gap or stopped long ago
+    stale_reason: str = ""
+    horizon: list[dict[str, Any]] = field(default_factory=list)  # time-phased plan (inventory.phased rows)
+    as_of: str = ""
 
 
 @dataclass

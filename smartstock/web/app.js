@@ -108,29 +108,39 @@
     ul.replaceChildren(...items);
   }
 
+  // The plan columns show the device's plan as computed (smartstock.inventory.plan.plan_sku), the
+  // same figures as `smartstock policy` and {base}/inventory/<sku>, including its own on-hand figure.
   function renderStock(stock, plans, alerts) {
     const byPlan = Object.fromEntries(plans.map((p) => [p.sku, p]));
     const skus = [...new Set([...Object.keys(stock), ...plans.map((p) => p.sku)])].sort();
     const low = new Set(alerts.filter((a) => a.kind === "low_stock").map((a) => a.sku));
     const rows = skus.map((sku) => {
       const st = stock[sku] || {}, p = byPlan[sku] || {};
-      const onHand = typeof st.on_hand === "number" ? st.on_hand : p.on_hand;
+      const known = typeof p.reorder_point === "number";
+      const onHand = known && typeof p.on_hand === "number" ? p.on_hand : st.on_hand;
       const rop = p.reorder_point;
       const reorder = low.has(sku) || p.reorder_now === true ||
         (typeof rop === "number" && typeof onHand === "number" && onHand <= rop);
-      const known = typeof rop === "number";
-      return el("tr", {}, el("td", {}, sku), el("td", {}, num(onHand)), el("td", {}, num(rop)),
-        el("td", {}, num(p.safety_stock)), el("td", {}, num(p.eoq)),
+      const title = [p.error, p.stale ? "stale sales: " + p.stale_reason : "", p.as_of ? "plan as of " + p.as_of : ""]
+        .filter(Boolean).join(" · ");
+      return el("tr", p.stale ? { class: "stale-plan" } : {}, el("td", {}, sku), el("td", {}, num(onHand)),
+        el("td", {}, num(rop)), el("td", {}, num(p.safety_stock)), el("td", {}, num(p.eoq)),
+        el("td", {}, num(p.order_quantity)), el("td", {}, num(p.demand_per_day, 2)),
+        el("td", { class: "l small" }, (p.demand_basis || "–") + (p.stale ? " (stale)" : "")),
         el("td", {}, p.days_of_cover == null ? "–" : num(p.days_of_cover, 1)),
         el("td", {}, num(st.produced)), el("td", {}, num(st.scrapped)),
         el("td", {}, pct(typeof st.defect_rate === "number" ? st.defect_rate : p.defect_rate)),
-        el("td", { class: reorder ? "status-reorder" : (known ? "status-ok" : "muted"), title: p.error || "" },
+        el("td", { class: reorder ? "status-reorder" : (known ? "status-ok" : "muted"), title: title },
           reorder ? "reorder" : (known ? "ok" : "no plan")));
     });
     $("stock").replaceChildren(...(rows.length ? rows
-      : [el("tr", {}, el("td", { colspan: "10", class: "muted" }, "no stock booked yet"))]));
+      : [el("tr", {}, el("td", { colspan: "13", class: "muted" }, "no stock booked yet"))]));
     const problems = plans.filter((p) => p.error).map((p) => p.sku + ": " + p.error);
-    setText("plan-notes", problems.length ? "No plan for " + problems.join(" · ") : "");
+    const stale = plans.find((p) => p.stale);
+    const notes = [];
+    if (stale) notes.push("Stale sales (" + plans.filter((p) => p.stale).length + " SKU): " + stale.stale_reason);
+    if (problems.length) notes.push("No plan for " + problems.join(" · "));
+    setText("plan-notes", notes.join(" — "));
   }
 
   function renderRecent(recent) {
