@@ -153,6 +153,6 @@ def test_policy_uses_the_stored_forecast_until_new_sales_arrive(cli, tmp_path):
     assert after["demand_per_day"] == pytest.approx(stored["demand"]["mean_per_day"])
     # New sales make the forecast stale: the policy falls back to the sales history.
     more = tmp_path / "more.csv"
-    more.write_text("sku,date,quantity\nSTEADY,2030-01-01,5\n")
+    more.write_text("sku,date,quantity\nSTEADY,2024-06-01,5\n")  # the day after the history
     assert cli("sales", "import", more).rc == 0
     assert not json.loads(cli("policy", "STEADY", "--json").out)["demand_source"].startswith("forecast:")
