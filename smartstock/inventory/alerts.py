@@ -11,8 +11,8 @@ from typing import Any
 
 from smartstock.store.alerts import Alert
 
-__all__ = ["CAMERA_DOWN", "DEFECT_RATE", "LOW_STOCK", "camera_down", "defect_rate", "low_stock",
-           "low_stock_from_plans"]
+__all__ = ["CAMERA_DOWN", "DEFECT_RATE", "LOW_STOCK", "STALE_SALES", "camera_down", "defect_rate", "low_stock",
+           "low_stock_from_plans", "stale_sales"]
 
 LOW_STOCK = "low_stock"
 DEFECT_RATE = "defect_rate"

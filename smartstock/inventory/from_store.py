@@ -6,7 +6,6 @@ The only inventory module that reads the store; the formulas stay pure. Forecast
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from smartstock.config import InventoryConfig, SkuPolicy
@@ -41,18 +40,10 @@ def demand_for_sku(conn: sqlite3.Connection, policy: SkuPolicy, sku: str, *,
 def latest_forecast_demand(conn: sqlite3.Connection, sku: str) -> DemandEstimate | None:
     """The demand estimate recorded with the SKU's newest forecast run (mean from the forecast, std from
     its backtest errors), or None when there is none or sales were imported after it ran."""
-    row = conn.execute("SELECT created_at, metrics_json FROM forecast_runs WHERE sku = ? ORDER BY id DESC LIMIT 1",
-                       (sku,)).fetchone()
-    if row is None or not row[1]:
-        return None
-    newest_sale = conn.execute("SELECT MAX(imported_at) FROM sales WHERE sku = ?", (sku,)).fetchone()[0]
-    if newest_sale is not None and newest_sale > row[0]:
-        return None  # stale: the history changed since this forecast
-    try:
-        d = json.loads(row[1])["demand"]
-        return DemandEstimate(float(d["mean_per_day"]), float(d["std_per_day"]), str(d["source"]))
-    except (KeyError, TypeError, ValueError):
-        return None  # a run written before demand was recorded
+    from smartstock.inventory.plan import latest_run
+
+    run = latest_run(conn, sku)
+    return run["demand"] if run is not None else None
 
 
 def sku_policy(conn: sqlite3.Connection, inventory: InventoryConfig, sku: str, *,
