@@ -232,3 +232,47 @@ def test_time_phased_plan_orders_ahead_of_a_seasonal_peak(cli, tmp_path):
     text = cli("policy", "SEASON", "--horizon", "--config", cfg).out
     assert "time-phased plan" in text and peak_start in text
     assert all(math.isfinite(r["safety_stock"]) for r in h)
+
+
+def test_status_api_shows_the_plan_policy_and_mqtt_show(cli, tmp_path):
+    """The edge App in-process (fake classifier, our own interface) plans in its child process and
+    serves /api/status; `smartstock policy` afterwards and the retained inventory message agree."""
+    import time
+    import urllib.request
+
+    from edge.app import App
+    from edge.samples import write_parts
+    from tests.edge_fakes import FakeClassifier
+
+    state = tmp_path / "cli-state"
+    rng = np.random.default_rng(9)
+    start = TODAY - dt.timedelta(days=200)
+    with open_store(state) as store, store.transaction() as conn:
+        insert_sales(conn, [Sale("SHELF-9", start + dt.timedelta(days=k), float(rng.poisson(6)), None, f"h{k}")
+                            for k in range(199)])
+        book(conn, "SHELF-9", "received", 80, ref="po")
+    write_parts(tmp_path / "parts", 4, size=48)
+    config = Config.model_validate({"inspection": {"sku": "LINE-1"}, "forecast": {"model": "theta"},
+                                    "source": {"uri": str(tmp_path / "parts")}, "http": {"port": 0},
+                                    "ota": {"enabled": False}, "inventory": {"defaults": {"order_cost": 7.25}}})
+    app = App(config, state, classifier=FakeClassifier())
+    app.start()
+    try:
+        deadline = time.monotonic() + 120
+        shown = None
+        while time.monotonic() < deadline and shown is None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/api/status", timeout=5) as r:
+                shown = next((p for p in json.load(r)["plans"] if p["sku"] == "SHELF-9"), None)
+            time.sleep(0.5)
+        assert shown is not None, "no plan served within 120 s"
+    finally:
+        app.stop()
+    with open_store(state) as store:
+        mqtt = json.loads(bytes(store.query_one("SELECT payload FROM outbox WHERE topic LIKE '%/inventory/SHELF-9' "
+                                                "ORDER BY id DESC")[0]))
+    cfg = tmp_path / "smartstock.toml"
+    cfg.write_text('[inspection]\nsku = "LINE-1"\n[forecast]\nmodel = "theta"\n[inventory.defaults]\norder_cost = 7.25\n')
+    cli_plan = json.loads(cli("policy", "SHELF-9", "--json", "--config", cfg).out)
+    assert shown["demand_basis"].startswith("forecast:") and shown["order_cost"] == 7.25
+    for k in FIGURES:
+        assert cli_plan[k] == shown[k] == mqtt[k], k
