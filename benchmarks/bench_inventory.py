@@ -141,7 +141,7 @@ def run_set(name: str, train: list[np.ndarray], test: list[np.ndarray], m: int, 
     print(f"{name}: {len(train)} series, {h} periods held out, lead time {lead}, season {m}, target CSL {TARGET:.0%}")
     print(f"  {'driver':12s} {'CSL':>7s} {'fill':>7s} {'stock':>7s} {'outs':>6s} {'cycles':>7s} {'s total':>8s}")
     for k, r in rows.items():
-        print(f"  {k:12s} {r['cycle_service_level']:7.3f} {r['fill_rate']:7.3f} {r['avg_stock_periods']:7.2f} "
+        print(f"  {k:12s} {r['cycle_service_level']:7.3f} {r['fill_rate']:7.3f} {r['avg_stock_periods']:7.3f} "
               f"{r['stockout_periods_per_series']:6.2f} {r['cycles']:7d} {secs[k]:8.1f}")
     a = rows["auto"]
     verdict = {}
@@ -187,7 +187,10 @@ def m3_quarterly() -> dict | None:
     df = pd.read_csv(path)
     groups = _subset([g for _, g in df.groupby("unique_id", sort=True)])
     h = int(groups[0]["horizon"].iloc[0])
-    series = [g["y"].to_numpy(float) for g in groups]
+    # the backtest behind the standard deviation needs WINDOWS x h periods and a model fitted before them
+    series = [y for g in groups if len(y := g["y"].to_numpy(float)) - h >= WINDOWS * h + 8]
+    print(f"M3 quarterly: {len(groups) - len(series)} of {len(groups)} series too short for {WINDOWS} backtest "
+          f"windows of {h} after holding out {h}; left out")
     return run_set("M3 quarterly", [y[:-h] for y in series], [y[-h:] for y in series], 4, 1, 4.0,
                    ["AutoETS", "Theta"])
 

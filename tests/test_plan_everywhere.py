@@ -276,3 +276,12 @@ def test_status_api_shows_the_plan_policy_and_mqtt_show(cli, tmp_path):
     assert shown["demand_basis"].startswith("forecast:") and shown["order_cost"] == 7.25
     for k in FIGURES:
         assert cli_plan[k] == shown[k] == mqtt[k], k
+
+
+def test_sales_summary_json_stays_json_with_rows_stored_before_the_bound(cli, tmp_path):
+    """Rows of 1e308 were accepted before quantities were bounded; their sum must not print Infinity."""
+    with open_store(tmp_path / "cli-state") as store, store.transaction() as conn:
+        insert_sales(conn, [Sale("OLD", TODAY - dt.timedelta(days=k), 1e308, None, f"o{k}") for k in range(2)])
+    r = cli("sales", "summary", "--json")
+    assert r.rc == 0 and "Infinity" not in r.out
+    assert json.loads(r.out)["skus"]["OLD"]["total_quantity"] is None

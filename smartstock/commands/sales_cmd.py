@@ -66,10 +66,16 @@ def _summary(args: argparse.Namespace) -> int:
     with store_from_args(args) as store:
         per_sku = sales_summary(store.conn)
     total_rows = sum(v["rows"] for v in per_sku.values())
-    total_qty = sum(v["total_quantity"] for v in per_sku.values())
+    import math
+
+    totals = [v["total_quantity"] for v in per_sku.values()]
+    total_qty = sum(totals) if None not in totals else None
+    if total_qty is not None and not math.isfinite(total_qty):
+        total_qty = None  # overflowed: JSON has no Infinity
     if args.json:
         print_json({"rows": total_rows, "total_quantity": total_qty, "skus": per_sku})
         return 0
     print_table([{"sku": s, **v} for s, v in per_sku.items()])
-    print(f"{len(per_sku)} SKU(s), {total_rows} rows, total quantity {total_qty:g}")
+    print(f"{len(per_sku)} SKU(s), {total_rows} rows, total quantity "
+          + (f"{total_qty:g}" if total_qty is not None else "too large to sum (a row above 1e9 units stored earlier?)"))
     return 0

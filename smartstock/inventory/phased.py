@@ -94,7 +94,7 @@ def phased_plan(policy: SkuPolicy, starts: Sequence[dt.date], demand: Sequence[f
     rows = []
     for k in range(n):
         t = first_day[k]
-        window, period = at(t, rate[t])
+        window, period = cache[(round(lead_rate(t), 9), round(rate[t], 9))]
         placed = orders[k]
         rows.append({
             "start": starts[k].isoformat(), "demand": float(demand[k]), "demand_per_day": rate[t],

@@ -37,7 +37,7 @@ PAYLOAD_KEYS = ("sku", "as_of", "on_hand", "demand_per_day", "demand_std_per_day
                 "service_level", "service_type", "last_sale", "history_end", "stale", "stale_reason", "data_gap",
                 "horizon", "error")
 HORIZON_KEYS = ("start", "demand", "eoq", "order_quantity", "safety_stock", "reorder_point", "projected_on_hand",
-                "order_total")
+                "order_total", "first_order_day")
 
 
 def window_from_store(conn: sqlite3.Connection, config: Config, today: dt.date | None = None) -> HistoryWindow:

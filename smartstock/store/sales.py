@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -172,7 +173,10 @@ def skus_with_sales(conn: sqlite3.Connection) -> list[str]:
 def sales_summary(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """Per SKU: rows, total_quantity, first_date, last_date."""
     rows = conn.execute("SELECT sku, COUNT(*), SUM(quantity), MIN(date), MAX(date) FROM sales GROUP BY sku ORDER BY sku")
-    return {sku: {"rows": n, "total_quantity": float(total), "first_date": first, "last_date": last}
+    # None for a sum that overflowed: rows stored before quantities were bounded (ingest.MAX_QUANTITY)
+    # must not make `sales summary --json` print Infinity, which is not JSON
+    return {sku: {"rows": n, "total_quantity": float(total) if math.isfinite(total) else None, "first_date": first,
+                  "last_date": last}
             for sku, n, total, first, last in rows}
 
 
