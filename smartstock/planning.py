@@ -21,12 +21,12 @@ import numpy as np
 from smartstock.config import Config, ForecastConfig
 from smartstock.forecasting.io import DAYS_PER_BUCKET, period_index, period_start
 from smartstock.forecasting.runner import Job, SeriesResult, default_season_length, forecast_many
-from smartstock.inventory.history import HistoryWindow, history_window
+from smartstock.inventory.history import HistoryWindow
 from smartstock.inventory.plan import plans_from_store, window_from_store
 from smartstock.inventory.policy import DemandEstimate
 from smartstock.store import Store
 from smartstock.store.db import utcnow
-from smartstock.store.sales import sale_days, sales_series, skus_with_sales
+from smartstock.store.sales import sales_series, skus_with_sales
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | No
     """
     season = fc_cfg.season_length or default_season_length(fc_cfg.freq)
     with store.transaction() as conn:
-        if window is None:
-            window = history_window(sale_days(conn), today=dt.datetime.now(dt.timezone.utc).date(),
-                                    max_gap_days=fc_cfg.gap_periods * DAYS_PER_BUCKET[fc_cfg.freq])
+        window = window or window_from_store(conn, fc_cfg)
         names = skus if skus is not None else skus_with_sales(conn)
         daily = {s: sales_series(conn, s, start=window.start, end=window.end) for s in names}
     if window.end is None:
@@ -134,7 +132,7 @@ def refresh_plans(store: Store, config: Config, *, today: dt.date | None = None)
     """Forecast and store every SKU's run, then plan every SKU the device knows with `plan_sku` (the one
     plan function: the CLI, report, status page and MQTT show the same figures). Errors land in `error`."""
     with store.transaction() as conn:
-        window = window_from_store(conn, config, today)
+        window = window_from_store(conn, config.forecast, today)
     forecasts = forecast_store(store, config.forecast, window=window)
     with store.transaction() as conn:
         plans = plans_from_store(conn, config, today=today)

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smartstock.config import ForecastConfig
+from smartstock.forecasting.io import DAYS_PER_BUCKET
+
 
 @dataclass(frozen=True)
 class HistoryWindow:
@@ -81,3 +84,8 @@ def history_window(days: Sequence[dt.date], *, today: dt.date, max_gap_days: flo
         reason = (f"the newest sale is from {end}, {idle} days ago: the sales feed looks stopped; "
                   "the plan is from the history up to then")
     return HistoryWindow(start, end, today, ds[-1], gap_start, gap_end, stale, reason)
+
+
+def max_gap_days(forecast: ForecastConfig) -> float:
+    """`forecast.gap_periods` in days."""
+    return forecast.gap_periods * DAYS_PER_BUCKET[forecast.freq]

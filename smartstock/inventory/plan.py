@@ -15,9 +15,10 @@ import math
 import sqlite3
 from typing import Any
 
-from smartstock.config import Config
+from smartstock.config import Config, ForecastConfig
 from smartstock.errors import ConfigError, InvalidParameter, SmartStockError
-from smartstock.inventory.history import HistoryWindow, history_window
+from smartstock.forecasting.io import DAYS_PER_BUCKET
+from smartstock.inventory.history import HistoryWindow, history_window, max_gap_days
 from smartstock.inventory.phased import MAX_PERIODS, phased_plan
 from smartstock.inventory.policy import DemandEstimate, compute_policy, demand_from_sales
 from smartstock.store.db import utcnow
@@ -26,7 +27,6 @@ from smartstock.store.skus import effective_policy
 from smartstock.store.stock import levels
 
 HISTORY_WINDOW_DAYS = 365
-_BUCKET_DAYS = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Q": 365.25 / 4}  # == forecasting.io.DAYS_PER_BUCKET
 
 # Every key a consumer reads from {base}/inventory/<sku} (Home Assistant templates: on_hand,
 # reorder_point, days_of_cover); all are always present, null when unknown.
@@ -40,11 +40,11 @@ HORIZON_KEYS = ("start", "demand", "eoq", "order_quantity", "safety_stock", "reo
                 "order_total", "first_order_day")
 
 
-def window_from_store(conn: sqlite3.Connection, config: Config, today: dt.date | None = None) -> HistoryWindow:
-    """The sales window every SKU's plan uses (data gaps measured over all SKUs)."""
-    gap_days = config.forecast.gap_periods * _BUCKET_DAYS[config.forecast.freq]
+def window_from_store(conn: sqlite3.Connection, forecast: ForecastConfig, today: dt.date | None = None
+                      ) -> HistoryWindow:
+    """The sales window every SKU's forecast and plan use (data gaps measured over all SKUs)."""
     return history_window(sale_days(conn), today=today or dt.datetime.now(dt.timezone.utc).date(),
-                          max_gap_days=gap_days)
+                          max_gap_days=max_gap_days(forecast))
 
 
 def latest_run(conn: sqlite3.Connection, sku: str) -> dict[str, Any] | None:
@@ -74,7 +74,7 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
              strict: bool = False) -> dict[str, Any]:
     """The plan of one SKU now. Problems (no demand to plan from, bad inputs) land in `error`, or are
     raised with `strict` (the CLI: exit code and hint)."""
-    window = window or window_from_store(conn, config, today)
+    window = window or window_from_store(conn, config.forecast, today)
     stock = levels(conn, sku).get(sku, {})
     on_hand = float(stock.get("on_hand", 0.0))
     p = float(stock.get("defect_rate", 0.0))
@@ -91,7 +91,7 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
         if run is not None:
             demand = run["demand"]
             basis = f"forecast:{run['model']}"
-            per = _BUCKET_DAYS.get(run["freq"], 7.0)
+            per = DAYS_PER_BUCKET.get(run["freq"], 7.0)
             plan.update(model=run["model"], forecast_run=run["id"], forecast_freq=run["freq"],
                         demand_class=run["demand_class"], forecast_total=float(sum(run["forecast"])),
                         forecast=[v / per for v in run["forecast"]])
@@ -116,7 +116,7 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
         plan.update(res.to_dict())
         plan.update(demand_basis=basis, source=demand.source)
         if run is not None and run["forecast"]:
-            per = _BUCKET_DAYS.get(run["freq"], 7.0)
+            per = DAYS_PER_BUCKET.get(run["freq"], 7.0)
             plan["horizon"] = phased_plan(policy, run["dates"], run["forecast"], [per] * len(run["forecast"]),
                                           demand.std_per_day, on_hand=on_hand, defect_rate=p,
                                           days_per_year=config.inventory.days_per_year, basis=basis)
@@ -132,7 +132,7 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
 def plans_from_store(conn: sqlite3.Connection, config: Config, skus: list[str] | None = None, *,
                      today: dt.date | None = None) -> list[dict[str, Any]]:
     """Plans of `skus` (default: the line's SKU, every SKU with stock, sales or a forecast), sorted."""
-    window = window_from_store(conn, config, today)
+    window = window_from_store(conn, config.forecast, today)
     if skus is None:
         found = {r[0] for r in conn.execute("SELECT DISTINCT sku FROM sales UNION SELECT DISTINCT sku FROM "
                                             "stock_movements UNION SELECT DISTINCT sku FROM forecast_runs")}

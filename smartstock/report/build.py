@@ -12,8 +12,8 @@ from smartstock.report import charts_quality as CQ
 from smartstock.report import charts_sales as CS
 from smartstock.report import html, sources
 from smartstock.report import series as S
-from smartstock.inventory.history import HistoryWindow, history_window
-from smartstock.report.analysis import BUCKET_DAYS, analyse_sku
+from smartstock.inventory.history import HistoryWindow, history_window, max_gap_days
+from smartstock.report.analysis import analyse_sku
 from smartstock.report.charts_base import is_placeholder
 from smartstock.report.model import ReportData, SkuReport
 from smartstock.store.db import Store, utcnow
@@ -131,7 +131,7 @@ def _window(sales: dict[str, list[tuple[str, float]]], config: Config) -> Histor
 
     days = {dt.date.fromisoformat(str(d)[:10]) for rows in sales.values() for d, _ in rows}
     return history_window(sorted(days), today=dt.datetime.now(dt.timezone.utc).date(),
-                          max_gap_days=config.forecast.gap_periods * BUCKET_DAYS[config.forecast.freq])
+                          max_gap_days=max_gap_days(config.forecast))
 
 
 def _plans(store: Store | None, config: Config, skus: list[str]) -> dict[str, dict]:
