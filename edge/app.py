@@ -104,8 +104,10 @@ class App:
 
             v = self.config.vision
             clf = self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads_per_worker,
-                                                          roi=v.roi, thresholds=v.thresholds or None)
-        logger.info("model %s release %s", clf.model_id, clf.release)
+                                                          roi=v.roi, thresholds=v.thresholds or None,
+                                                          providers=v.providers, trt_fp16=v.trt_fp16,
+                                                          trt_cache_root=self.state_dir / "trt-cache")
+        logger.info("model %s release %s on %s", clf.model_id, clf.release, clf.provider)
 
     def start_ota_models(self) -> None:
         """Serve the validated current / previous / default model (undoes an interrupted trial), and
@@ -292,7 +294,7 @@ class App:
         with self._read() as conn:
             out = backlog(conn) if conn else {"rows": 0, "bytes": 0}
         return {"model_id": clf.model_id if clf else None, "model_release": clf.release if clf else None,
-                "camera": self.source.status if self.source else "down", "fps": round(m["fps"], 2),
+                "provider": clf.provider if clf else None, "camera": self.source.status if self.source else "down", "fps": round(m["fps"], 2),
                 "latency_ms_p50": round(m["latency_ms_p50"], 2), "latency_ms_p99": round(m["latency_ms_p99"], 2),
                 "parts": m["parts_inspected"], "dropped": m["frames_dropped"], "defect_rate": round(m["defect_rate"], 4),
                 "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1)}
@@ -343,7 +345,7 @@ class App:
                        "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
                        "last_error": src.last_error if src else ""},
             "model": {"id": clf.model_id if clf else None, "release": clf.release if clf else None,
-                      "path": str(clf.model_path) if clf else "",
+                      "path": str(clf.model_path) if clf else "", "provider": clf.provider if clf else None,
                       "updates_unavailable": dict(self.ota.unavailable) if self.ota else {}},
             "stock": stock, "plans": self.refresher.plans if self.refresher else [],
             "plan_error": self.refresher.plan_error if self.refresher else None, "alerts": alerts,
@@ -354,7 +356,9 @@ class App:
         return recent_inspections(self.store, limit) if self.store else []
 
     def metrics_text(self) -> str:
-        return prometheus_text(self.values(), labels={"device_id": self.config.device.device_id})
+        clf = self.classifier
+        model = {"model_id": clf.model_id, "release": str(clf.release), "provider": clf.provider} if clf else None
+        return prometheus_text(self.values(), labels={"device_id": self.config.device.device_id}, model=model)
 
     def snapshot_path(self, name: str) -> Path | None:
         return self.snapshots.path_of(name) if self.snapshots else None

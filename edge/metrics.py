@@ -89,10 +89,16 @@ _HELP = {
 }
 
 
-def prometheus_text(values: dict[str, Any], *, prefix: str = "smartstock", labels: dict[str, str] | None = None) -> str:
-    """Prometheus exposition format (text 0.0.4) for the numeric values we know, plus latency summaries."""
+def prometheus_text(values: dict[str, Any], *, prefix: str = "smartstock", labels: dict[str, str] | None = None,
+                    model: dict[str, str] | None = None) -> str:
+    """Prometheus exposition format (text 0.0.4) for the numeric values we know, plus latency summaries;
+    `model` (id, release, provider) becomes an info metric `<prefix>_model_info{...} 1`."""
     lab = ",".join(f'{k}="{_esc(v)}"' for k, v in (labels or {}).items())
     lines: list[str] = []
+    if model:
+        info = ",".join(f'{k}="{_esc(v)}"' for k, v in {**(labels or {}), **model}.items())
+        lines += [f"# HELP {prefix}_model_info The model serving and where it runs (execution provider)",
+                  f"# TYPE {prefix}_model_info gauge", f"{prefix}_model_info{{{info}}} 1"]
     for key, (kind, help_text) in _HELP.items():
         if key not in values or values[key] is None:
             continue

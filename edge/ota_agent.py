@@ -57,7 +57,8 @@ class OtaAgent:
         self.unavailable: dict[str, str] = {}  # kind -> why updates of that kind are off on this device
         self.installers = {"defect-classifier": Installer(
             state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads_per_worker, roi=v.roi,
-                                            thresholds=v.thresholds or None),
+                                            thresholds=v.thresholds or None, providers=v.providers,
+                                            trt_fp16=v.trt_fp16, trt_cache_root=state_dir / "trt-cache"),
             self.reporter, swap=lambda m: self._swap_classifier(m), limits=limits_from(config))}
         try:  # the same path updates the demand LSTM the planner uses (forecast.lstm_model)
             demand_cls = kind_class("demand-forecaster")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from smartstock.errors import ConfigError
 from smartstock.sku import sku_problem
 from smartstock.runtime.backends import BACKEND_CHOICES
+from smartstock.runtime.providers import PROVIDER_CHOICES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,6 +67,12 @@ class VisionConfig(Section):
                                "empty = the shipped default model")
     backend: Literal[BACKEND_CHOICES] = Field(  # type: ignore[valid-type]  # from the backend registry
         "auto", description="Inference runtime; `auto` picks by file type")
+    providers: list[Literal[PROVIDER_CHOICES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["auto"], min_length=1,
+        description="ONNX Runtime execution providers in priority order: auto (TensorRT, then CUDA, then CPU, as "
+                    "the installed onnxruntime offers), tensorrt, cuda, cpu; a missing one is skipped with a warning")
+    trt_fp16: bool = Field(False, description="Let TensorRT run the model in FP16 (golden samples then use the "
+                           "FP16 tolerance)")
     threads: int = Field(2, ge=1, le=64, description="CPU threads for inference, shared by the workers")
     workers: int = Field(0, ge=0, le=16, description="Inference workers running batches in parallel; 0 = one per "
                          "thread, each with a single-threaded runtime (on a small CNN this beats one runtime "

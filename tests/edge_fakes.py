@@ -79,6 +79,7 @@ class FakeClassifier:
     model_path: Path = Path("fake-model.onnx")
     labels: list[str] = field(default_factory=lambda: ["ok", "defect"])
     thresholds: dict[str, float] = field(default_factory=lambda: {"defect": 0.5})
+    provider: str = "cpu"
     delay_s: float = 0.0
     calls: list[int] = field(default_factory=list)
 

@@ -73,6 +73,9 @@ def test_http_routes(app, tmp_path):
     assert len(json.loads(body)["inspections"]) == 5
     code, body, ctype = _get(port, "/metrics")
     assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+    # the execution provider serving the model is shown in the status and in /metrics (issue 16)
+    assert status["model"]["provider"] == "cpu" and app.state_summary()["provider"] == "cpu"
+    assert 'smartstock_model_info{device_id="' in body.decode() and 'provider="cpu"} 1' in body.decode()
     snap = next(r["snapshot"] for r in status["recent"] if r["snapshot"])
     code, body, ctype = _get(port, f"/snapshots/{snap}")
     assert code == 200 and ctype == "image/jpeg" and body[:2] == b"\xff\xd8"

@@ -47,3 +47,17 @@ def test_real_onnxruntime_asked_for_cuda_runs_on_cpu_and_says_so(caplog):
     assert any("'cuda' is not available" in r.getMessage() for r in caplog.records)
     x = np.random.default_rng(0).uniform(0, 255, (2, *cpu.input_shape[1:])).astype(np.float32)
     np.testing.assert_allclose(gpu.run(x), cpu.run(x), rtol=0, atol=1e-6)
+
+
+def test_the_classifier_reports_its_provider_and_config_refuses_unknown_ones():
+    import pytest
+    from pydantic import ValidationError
+
+    from smartstock.config import Config
+    from smartstock.vision.classifier import DefectClassifier
+
+    clf = DefectClassifier.load(MODEL, threads=1, providers=("tensorrt", "cuda", "cpu"))
+    assert clf.provider == "cpu"  # no GPU here: TensorRT and CUDA are skipped, CPU serves
+    assert Config().vision.providers == ["auto"]
+    with pytest.raises(ValidationError):
+        Config.model_validate({"vision": {"providers": ["rocm"]}})

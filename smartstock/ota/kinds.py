@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from smartstock.errors import BackendUnavailable, ModelError, SmartStockError
@@ -55,8 +56,10 @@ class DefectClassifierKind:
     kind = "defect-classifier"
 
     def __init__(self, *, backend: str = "auto", threads: int = 2, roi: Any = None,
-                 thresholds: dict[str, float] | None = None, shadow_every: int = 4) -> None:
+                 thresholds: dict[str, float] | None = None, shadow_every: int = 4,
+                 providers: Sequence[str] = ("auto",), trt_fp16: bool = False, trt_cache_root: Path | None = None) -> None:
         self.backend, self.threads, self.roi, self.thresholds = backend, threads, roi, thresholds
+        self.providers, self.trt_fp16, self.trt_cache_root = tuple(providers), trt_fp16, trt_cache_root
         self.shadow_every = shadow_every
 
     def check_manifest(self, release: ReleaseManifest) -> None:
@@ -79,8 +82,10 @@ class DefectClassifierKind:
         from smartstock.vision.classifier import DefectClassifier
 
         try:
+            # a fresh runtime, warmed up before the swapped model serves its first part
             return DefectClassifier.load(path, backend=self.backend, threads=self.threads, roi=self.roi,
-                                         thresholds=self.thresholds)
+                                         thresholds=self.thresholds, providers=self.providers,
+                                         trt_fp16=self.trt_fp16, trt_cache_root=self.trt_cache_root)
         except BackendUnavailable:
             raise  # the device lacks a runtime: not the model's fault (start-up exits 5, install refuses)
         except SmartStockError as e:

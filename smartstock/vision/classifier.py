@@ -14,12 +14,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from smartstock.errors import InputError, ModelError
-from smartstock.runtime.backends import InferenceBackend, load_backend
+from smartstock.runtime.backends import InferenceBackend, backend_for_path, load_backend
 from smartstock.runtime import verify_artifact
 from smartstock.vision.manifest import Manifest, load_manifest
 from smartstock.vision.preprocess import Roi, preprocess, preprocess_batch
@@ -119,15 +119,21 @@ class DefectClassifier:
 
     @classmethod
     def load(cls, model_path: Path | None = None, *, backend: str = "auto", threads: int = 2, roi: Roi | None = None,
-             thresholds: dict[str, float] | None = None, warmup: int = 1) -> "DefectClassifier":
-        """Load a model file, checking it against manifest.json beside it (sha256, size, shape, labels)."""
+             thresholds: dict[str, float] | None = None, warmup: int = 1, providers: Sequence[str] = ("auto",),
+             trt_fp16: bool = False, trt_cache_root: Path | None = None) -> "DefectClassifier":
+        """Load a model file, checking it against manifest.json beside it (sha256, size, shape, labels).
+        `providers`, `trt_fp16` and `trt_cache_root` apply to ONNX models (execution providers)."""
         model_path = Path(model_path) if model_path is not None else default_model_path()
         manifest = load_manifest(model_path)
         if manifest.kind != "defect-classifier":
             raise ModelError(f"{model_path}: manifest kind is {manifest.kind!r}, not a defect classifier",
                              hint="set vision.model to a defect model")
-        verify_artifact(model_path, manifest)
-        impl = load_backend(model_path, backend, threads=threads, warmup=warmup)
+        art = verify_artifact(model_path, manifest)
+        options: dict[str, Any] = {}
+        if backend_for_path(model_path, backend) == "onnx":
+            options = {"providers": tuple(providers), "trt_fp16": trt_fp16, "trt_cache_root": trt_cache_root,
+                       "model_sha256": art.sha256}
+        impl = load_backend(model_path, backend, threads=threads, warmup=warmup, **options)
         check_backend_matches(impl, manifest, model_path)
         return cls(impl, manifest, model_path, roi=roi, thresholds=thresholds)
 
@@ -138,6 +144,11 @@ class DefectClassifier:
     @property
     def model_id(self) -> str:
         return self.manifest.model_id
+
+    @property
+    def provider(self) -> str:
+        """Where the model runs: cpu, cuda or tensorrt (the execution provider actually serving)."""
+        return self.backend.provider
 
     @property
     def labels(self) -> list[str]:

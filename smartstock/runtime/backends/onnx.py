@@ -12,7 +12,7 @@ from pydantic import Field
 
 from smartstock.errors import BackendUnavailable, ModelError
 from smartstock.runtime.backends.base import BackendConfig, InferenceBackend
-from smartstock.runtime.providers import SHORT_NAMES, choose_providers
+from smartstock.runtime.providers import ORT_NAMES, SHORT_NAMES, choose_providers, engine_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,9 @@ class OnnxBackendConfig(BackendConfig):
     providers: tuple[str, ...] = Field(("cpu",), description="Execution providers in priority order (auto = "
                                        "tensorrt, cuda, cpu where available)")
     trt_fp16: bool = Field(False, description="Let TensorRT run in FP16")
-    trt_cache_dir: Path | None = Field(None, description="TensorRT engine cache folder (see providers.engine_cache_dir)")
+    trt_cache_root: Path | None = Field(None, description="Folder for TensorRT engine caches (state_dir/trt-cache); "
+                                        "each model file gets its own sub-folder (providers.engine_cache_dir)")
+    model_sha256: str | None = Field(None, description="The model file's sha256 (from its manifest), keys the cache")
 
 
 class OnnxBackend(InferenceBackend):
@@ -39,8 +41,12 @@ class OnnxBackend(InferenceBackend):
         opts.intra_op_num_threads = config.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        cache = (engine_cache_dir(config.trt_cache_root, config.model_sha256, ort.__version__)
+                 if config.trt_cache_root is not None and config.model_sha256 else None)
         providers, warnings = choose_providers(config.providers, ort.get_available_providers(),
-                                               trt_fp16=config.trt_fp16, trt_cache_dir=config.trt_cache_dir)
+                                               trt_fp16=config.trt_fp16, trt_cache_dir=cache)
+        if cache is not None and any(name == ORT_NAMES["tensorrt"] for name, _ in providers):
+            cache.mkdir(parents=True, exist_ok=True)
         for w in warnings:
             logger.warning("%s: %s", model_path.name, w)
         try:
