@@ -61,3 +61,12 @@ def test_the_classifier_reports_its_provider_and_config_refuses_unknown_ones():
     assert Config().vision.providers == ["auto"]
     with pytest.raises(ValidationError):
         Config.model_validate({"vision": {"providers": ["rocm"]}})
+
+
+def test_golden_tolerance_widens_for_gpu_kernels_and_fp16_only():
+    from smartstock.runtime.providers import golden_tolerance
+
+    assert golden_tolerance(1e-4, "cpu") == 1e-4  # CPU keeps the export's own tolerance
+    assert golden_tolerance(1e-4, "cuda") == 1e-3
+    assert golden_tolerance(1e-4, "tensorrt", "fp16") == 2e-2
+    assert golden_tolerance(0.05, "tensorrt", "fp16") == 0.05  # int8 exports already allow more

@@ -58,3 +58,14 @@ def engine_cache_dir(state_dir: Path, model_sha256: str, ort_version: str) -> Pa
     (JetPack upgrade) gets a new folder; a restart finds the old one. TensorRT itself refuses an engine
     built for another GPU or TensorRT version and rebuilds it."""
     return Path(state_dir) / "trt-cache" / f"{model_sha256[:16]}-ort{ort_version}"
+
+
+# Largest |score diff| on golden samples that a provider/precision is allowed beyond the export's own
+# tolerance: GPU kernels reorder float sums (CUDA, TensorRT FP32), FP16 keeps ~3 significant digits.
+PROVIDER_TOLERANCE = {("cpu", "fp32"): 0.0, ("cuda", "fp32"): 1e-3, ("tensorrt", "fp32"): 1e-3,
+                      ("tensorrt", "fp16"): 2e-2}
+
+
+def golden_tolerance(export_tolerance: float, provider: str, precision: str = "fp32") -> float:
+    """The golden-sample tolerance to use on this provider: the export's, widened for GPU kernels and FP16."""
+    return max(export_tolerance, PROVIDER_TOLERANCE.get((provider, precision), 2e-2))

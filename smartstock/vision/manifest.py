@@ -18,6 +18,7 @@ from smartstock.runtime.artifact import (MANIFEST_NAME, Artifact, Strict, canoni
                                          find_artifact, load_manifest_as, parse_manifest_as, verify_artifact,
                                          write_manifest_file)
 from smartstock.runtime.golden import decode_array, max_abs_diff
+from smartstock.runtime.providers import golden_tolerance
 from smartstock.vision.preprocess import InputSpec
 
 if TYPE_CHECKING:
@@ -111,7 +112,8 @@ def run_golden(backend: "InferenceBackend", manifest: Manifest, fmt: str) -> tup
         return False, float("inf"), f"output shape {got.shape} != expected {expected.shape}"
     diff = max_abs_diff(got, expected)
     same = float(np.mean(got.argmax(1) == expected.argmax(1)))
-    ok = diff <= art.golden_tolerance
-    detail = (f"{fmt}: {len(x)} golden samples, max |diff| {diff:.3g} (tolerance {art.golden_tolerance:g}), "
-              f"labels agree {same:.0%}")
+    tolerance = golden_tolerance(art.golden_tolerance, backend.provider, backend.provider_precision)
+    ok = diff <= tolerance
+    detail = (f"{fmt} on {backend.provider} {backend.provider_precision}: {len(x)} golden samples, max |diff| "
+              f"{diff:.3g} (tolerance {tolerance:g}), labels agree {same:.0%}")
     return ok, diff, detail

@@ -66,6 +66,8 @@ class InferenceBackend(ABC):
 
     #: where the model runs ("cpu", "cuda", "tensorrt"); backends with accelerators set it at load
     provider: str = "cpu"
+    #: the precision the provider runs the float model in ("fp32", or "fp16" for TensorRT FP16)
+    provider_precision: str = "fp32"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_path.name}, threads={self.config.threads})"

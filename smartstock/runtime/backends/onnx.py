@@ -57,6 +57,7 @@ class OnnxBackend(InferenceBackend):
         serving = self._session.get_providers()
         #: the provider that actually runs the model (onnxruntime drops one that fails to initialise)
         self.provider = SHORT_NAMES.get(serving[0], serving[0]) if serving else "cpu"
+        self.provider_precision = "fp16" if self.provider == "tensorrt" and config.trt_fp16 else "fp32"
         if providers[0][0] not in serving:
             logger.warning("%s: %s failed to initialise; running on %s", model_path.name, providers[0][0], self.provider)
         inp = self._session.get_inputs()[0]
