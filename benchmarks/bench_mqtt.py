@@ -88,7 +88,8 @@ def outbox_drain(port: int, bodies: list[bytes], topic: str, batch_events: int =
         while svc.drainer.counters["acked"] < len(bodies):  # acked = deleted after PUBACK
             time.sleep(0.005)
         dt = time.perf_counter() - t0
-        assert outbox.backlog_of(store)["rows"] == 0
+        with store.read() as conn:
+            assert outbox.backlog(conn)["rows"] == 0
         svc.stop()
         store.close()
         return len(bodies) / dt, len(bodies) / t_enq

@@ -301,15 +301,13 @@ class App:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
-        """The store's connection for a status read from an HTTP or MQTT thread (None before start_store).
-
-        The one place that borrows the store's own lock (the threads share its one connection), so
-        that moving these reads to a read-only snapshot of the store is a change here alone."""
+        """A read-only snapshot of the store for a status read from an HTTP or MQTT thread (None before
+        start_store): it never waits for the inspection writer nor holds it up."""
         if self.store is None:
             yield None
             return
-        with self.store._lock:  # noqa: SLF001 - see the docstring
-            yield self.store.conn
+        with self.store.read() as conn:
+            yield conn
 
     def values(self) -> dict[str, Any]:
         """Every numeric figure (counters, gauges, percentiles) in one dict."""

@@ -166,7 +166,8 @@ def step_book_stock(ctx: DemoContext) -> None:
     with store.transaction() as conn:
         new = sum(book(conn, sku, kind, qty, ref=f"demo:{sku}:{kind}", note="demo")  # type: ignore[arg-type]
                   for sku, kind, qty in DEMO_MOVEMENTS)
-    ctx.stock = levels(store.conn)
+    with store.read() as conn:
+        ctx.stock = levels(conn)
     ctx.say(f"booked {new} stock movements (produced, scrapped, received, sold)")
 
 
@@ -174,9 +175,10 @@ def step_policies(ctx: DemoContext) -> None:
     from smartstock.inventory.from_store import sku_policy
 
     store, config = ctx.need("store"), ctx.need("config")
-    for sku in DEMO_SKUS:
-        policy, result = sku_policy(store.conn, config.inventory, sku)
-        ctx.policies[sku] = {**result.to_dict(), "inputs": policy.model_dump()}
+    with store.read() as conn:
+        for sku in DEMO_SKUS:
+            policy, result = sku_policy(conn, config.inventory, sku)
+            ctx.policies[sku] = {**result.to_dict(), "inputs": policy.model_dump()}
     ctx.say(f"computed EOQ, safety stock and reorder point for {len(ctx.policies)} SKUs")
 
 

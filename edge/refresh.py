@@ -144,7 +144,7 @@ class Refresher:
         """The alerts that should be open now (pure rules over current figures)."""
         cfg = self.config.alerts
         active: list[rules.Alert] = []
-        with self.store.transaction() as conn:
+        with self.store.read() as conn:
             stock = levels(conn)
             if cfg.low_stock:
                 rops = {p["sku"]: p.get("reorder_point") for p in self.plans}

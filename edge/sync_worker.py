@@ -129,11 +129,11 @@ class SyncService:
         reconnect backoff, so the wait covers reconnecting too, not only a connected drain."""
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
-            if self.client.connected and self.drainer.in_flight == 0 and outbox.backlog_of(self.store)["rows"] == 0:
+            if self.client.connected and self.drainer.in_flight == 0 and self._backlog_rows() == 0:
                 break
             self._wake.set()
             time.sleep(0.05)
-        left = outbox.backlog_of(self.store)["rows"]
+        left = self._backlog_rows()
         if left:
             logger.info("sync: stopping with %d message(s) in the outbox; they are sent after the next start", left)
         self._stop.set()
@@ -146,6 +146,10 @@ class SyncService:
         except (SmartStockError, sqlite3.Error) as e:
             logger.warning("sync: could not delete the last acknowledged rows (%s); they will be sent again", e)
         self.client.stop()
+
+    def _backlog_rows(self) -> int:
+        with self.store.read() as conn:
+            return outbox.backlog(conn)["rows"]
 
     def _run(self) -> None:
         next_caps = next_stats = 0.0

@@ -98,7 +98,7 @@ def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | No
     a data gap is left out instead of being read as weeks of zero demand.
     """
     season = fc_cfg.season_length or default_season_length(fc_cfg.freq)
-    with store.transaction() as conn:
+    with store.read() as conn:
         window = window or window_from_store(conn, fc_cfg)
         names = skus if skus is not None else skus_with_sales(conn)
         daily = {s: sales_series(conn, s, start=window.start, end=window.end) for s in names}
@@ -131,10 +131,10 @@ def forecast_store(store: Store, fc_cfg: ForecastConfig, *, skus: list[str] | No
 def refresh_plans(store: Store, config: Config, *, today: dt.date | None = None) -> list[dict[str, Any]]:
     """Forecast and store every SKU's run, then plan every SKU the device knows with `plan_sku` (the one
     plan function: the CLI, report, status page and MQTT show the same figures). Errors land in `error`."""
-    with store.transaction() as conn:
+    with store.read() as conn:
         window = window_from_store(conn, config.forecast, today)
     forecasts = forecast_store(store, config.forecast, window=window)
-    with store.transaction() as conn:
+    with store.read() as conn:
         plans = plans_from_store(conn, config, today=today)
     for p in plans:
         res = forecasts.get(p["sku"], (None, None, []))[0]

@@ -158,7 +158,7 @@ def test_a_store_that_refuses_writes_turns_healthz_red_and_counts_until_it_accep
         assert wait_for(lambda: a.metrics.counters["parts_inspected"] > 0)
         assert _get(port, "/healthz")[0] == 200 and a.metrics.counters["store_errors"] == 0
         pages = a.store.query_one("PRAGMA page_count")[0]
-        a.store.query(f"PRAGMA max_page_count = {pages}")  # the connection the loop writes with
+        a.store.execute(f"PRAGMA max_page_count = {pages}")  # on the connection the loop writes with
         assert wait_for(lambda: _get(port, "/healthz")[0] == 503), "health stayed green while writes failed"
         reason = _get(port, "/healthz")[1].decode()
         assert reason.startswith("store writes failing") and "full" in reason
@@ -166,7 +166,7 @@ def test_a_store_that_refuses_writes_turns_healthz_red_and_counts_until_it_accep
         counted = float(re.search(r"^smartstock_store_errors_total\{[^}]*\} (\S+)$", metrics, re.M).group(1))
         assert counted >= 3
         inspected = a.metrics.counters["parts_inspected"]
-        a.store.query("PRAGMA max_page_count = 1073741823")  # room again
+        a.store.execute("PRAGMA max_page_count = 1073741823")  # room again
         assert wait_for(lambda: _get(port, "/healthz")[0] == 200), "health did not recover once writes succeeded"
         assert a.metrics.counters["parts_inspected"] > inspected and a.loop.store_failures == 0
     finally:

@@ -207,5 +207,6 @@ def test_drainer_resumes_after_a_crash_from_the_store_alone(state_dir):
 @pytest.mark.parametrize("count", [0, 5])
 def test_backlog_and_oldest_age(store, count):
     fill(store, count)
-    assert outbox.backlog_of(store)["rows"] == count
-    assert (outbox.oldest_age_of(store) >= 0.0) and (count or outbox.oldest_age_of(store) == 0.0)
+    with store.read() as conn:
+        assert outbox.backlog(conn)["rows"] == count
+        assert (outbox.oldest_age_s(conn) >= 0.0) and (count or outbox.oldest_age_s(conn) == 0.0)

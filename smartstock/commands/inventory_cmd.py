@@ -143,9 +143,9 @@ def _policy(args: argparse.Namespace) -> int:
     from smartstock.store.skus import effective_policy
 
     config = load(args)
-    with store_from_args(args, config) as store:
-        plan = plan_sku(store.conn, config, args.sku, history_days=args.window_days, strict=True)
-        inputs = effective_policy(config.inventory, store.conn, args.sku).model_dump()
+    with store_from_args(args, config) as store, store.read() as conn:
+        plan = plan_sku(conn, config, args.sku, history_days=args.window_days, strict=True)
+        inputs = effective_policy(config.inventory, conn, args.sku).model_dump()
     if args.json:
         out = {**plan, "inputs": inputs}
         if not args.horizon:
@@ -209,8 +209,9 @@ def _sku_show(args: argparse.Namespace) -> int:
 
     config = load(args)
     with store_from_args(args, config) as store:
-        stored = get_overrides(store.conn, args.sku)
-        name = get_name(store.conn, args.sku)
+        with store.read() as conn:
+            stored = get_overrides(conn, args.sku)
+            name = get_name(conn, args.sku)
     in_config = config.inventory.skus.get(args.sku, {})
     effective = {**config.inventory.policy_for(args.sku).model_dump(), **stored}
     source = {k: "store" if k in stored else "config sku" if k in in_config else "config default" for k in effective}
@@ -227,11 +228,11 @@ def _sku_list(args: argparse.Namespace) -> int:
     from smartstock.store.stock import levels
 
     config = load(args)
-    with store_from_args(args, config) as store:
-        stock = levels(store.conn)
+    with store_from_args(args, config) as store, store.read() as conn:
+        stock = levels(conn)
         rows = [{"sku": s, "on_hand": stock.get(s, {}).get("on_hand", 0.0),
-                 "overrides": len(get_overrides(store.conn, s)), "in_config": s in config.inventory.skus}
-                for s in known_skus(store.conn, config.inventory)]
+                 "overrides": len(get_overrides(conn, s)), "in_config": s in config.inventory.skus}
+                for s in known_skus(conn, config.inventory)]
     if args.json:
         print_json(rows)
     else:
@@ -243,8 +244,8 @@ def _sku_list(args: argparse.Namespace) -> int:
 def _stock(args: argparse.Namespace) -> int:
     from smartstock.store.stock import levels
 
-    with store_from_args(args) as store:
-        stock = levels(store.conn)
+    with store_from_args(args) as store, store.read() as conn:
+        stock = levels(conn)
     if args.json:
         print_json({"skus": stock})
         return 0
@@ -266,7 +267,8 @@ def _stock_move(args: argparse.Namespace) -> int:
                 new = book(conn, args.sku, args.kind, args.quantity, ref=args.ref, note=args.note)
             except ValueError as e:
                 raise InvalidParameter(str(e)) from None
-        on_hand = levels(store.conn, args.sku).get(args.sku, {}).get("on_hand", 0.0)
+        with store.read() as conn:
+            on_hand = levels(conn, args.sku).get(args.sku, {}).get("on_hand", 0.0)
     if getattr(args, "json", False):
         print_json({"sku": args.sku, "kind": args.kind, "quantity": args.quantity, "booked": new, "on_hand": on_hand})
     elif new:

@@ -63,8 +63,8 @@ def _import(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from smartstock.store.sales import sales_summary
 
-    with store_from_args(args) as store:
-        per_sku = sales_summary(store.conn)
+    with store_from_args(args) as store, store.read() as conn:
+        per_sku = sales_summary(conn)
     total_rows = sum(v["rows"] for v in per_sku.values())
     import math
 

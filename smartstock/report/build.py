@@ -148,7 +148,8 @@ def _stock_levels(store: Store | None) -> dict[str, dict[str, float]]:
         return {}
     from smartstock.store.stock import levels
 
-    return levels(store.conn)  # a plain read: no write lock on a store the running service writes to
+    with store.read() as conn:  # no write lock on a store the running service writes to
+        return levels(conn)
 
 
 def _overrides(store: Store | None, sku: str) -> dict | None:
@@ -157,7 +158,8 @@ def _overrides(store: Store | None, sku: str) -> dict | None:
         return None
     from smartstock.store.skus import get_overrides
 
-    return get_overrides(store.conn, sku) or None
+    with store.read() as conn:
+        return get_overrides(conn, sku) or None
 
 
 def _last_model(store: Store | None, sku: str) -> str | None:

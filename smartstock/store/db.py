@@ -2,8 +2,10 @@
 
 Safe under a process killed at any moment: every write runs in a transaction
 (`with store.transaction():`), and SQLite's WAL makes a committed transaction durable and a
-half-written one invisible. One connection per Store, guarded by a lock, so the edge service's
-threads can share it.
+half-written one invisible. Writes share one connection, guarded by a lock, so the edge service's
+threads can share it. Reads (`with store.read():`) run on connections of their own in a plain
+deferred transaction: under WAL a reader sees the last commit and neither waits for the writer nor
+holds it up, so the status page and the alert rounds never stall the inspection loop.
 """
 
 from __future__ import annotations
@@ -54,12 +56,21 @@ def _migrations() -> list[tuple[str, str]]:
     return sorted(items)
 
 
+_IDLE_READERS = 4  # read connections kept open between reads (the service has about four reading threads)
+
+
 class Store:
     """One SQLite database file. Use `open_store(state_dir)` to get one."""
 
     def __init__(self, path: Path, *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
+        self.timeout_s = timeout_s
         self._lock = threading.RLock()
+        self._writer: int | None = None      # thread id inside transaction() right now
+        self._readers: list[sqlite3.Connection] = []  # idle read connections
+        self._readers_lock = threading.Lock()
+        self._reading = threading.local()    # this thread's read connection while inside read()
+        self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None,
@@ -89,6 +100,7 @@ class Store:
                 yield self.conn
                 return
             self.conn.execute("BEGIN IMMEDIATE")
+            self._writer = threading.get_ident()
             try:
                 yield self.conn
             except BaseException:
@@ -96,14 +108,66 @@ class Store:
                 raise
             else:
                 self.conn.execute("COMMIT")
+            finally:
+                self._writer = None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read-only snapshot: BEGIN (deferred) ... COMMIT on a read connection of this thread's own.
+
+        Every statement inside sees the same committed state, and none of them takes the write lock.
+        Inside this thread's own `transaction()` it yields the writing connection instead, so the
+        caller sees its not yet committed rows; nested `read()`s share the outer snapshot."""
+        if self._writer == threading.get_ident():
+            yield self.conn
+            return
+        current = getattr(self._reading, "conn", None)
+        if current is not None:
+            yield current
+            return
+        conn = self._take_reader()
+        self._reading.conn = conn
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")  # ends the snapshot; a read-only transaction has nothing to undo
+        finally:
+            self._reading.conn = None
+            self._give_back(conn)
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.conn.execute(sql, params).fetchall()
+        """One read statement (see `read()`)."""
+        with self.read() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
-        with self._lock:
-            return self.conn.execute(sql, params).fetchone()
+        with self.read() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _take_reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: the store is closed")
+            if self._readers:
+                return self._readers.pop()
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only=ON")  # a write by mistake fails here instead of racing the writer
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: cannot open a read connection: {e}") from None
+        return conn
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            if not self._closed and len(self._readers) < _IDLE_READERS:
+                self._readers.append(conn)
+                return
+        conn.close()
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run one statement in its own transaction."""
@@ -128,6 +192,11 @@ class Store:
         return [r[0] for r in self.query("SELECT name FROM schema_migrations ORDER BY name")]
 
     def close(self) -> None:
+        with self._readers_lock:
+            self._closed = True
+            readers, self._readers = self._readers, []
+        for r in readers:
+            r.close()
         with self._lock:
             try:
                 self.conn.execute("PRAGMA optimize")

@@ -150,7 +150,8 @@ class OutboxDrainer:
         self._last_progress = time.monotonic()
 
     def _refill(self) -> bool:
-        rows = outbox.pending_rows(self.store, self.prefetch, self._after_id)
+        with self.store.read() as conn:
+            rows = outbox.pending(conn, self.prefetch, self._after_id)
         if not rows:
             return False
         self._after_id = rows[-1].id
@@ -205,7 +206,8 @@ class OutboxDrainer:
 
     def stats(self) -> dict[str, Any]:
         """Counters plus the backlog, for /metrics, the `{base}/sync` topic and the snapshot command."""
-        b = outbox.backlog_of(self.store)
-        age = outbox.oldest_age_of(self.store, self._clock())
+        with self.store.read() as conn:
+            b = outbox.backlog(conn)
+            age = outbox.oldest_age_s(conn, self._clock())
         return {**self.counters, "in_flight": len(self._mid_rows), "backlog": b["rows"],
                 "backlog_bytes": b["bytes"], "oldest_s": round(age, 1)}

@@ -16,13 +16,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from smartstock.store.db import insert_rows
 from smartstock.sync.payloads import dumps
-
-if TYPE_CHECKING:
-    from smartstock.store.db import Store
 
 PRIORITY_TELEMETRY = 0  # dropped first when the outbox is over its cap
 PRIORITY_STATE = 1
@@ -41,10 +38,6 @@ class OutboxRow:
     retain: bool
     priority: int
     created_at: float
-
-
-_PENDING_SQL = ("SELECT id, topic, payload, qos, retain, priority, created_at FROM outbox "
-                "WHERE id > ? ORDER BY id LIMIT ?")
 
 
 def enqueue(conn: sqlite3.Connection, topic: str, payload: dict[str, Any] | bytes | str, *, retain: bool = False,
@@ -74,25 +67,11 @@ def enqueue_events(conn: sqlite3.Connection, topic: str, payloads: list[bytes], 
 
 
 def pending(conn: sqlite3.Connection, limit: int, after_id: int = 0) -> list[OutboxRow]:
-    """The oldest rows not yet acknowledged, in id order (which keeps order per topic)."""
-    rows = conn.execute(_PENDING_SQL, (after_id, limit)).fetchall()
+    """The oldest rows not yet acknowledged, in id order (which keeps order per topic).
+    Outside a transaction, read them with `with store.read() as conn:` (never blocks the writers)."""
+    rows = conn.execute("SELECT id, topic, payload, qos, retain, priority, created_at FROM outbox "
+                        "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
     return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
-
-
-def pending_rows(store: "Store", limit: int, after_id: int = 0) -> list[OutboxRow]:
-    """`pending()` on a shared Store, outside any transaction (a read never blocks the writers)."""
-    return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6])
-            for r in store.query(_PENDING_SQL, (after_id, limit))]
-
-
-def backlog_of(store: "Store") -> dict[str, int]:
-    rows, size = store.query_one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox")
-    return {"rows": int(rows), "bytes": int(size)}
-
-
-def oldest_age_of(store: "Store", now: float | None = None) -> float:
-    row = store.query_one("SELECT created_at FROM outbox ORDER BY id LIMIT 1")
-    return max(0.0, (now or time.time()) - row[0]) if row else 0.0
 
 
 def ack(conn: sqlite3.Connection, ids: list[int]) -> None:
@@ -104,6 +83,7 @@ def ack(conn: sqlite3.Connection, ids: list[int]) -> None:
 
 
 def backlog(conn: sqlite3.Connection) -> dict[str, int]:
+    """Rows and payload bytes waiting in the outbox."""
     rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
     return {"rows": int(rows), "bytes": int(size)}
 
