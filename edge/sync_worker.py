@@ -293,7 +293,7 @@ class SyncService:
 
 
 def _skus_of(store: Store, configured: list[str]) -> list[str]:
-    rows = store.query("SELECT sku FROM skus UNION SELECT DISTINCT sku FROM stock_movements")
+    rows = store.query("SELECT sku FROM skus UNION SELECT sku FROM stock_totals")
     return sorted({*configured, *(r[0] for r in rows)})
 
 

@@ -76,7 +76,7 @@ def clear_overrides(conn: sqlite3.Connection, sku: str, fields: list[str] | None
 
 def known_skus(conn: sqlite3.Connection, inventory: InventoryConfig | None = None) -> list[str]:
     """Every SKU the device knows of: configured, overridden, with stock movements or with sales."""
-    found = {r[0] for r in conn.execute("SELECT sku FROM skus UNION SELECT DISTINCT sku FROM stock_movements "
+    found = {r[0] for r in conn.execute("SELECT sku FROM skus UNION SELECT sku FROM stock_totals "
                                         "UNION SELECT DISTINCT sku FROM sales")}
     if inventory is not None:
         found |= set(inventory.skus)

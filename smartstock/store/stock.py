@@ -1,12 +1,14 @@
 """Stock movements and the on-hand figures derived from them.
 
 On hand = produced + received - sold + adjusted (adjusted is signed). Scrapped parts never
-entered stock; they are counted for the yield (defect rate) only.
+entered stock; they are counted for the yield (defect rate) only. Movements are append-only; the
+store keeps their running totals per SKU and kind (`levels()`).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from typing import Literal
 
 from smartstock.store.db import insert_rows, utcnow
@@ -42,14 +44,22 @@ def _check(kind: str, quantity: float) -> None:
 
 
 def levels(conn: sqlite3.Connection, sku: str | None = None) -> dict[str, dict[str, float]]:
-    """Per SKU: produced, scrapped, sold, received, adjusted, on_hand, defect_rate."""
-    sql = "SELECT sku, kind, SUM(quantity) FROM stock_movements"
+    """Per SKU: produced, scrapped, sold, received, adjusted, on_hand, defect_rate.
+
+    Read from the running totals (table stock_totals, kept by a trigger on every inserted movement:
+    migration 0004), so the cost does not grow with the history and survives its pruning."""
+    sql = "SELECT sku, kind, quantity FROM stock_totals"
     params: tuple = ()
     if sku is not None:
         sql += " WHERE sku = ?"
         params = (sku,)
+    return levels_from_rows(conn.execute(sql + " ORDER BY sku", params))
+
+
+def levels_from_rows(rows: Iterable[tuple[str, str, float]]) -> dict[str, dict[str, float]]:
+    """`levels()` from (sku, kind, total quantity) rows in SKU order."""
     out: dict[str, dict[str, float]] = {}
-    for s, kind, qty in conn.execute(sql + " GROUP BY sku, kind ORDER BY sku", params):
+    for s, kind, qty in rows:
         out.setdefault(s, {k: 0.0 for k in KINDS})[kind] = float(qty)
     for row in out.values():
         row["on_hand"] = row["produced"] + row["received"] - row["sold"] + row["adjusted"]
