@@ -8,8 +8,9 @@ forecasting must not starve the capture thread) and published retained on `{base
 (`payload_fields`: every key, null when unknown; the time-phased plan bounded). Every few seconds:
 the alert rules (low stock, defect rate over the window, camera down, stale sales) are evaluated,
 the alerts table synced and, on change, the open alerts published retained on `{base}/alerts`.
-Everything goes through the
-outbox, so it reaches the broker even after an outage.
+Everything goes through the outbox, so it reaches the broker even after an outage. Every
+`PRUNE_INTERVAL_S` (every round while catching up): the retention policy (`[retention]`,
+smartstock/store/retention.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from smartstock.inventory import alerts as rules
 from smartstock.inventory.plan import payload_fields, plan_sku, window_from_store
 from smartstock.store import Store
 from smartstock.store.alerts import open_alerts, sync_alerts
+from smartstock.store.retention import Pruned, prune
 from smartstock.store.stock import levels
 from smartstock.sync.discovery import INVENTORY_KEYS
 from smartstock.sync.outbox import PRIORITY_STATE, PRIORITY_TELEMETRY, enqueue
@@ -34,6 +36,7 @@ from smartstock.sync.topics import Topics
 logger = logging.getLogger(__name__)
 
 RULE_KINDS = (rules.LOW_STOCK, rules.DEFECT_RATE, rules.CAMERA_DOWN, rules.STALE_SALES)
+PRUNE_INTERVAL_S = 600.0  # between retention passes once caught up (history expires by days, not seconds)
 
 
 class Refresher:
@@ -55,6 +58,7 @@ class Refresher:
         self._thread: threading.Thread | None = None
         self.error: str | None = None
         self.plan_error: str | None = None
+        self.pruned = {"inspections": 0, "movements": 0}  # rows deleted by retention since start
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="refresh", daemon=True)
@@ -66,7 +70,7 @@ class Refresher:
 
     def _main(self) -> None:
         import time
-        next_plan = next_state = 0.0
+        next_plan = next_state = next_prune = 0.0
         planning: threading.Thread | None = None
         while not self.stop_event.is_set():
             now = time.monotonic()
@@ -80,6 +84,8 @@ class Refresher:
                 if now >= next_state:
                     self.publish_state()
                     next_state = now + self.config.mqtt.stats_interval_s
+                if now >= next_prune:
+                    next_prune = now + (0.0 if self.prune_history().more else PRUNE_INTERVAL_S)
                 self.error = None
             except Exception as e:  # noqa: BLE001 - a failing refresh must not stop inspection; retried next round
                 if self.error is None:
@@ -181,6 +187,21 @@ class Refresher:
         for key in closed:
             logger.info("alert cleared: %s", key)
         return current
+
+    def prune_history(self, now: float | None = None) -> Pruned:
+        """One batch of the retention policy; `more` is set while expired rows remain."""
+        cfg = self.config.retention
+        got = prune(self.store, inspections_days=cfg.inspections_days, movements_days=cfg.movements_days,
+                    batch_rows=cfg.batch_rows, now=now)
+        if got.inspections or got.movements:
+            first = not (self.pruned["inspections"] or self.pruned["movements"])
+            self.pruned["inspections"] += got.inspections
+            self.pruned["movements"] += got.movements
+            if first or not got.more:
+                logger.info("retention: %d inspection(s), %d movement(s) deleted so far (%s)",
+                            self.pruned["inspections"], self.pruned["movements"],
+                            "catching up" if got.more else "caught up")
+        return got
 
     def publish_state(self) -> None:
         with self.store.transaction() as conn:

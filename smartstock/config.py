@@ -184,6 +184,18 @@ class AlertsConfig(Section):
     camera_down_after_s: float = Field(30.0, gt=0.0, le=86400.0, description="Alert when no frame for this long")
 
 
+class RetentionConfig(Section):
+    """How long per-part history is kept; pruned in short batches by the service's refresh loop."""
+
+    inspections_days: float = Field(90.0, ge=0.0, le=36500.0,
+                                    description="Delete inspections older than this many days (0 = keep forever)")
+    movements_days: float = Field(90.0, ge=0.0, le=36500.0,
+                                  description="Delete stock movements older than this many days (0 = keep forever); "
+                                              "on-hand totals and movements booked for sales are kept")
+    batch_rows: int = Field(5000, ge=100, le=1_000_000,
+                            description="Rows deleted per table per transaction, every few seconds until caught up")
+
+
 class TlsConfig(Section):
     ca_file: Path | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS")
@@ -268,6 +280,7 @@ class Config(Section):
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     inventory: InventoryConfig = Field(default_factory=InventoryConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     ota: OtaConfig = Field(default_factory=OtaConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)

@@ -35,6 +35,9 @@ def sale_key(sku: str, date: dt.date | str, quantity: float, price: float | None
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+SALE_REF_PREFIX = "sale:"  # ref of the `sold` movement booked for a sale (retention keeps these movements)
+
+
 @dataclass(frozen=True)
 class Sale:
     """One sale to store; `key` makes the insert idempotent (see `sale_key`)."""
@@ -63,7 +66,7 @@ def insert_sales(conn: sqlite3.Connection, sales: Iterable[Sale], *, source: str
     if book_stock:
         conn.executemany("INSERT OR IGNORE INTO stock_movements(ts, sku, kind, quantity, ref, note) "
                          "VALUES (?, ?, 'sold', ?, ?, ?)",
-                         [(f"{s.date.isoformat()}T00:00:00.000Z", s.sku, s.quantity, f"sale:{s.key}", source)
+                         [(f"{s.date.isoformat()}T00:00:00.000Z", s.sku, s.quantity, f"{SALE_REF_PREFIX}{s.key}", source)
                           for s in sales])
     return added
 
