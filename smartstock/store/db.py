@@ -113,7 +113,7 @@ class Store:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read-only snapshot: BEGIN (deferred) ... COMMIT on a read connection of this thread's own.
+        """A read-only snapshot: BEGIN (deferred) ... COMMIT on a pooled, query_only read connection.
 
         Every statement inside sees the same committed state, and none of them takes the write lock.
         Inside this thread's own `transaction()` it yields the writing connection instead, so the
