@@ -7,13 +7,12 @@ the loop close to the bare model's speed.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 from smartstock.store import Store
-from smartstock.store.db import insert_rows
+from smartstock.store.db import insert_rows, iso_ts
 from smartstock.store.stock import book_many
 from smartstock.sync.outbox import PRIORITY_EVENT, enqueue_events
 from smartstock.sync.payloads import dumps, event
@@ -37,7 +36,7 @@ class InspectedPart:
 
     @property
     def ts_iso(self) -> str:
-        return dt.datetime.fromtimestamp(self.ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_ts(self.ts)
 
 
 _INSPECTION_COLUMNS = ("event_id", "ts", "sku", "label", "score", "is_defect", "latency_ms", "model_id",

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -29,7 +30,12 @@ STORE_FILENAME = "smartstock.sqlite"
 
 def utcnow() -> str:
     """Current UTC time as ISO-8601 with milliseconds and a Z suffix."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ts(time.time())
+
+
+def iso_ts(unix_s: float) -> str:
+    """A unix time in the format of `utcnow()`, which the store's `ts` columns hold (compared as text)."""
+    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def insert_rows(conn: sqlite3.Connection, into: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,

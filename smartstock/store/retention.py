@@ -13,12 +13,11 @@ is kept.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
 
-from smartstock.store.db import Store
+from smartstock.store.db import Store, iso_ts
 from smartstock.store.sales import SALE_REF_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -42,8 +41,7 @@ class Pruned:
 
 def cutoff(days: float, now: float) -> str:
     """The ISO-8601 UTC time `days` before `now`, in the format the store writes its `ts` columns."""
-    t = dt.datetime.fromtimestamp(now - days * 86400.0, dt.timezone.utc)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ts(now - days * 86400.0)
 
 
 def prune(store: Store, *, inspections_days: float, movements_days: float, batch_rows: int,
