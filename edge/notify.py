@@ -53,6 +53,10 @@ class Notifier:
     def ready(self, status: str = "") -> bool:
         return self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
 
+    def extend_start(self, seconds: float, status: str = "") -> bool:
+        """Ask for `seconds` more before start-up counts as failed (systemd EXTEND_TIMEOUT_USEC)."""
+        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}" + (f"\nSTATUS={status}" if status else ""))
+
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
 

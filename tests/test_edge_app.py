@@ -134,8 +134,9 @@ def test_notifier_speaks_sd_notify(tmp_path):
     s.bind(str(path))
     n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "4000000"})
     assert n.enabled and n.ping_interval_s() == 2.0
-    assert n.ready("up") and n.watchdog() and n.stopping()
-    assert [s.recv(100) for _ in range(3)] == [b"READY=1\nSTATUS=up", b"WATCHDOG=1", b"STOPPING=1"]
+    assert n.extend_start(90, "upgrading") and n.ready("up") and n.watchdog() and n.stopping()
+    assert [s.recv(100) for _ in range(4)] == [b"EXTEND_TIMEOUT_USEC=90000000\nSTATUS=upgrading",
+                                               b"READY=1\nSTATUS=up", b"WATCHDOG=1", b"STOPPING=1"]
     s.close()
     assert not Notifier({}).enabled and not Notifier({}).ready()
     assert Notifier({"NOTIFY_SOCKET": "@abstract"}).address == "\0abstract"
@@ -171,3 +172,33 @@ def test_a_store_that_refuses_writes_turns_healthz_red_and_counts_until_it_accep
         assert a.metrics.counters["parts_inspected"] > inspected and a.loop.store_failures == 0
     finally:
         a.stop()
+
+
+def test_a_pending_schema_upgrade_asks_systemd_for_more_start_time(tmp_path):
+    import sqlite3
+
+    from smartstock.store import open_store
+
+    state = tmp_path / "state"
+    open_store(state).close()
+    with sqlite3.connect(state / "smartstock.sqlite") as conn:  # a store from before migration 0004
+        for stmt in ("DROP TRIGGER stock_totals_add", "DROP TRIGGER stock_movements_append_only",
+                     "DROP INDEX stock_movements_ts", "DROP TABLE stock_totals",
+                     "DELETE FROM schema_migrations WHERE name = '0004_stock_totals'"):
+            conn.execute(stmt)
+    path = tmp_path / "n.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    s.settimeout(5)
+    try:
+        for upgrade in (True, False):
+            a = App(Config(), state, classifier=FakeClassifier(), notifier=Notifier({"NOTIFY_SOCKET": str(path)}))
+            a.start_store()
+            a.store.close()
+            if upgrade:
+                assert s.recv(200).startswith(b"EXTEND_TIMEOUT_USEC=1800000000\nSTATUS=upgrading the store (0004")
+        s.setblocking(False)
+        with pytest.raises(BlockingIOError):  # once upgraded, start-up asks for nothing
+            s.recv(200)
+    finally:
+        s.close()

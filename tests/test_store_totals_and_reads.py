@@ -146,3 +146,15 @@ def test_a_read_cannot_write(store):
         with store.read() as conn:
             conn.execute("INSERT INTO kv(key, value, updated_at) VALUES ('k', 'v', 'now')")
     assert store.get_kv("k") is None
+
+
+def test_pending_migrations_names_what_opening_will_apply(state_dir):
+    from smartstock.store.db import pending_migrations
+
+    path = state_dir / "smartstock.sqlite"
+    assert pending_migrations(path) == []  # a new store: created at once
+    open_store(state_dir).close()
+    assert pending_migrations(path) == []
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE name = '0004_stock_totals'")
+    assert pending_migrations(path) == ["0004_stock_totals"]

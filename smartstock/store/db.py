@@ -65,6 +65,22 @@ def _migrations() -> list[tuple[str, str]]:
 _IDLE_READERS = 4  # read connections kept open between reads (the service has about four reading threads)
 
 
+def pending_migrations(path: Path | str) -> list[str]:
+    """The bundled migrations an existing store file has not applied yet (none for a missing file,
+    which opens empty at once): lets a service warn its supervisor before a long schema upgrade."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(str(path))
+    try:
+        done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    except sqlite3.DatabaseError:  # no table yet, or not a database: opening the store says which
+        done = set()
+    finally:
+        conn.close()
+    return [name for name, _ in _migrations() if name not in done]
+
+
 class Store:
     """One SQLite database file. Use `open_store(state_dir)` to get one."""
 
