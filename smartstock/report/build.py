@@ -140,7 +140,8 @@ def _plans(store: Store | None, config: Config, skus: list[str]) -> dict[str, di
         return {}
     from smartstock.inventory.plan import plans_from_store
 
-    return {p["sku"]: p for p in plans_from_store(store.conn, config, skus)}
+    with store.read() as conn:
+        return {p["sku"]: p for p in plans_from_store(conn, config, skus)}
 
 
 def _stock_levels(store: Store | None) -> dict[str, dict[str, float]]:
