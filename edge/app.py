@@ -30,6 +30,7 @@ from edge.trigger import make_trigger
 from smartstock import __version__
 from smartstock.config import Config
 from smartstock.errors import SmartStockError
+from smartstock.redact import redact
 from smartstock.store import STORE_FILENAME, Store, open_store
 from smartstock.store.alerts import open_alerts
 from smartstock.store.db import pending_migrations
@@ -348,10 +349,10 @@ class App:
             "inference_ms": {"p50": v["inference_ms_p50"], "p99": v["inference_ms_p99"]},
             "defect_rate": v["defect_rate"], "outbox": {"rows": v["outbox_rows"], "bytes": v["outbox_bytes"]},
             "rss_bytes": v["rss_bytes"], "uptime_s": v["uptime_s"],
-            "camera": {"status": src.status if src else "down", "source": src.describe() if src else "",
+            "camera": {"status": src.status if src else "down", "source": redact(src.describe()) if src else "",
                        "kind": src.kind if src else "", "ended": bool(src and src.ended),
                        "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
-                       "last_error": src.last_error if src else ""},
+                       "last_error": redact(src.last_error) if src else ""},
             "model": {"id": clf.model_id if clf else None, "release": clf.release if clf else None,
                       "path": str(clf.model_path) if clf else "", "provider": clf.provider if clf else None,
                       "updates_unavailable": dict(self.ota.unavailable) if self.ota else {}},

@@ -7,10 +7,19 @@ import logging
 import os
 import sys
 
+from smartstock.redact import redact
+
 _FORMAT_TTY = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Under systemd (JOURNAL_STREAM set) journald adds its own timestamp; the <N> prefix sets priority.
 _FORMAT_JOURNAL = "%(journal_prefix)s%(name)s: %(message)s"
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Every line (message, arguments and traceback) with URL credentials hidden."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class _JournalPrefix(logging.Filter):
@@ -32,9 +41,9 @@ def setup_logging(level: str | int = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.addFilter(_JournalPrefix())
-        handler.setFormatter(logging.Formatter(_FORMAT_JOURNAL))
+        handler.setFormatter(_RedactingFormatter(_FORMAT_JOURNAL))
     else:
-        handler.setFormatter(logging.Formatter(_FORMAT_TTY, datefmt="%Y-%m-%dT%H:%M:%S"))
+        handler.setFormatter(_RedactingFormatter(_FORMAT_TTY, datefmt="%Y-%m-%dT%H:%M:%S"))
     root.addHandler(handler)
     for noisy in ("matplotlib", "PIL", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -18,6 +18,7 @@ from edge.capture.opencv import (VIDEO_SUFFIXES, CameraSource, CameraSourceConfi
 from edge.capture.watchdog import WatchedSource
 from smartstock.config import SourceConfig
 from smartstock.errors import ConfigError
+from smartstock.redact import redact
 
 
 class SourcePluginConfig(Protocol):
@@ -63,9 +64,9 @@ def infer_kind(uri: str) -> str:
     if p.suffix.lower() in VIDEO_SUFFIXES:
         return "video"
     if p.exists():
-        raise ConfigError(f"source.uri {u!r}: not a folder and not a known video type ({', '.join(VIDEO_SUFFIXES)})",
+        raise ConfigError(f"source.uri {redact(u)!r}: not a folder and not a known video type ({', '.join(VIDEO_SUFFIXES)})",
                           hint="set source.kind = \"video\" if OpenCV can read it anyway")
-    raise ConfigError(f"source.uri {u!r}: no such file or folder",
+    raise ConfigError(f"source.uri {redact(u)!r}: no such file or folder",
                       hint="pass an existing image folder or video file, a camera index, a device or a URL")
 
 
@@ -84,7 +85,7 @@ def open_source(cfg: SourceConfig) -> WatchedSource:
     def factory() -> FrameSource:
         return impl(pcfg)  # type: ignore[call-arg]
 
-    return WatchedSource(factory, name=f"source {cfg.uri.strip()}", kind=pcfg.type, stall_timeout_s=cfg.stall_timeout_s,
+    return WatchedSource(factory, name=f"source {redact(cfg.uri.strip())}", kind=pcfg.type, stall_timeout_s=cfg.stall_timeout_s,
                          backoff_max_s=cfg.backoff_max_s, retry_first_open=pcfg.live())
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.capture.base import CorruptFrame, Frame, FrameSource, ReplayPacer, SourceError, SourceLost
 from smartstock.config import SourceConfig
+from smartstock.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class StreamSource(_CaptureSource):
     def __init__(self, cfg: StreamSourceConfig) -> None:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
-        super().__init__(cv2.VideoCapture(cfg.url, cv2.CAP_FFMPEG, params), _redact(cfg.url))
+        super().__init__(cv2.VideoCapture(cfg.url, cv2.CAP_FFMPEG, params), redact(cfg.url))
 
     def _open_hint(self) -> str:
         return "check the URL, credentials and that the camera is reachable (try it with ffplay)"
@@ -227,11 +228,3 @@ class VideoFileSource(_CaptureSource):
         self._closed.set()
         super().close()
 
-
-def _redact(url: str) -> str:
-    """URL without the password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from edge.capture.base import CorruptFrame, Frame, FrameSource, SourceError, SourceStatus
+from smartstock.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class WatchedSource(FrameSource):
 
     # -- reconnecting ------------------------------------------------------------------------
     def _lost(self, reason: str) -> None:
-        self.last_error = reason
+        self.last_error = reason = redact(reason)
         if self._inner is not None:
             try:
                 self._inner.close()
@@ -116,10 +117,10 @@ class WatchedSource(FrameSource):
         try:
             self._inner = self._factory()
         except SourceError as e:
-            self.last_error = str(e)
+            self.last_error = redact(str(e))
             self._backoff = min(self._backoff * 2, self.backoff_max_s)
             self._next_attempt = time.monotonic() + self._backoff
-            self._set_status("down" if self._backoff >= self.backoff_max_s else "reconnecting", str(e))
+            self._set_status("down" if self._backoff >= self.backoff_max_s else "reconnecting", self.last_error)
             return False
         self.reopens += 1
         self.last_frame_mono = time.monotonic()  # give the reopened source a full stall period

@@ -1,0 +1,88 @@
+"""Issue 15: what a probe through the real interfaces broke, each reproduced through the real CLI,
+MQTT (a real mosquitto) or HTTP server, and kept fixed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.fixtures.broker import Probe, free_port
+from tests.fixtures.ota import make_model_dir
+
+SECRET = "s3cret-Pw"
+
+
+def _run(tmp_path: Path, *args: str, config: str = "") -> tuple[subprocess.Popen, Path, Path]:
+    """`smartstock run` in a subprocess; returns (process, state dir, log file)."""
+    state = tmp_path / "state"
+    cfg = tmp_path / "smartstock.toml"
+    cfg.write_text(config)
+    log = tmp_path / f"service-{time.monotonic_ns()}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMARTSTOCK_", "NOTIFY_", "WATCHDOG_"))}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "smartstock", "run", "--config", str(cfg), "--state-dir", str(state),
+                             "--http-port", "0", *args], stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
+                            cwd=ROOT)
+    return proc, state, log
+
+
+def _http_port(state: Path, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> int:
+    f = state / "http.port"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f.exists() and f.read_text().strip():
+            return int(f.read_text())
+        assert proc.poll() is None, f"service exited early with {proc.returncode}: {log.read_text()[-3000:]}"
+        time.sleep(0.1)
+    raise AssertionError(f"service did not write http.port: {log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+# -- 1. camera credentials ------------------------------------------------------------------------
+def test_camera_credentials_never_shown_in_status_logs_or_snapshot_reply(tmp_path, broker):
+    model = make_model_dir(tmp_path / "model")
+    uri = f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/stream1?token={SECRET}"
+    probe = Probe(broker.port, "smartstock/+/+/cam1/response/#")
+    proc, state, log = _run(tmp_path, "--source", uri, "--model", str(model), "--device-id", "cam1",
+                            "--mqtt", broker.url, "--log-level", "DEBUG",
+                            config="[source]\nstall_timeout_s = 1.0\nbackoff_max_s = 1.0\n")
+    try:
+        port = _http_port(state, proc, log)
+        deadline = time.monotonic() + 30
+        while True:  # the watchdog has tried (and logged) at least one reopen
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as r:
+                status = json.loads(r.read())
+            if status["camera"]["last_error"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status["camera"]["source"], status["camera"]  # the source is still named...
+        assert "127.0.0.1" in status["camera"]["source"]
+        assert SECRET not in json.dumps(status)               # ...without its credentials
+        probe.publish("smartstock/plant/line1/cam1/cmd/snapshot", b'{"request_id": "s1"}')
+        reply = probe.wait_for(lambda m: m.topic.endswith("/response/snapshot"), timeout=30)[0]
+        assert json.loads(reply.payload)["ok"] is True
+        assert SECRET not in reply.payload.decode()
+    finally:
+        _stop(proc)
+        probe.close()
+    text = log.read_text(errors="replace")
+    assert "127.0.0.1" in text and "reconnecting" in text, text[-3000:]  # the watchdog did log the source
+    assert SECRET not in text, [line for line in text.splitlines() if SECRET in line][:5]
