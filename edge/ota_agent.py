@@ -10,9 +10,9 @@ model is handed to the planner through the `on_demand_model` callback given to `
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,6 +22,7 @@ from smartstock.errors import SmartStockError
 from smartstock.ota import addressing
 from smartstock.ota.install import Installer
 from smartstock.ota.keys import Keyring
+from smartstock.ota.envelope import precheck
 from smartstock.ota.kinds import DefectClassifierKind, KindUnavailable, kind_class
 from smartstock.ota.refusal import FETCH_FAILED, UNSUPPORTED_KIND, UpdateRefused
 from smartstock.ota.report import StateReporter
@@ -36,6 +37,58 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.2
+MAX_ARTIFACTS = 2  # artifact payloads kept (newest per hash), each at most ota.max_artifact_mb
+
+
+class Inbox:
+    """What MQTT hands the agent, bounded and coalesced so junk never delays a real update.
+
+    Envelopes that pass the cheap pre-check (`envelope.precheck`, run on paho's thread) wait in
+    `candidates`; those that fail it keep only their refusal, in a separate short `junk` line the
+    worker serves after the candidates. Artifacts keep the newest payload per hash (at most
+    MAX_ARTIFACTS), also when none is awaited yet: a re-pushed artifact that arrives before its
+    envelope is still there when the envelope asks for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.wake = threading.Event()
+        self.candidates: deque[tuple[bytes, str]] = deque(maxlen=8)
+        self.junk: deque[UpdateRefused] = deque(maxlen=4)
+        self._artifacts: OrderedDict[str, bytes] = OrderedDict()
+        self.dropped = 0
+
+    def put_envelope(self, raw: bytes, base: str) -> None:
+        with self._lock:
+            if (raw, base) not in self.candidates:
+                self.dropped += len(self.candidates) == self.candidates.maxlen
+                self.candidates.append((raw, base))
+        self.wake.set()
+
+    def put_junk(self, refusal: UpdateRefused) -> None:
+        with self._lock:
+            self.dropped += len(self.junk) == self.junk.maxlen
+            self.junk.append(refusal)
+        self.wake.set()
+
+    def put_artifact(self, sha256: str, data: bytes) -> None:
+        with self._lock:
+            self._artifacts.pop(sha256, None)
+            self._artifacts[sha256] = data
+            while len(self._artifacts) > MAX_ARTIFACTS:
+                self._artifacts.popitem(last=False)
+        self.wake.set()
+
+    def next_envelope(self) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self.candidates.popleft() if self.candidates else None
+
+    def next_junk(self) -> UpdateRefused | None:
+        with self._lock:
+            return self.junk.popleft() if self.junk else None
+
+    def take_artifact(self, sha256: str) -> bytes | None:
+        with self._lock:
+            return self._artifacts.pop(sha256, None)
 
 
 def limits_from(cfg: Config) -> TrialLimits:
@@ -71,7 +124,7 @@ class OtaAgent:
         self.keyring = Keyring(config.ota.keyring_dir) if config.ota.keyring_dir else None
         self.updater = Updater(device=config.device, ota=config.ota, state_dir=state_dir, reporter=self.reporter,
                                installers=self.installers, keyring=self.keyring) if self.keyring else None
-        self.jobs: queue.Queue[tuple[str, Any, Any]] = queue.Queue(maxsize=32)
+        self.inbox = Inbox()
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._sync: SyncService | None = None
@@ -140,13 +193,14 @@ class OtaAgent:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    # -- MQTT callbacks (paho's thread: enqueue only) ----------------------------------------
-    def _put(self, job: tuple[str, Any, Any]) -> None:
+    # -- MQTT callbacks (paho's thread: a cheap pre-check, then enqueue only) ----------------
+    def _on_desired(self, raw: bytes, base: str) -> None:
         try:
-            self.jobs.put_nowait(job)
-        except queue.Full:
-            self.counters["dropped"] += 1
-            logger.warning("OTA: job queue full, dropped a %s message", job[0])
+            precheck(raw, max_bytes=self.updater.max_envelope_bytes if self.updater else len(raw))
+        except UpdateRefused as e:
+            self.inbox.put_junk(e)
+            return
+        self.inbox.put_envelope(raw, base)
 
     def _subscribe(self) -> None:
         if self._sync is None or self.updater is None:
@@ -154,13 +208,13 @@ class OtaAgent:
         for base in self.bases():
             topic = addressing.desired(base)
             if topic not in self._subscribed:
-                self._sync.subscribe(topic, lambda msg, base=base: self._put(("envelope", msg.payload, base)))
+                self._sync.subscribe(topic, lambda msg, base=base: self._on_desired(msg.payload, base))
                 self._subscribed.add(topic)
 
     def _want_artifact(self, base: str, sha256: str) -> None:
         topic = addressing.artifact(base, sha256)
         if topic not in self._subscribed and self._sync is not None:
-            self._sync.subscribe(topic, lambda msg: self._put(("artifact", sha256, msg.payload)))
+            self._sync.subscribe(topic, lambda msg: self.inbox.put_artifact(sha256, msg.payload))
             self._subscribed.add(topic)
 
     # -- worker -------------------------------------------------------------------------------
@@ -168,32 +222,36 @@ class OtaAgent:
         while not self.stop_event.is_set():
             try:
                 self._subscribe()
-                try:
-                    job = self.jobs.get(timeout=POLL_S)
-                except queue.Empty:
-                    job = None
-                if job is not None:
-                    self._handle(job)
+                self.inbox.wake.wait(POLL_S)
+                self.inbox.wake.clear()
+                self._take_inbox()
                 if self.updater is not None:
                     self.updater.poll()
                     self._check_waiting()
                     if self._deferred and not self.updater.busy:
                         raw, base = self._deferred.pop(0)
-                        self._handle(("envelope", raw, base))
+                        self._on_envelope(raw, base)
             except SmartStockError as e:
                 logger.error("OTA: %s", e)
             except Exception:  # noqa: BLE001 - the agent must never take the service down
                 logger.exception("OTA: unexpected error; the running model keeps serving")
                 self.stop_event.wait(1.0)
 
-    def _handle(self, job: tuple[str, Any, Any]) -> None:
-        kind, a, b = job
+    def _take_inbox(self) -> None:
+        """Every candidate envelope first, then the refusals of junk, then the awaited artifact."""
+        self.counters["dropped"] = self.inbox.dropped
         if self.updater is None:
             return
-        if kind == "envelope":
-            self._on_envelope(a, b)
-        elif kind == "artifact":
-            self._on_artifact(a, b)
+        while (item := self.inbox.next_envelope()) is not None:
+            self._on_envelope(*item)
+        while (refusal := self.inbox.next_junk()) is not None:
+            self.counters["envelopes"] += 1
+            self.counters["refused"] += 1
+            self.updater.refuse(refusal)
+        if self._waiting is not None:
+            data = self.inbox.take_artifact(self._waiting[0].sha256)
+            if data is not None:
+                self._on_artifact(self._waiting[0].sha256, data)
 
     def _on_envelope(self, raw: bytes, base: str) -> None:
         self.counters["envelopes"] += 1

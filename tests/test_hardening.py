@@ -86,3 +86,36 @@ def test_camera_credentials_never_shown_in_status_logs_or_snapshot_reply(tmp_pat
     text = log.read_text(errors="replace")
     assert "127.0.0.1" in text and "reconnecting" in text, text[-3000:]  # the watchdog did log the source
     assert SECRET not in text, [line for line in text.splitlines() if SECRET in line][:5]
+
+
+# -- 4. envelope bombs ----------------------------------------------------------------------------
+BOMBS = [b"[" * 200_000, b'{"a":' * 100_000, b'{"v": ' + b"9" * 5000 + b"}"]
+
+
+def test_envelope_bombs_are_refused_as_malformed_and_do_not_hold_up_a_real_update(tmp_path, broker):
+    from tests.test_ota_service import Device, StateWatcher
+
+    dev = Device(tmp_path, broker, "cam1", 300)
+    watch = StateWatcher(broker, dev.base)
+    proc = dev.start("--fps", "30", "--loop")
+    probe = Probe(broker.port, f"{dev.base}/model/state")
+    try:
+        watch.wait(lambda s: s["status"] == "serving", 90)
+        deadline = time.monotonic() + 60
+        while not any(s.get("error") == "malformed" for s in watch.states):  # until the agent listens
+            assert time.monotonic() < deadline, f"no bomb was refused as malformed: {dev.log()}"
+            probe.publish(f"{dev.base}/model/desired", BOMBS[0])
+            time.sleep(0.5)
+        for i in range(60):
+            probe.client.publish(f"{dev.base}/model/desired", BOMBS[i % 3], qos=1)
+        dev.push(dev.model2, 2)
+        watch.wait(lambda s: s["status"] == "committed" and s["installed_version"] == "2", 120)
+        assert proc.poll() is None, dev.log()
+    finally:
+        _stop(proc)
+        watch.close()
+        probe.close()
+    refused = [r[0] for r in dev.db("SELECT detail FROM model_history WHERE status = 'refused'")]
+    assert refused and all(d.startswith("malformed: ") for d in refused), refused
+    log = (dev.root / "service.log").read_text(errors="replace")
+    assert "Traceback" not in log and "unexpected error" not in log, log[-3000:]

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ DEFAULT_MAX_ENVELOPE_BYTES = 4 * 1024 * 1024  # golden samples make manifests a 
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KINDS = ("defect-classifier", "demand-forecaster")
 SIGNATURE_BYTES = 64
+MAX_NUMBER_CHARS = 20  # the only number in an envelope is its version
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,40 @@ def _b64(obj: dict[str, Any], field: str) -> bytes:
         raise UpdateRefused(MALFORMED, f"envelope field {field!r} is not valid base64") from None
 
 
-def parse_envelope(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> Envelope:
-    """Parse and shape-check an envelope; nothing here is trusted yet (the signature is not checked)."""
+def precheck(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> None:
+    """Refuse, before any JSON parsing, what cannot be an envelope: over the size cap, or nested.
+
+    Cheap (two C-speed byte counts), so it can run on the MQTT thread: an envelope is one flat JSON
+    object whose values are a small integer and strings without brackets (kind, key id, base64), so
+    a second `{` or any `[` means junk, and a nesting bomb never reaches the recursive parser."""
     if len(raw) > max_bytes:
         raise UpdateRefused(TOO_LARGE, f"envelope is {len(raw)} bytes, the limit is {max_bytes}",
                             hint="an envelope carries only the manifest; the model travels separately")
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UpdateRefused(MALFORMED, f"envelope is not UTF-8 JSON: {e}",
+    if raw.count(b"{") > 1 or b"[" in raw:
+        raise UpdateRefused(MALFORMED, "envelope must be one flat JSON object (it contains nested objects or arrays)",
+                            hint="publish the file written by `smartstock ota sign` unchanged")
+
+
+def _bounded(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+        return convert(text)
+    return parse
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not valid JSON")
+
+
+def parse_envelope(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> Envelope:
+    """Parse and shape-check an envelope; nothing here is trusted yet (the signature is not checked)."""
+    precheck(raw, max_bytes=max_bytes)
+    try:  # numbers are checked by length before conversion: a 5000-digit integer costs nothing
+        obj = json.loads(raw.decode("utf-8"), parse_int=_bounded(int), parse_float=_bounded(float),
+                         parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise UpdateRefused(MALFORMED, f"envelope cannot be read as UTF-8 JSON: {e}",
                             hint="publish the file written by `smartstock ota sign` unchanged") from None
     if not isinstance(obj, dict):
         raise UpdateRefused(MALFORMED, "envelope must be a JSON object")

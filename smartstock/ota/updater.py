@@ -54,6 +54,10 @@ class Updater:
                              model_id=release.model_id if release else None, error=e.reason, detail=e.detail)
         return e
 
+    def refuse(self, e: UpdateRefused) -> None:
+        """Report an envelope refused before `offer` (the cheap pre-check on the MQTT thread)."""
+        self._refuse("defect-classifier", e)
+
     def offer(self, raw: bytes) -> Pending | None:
         """Verify and decide. None: nothing to do (already installed or seen). Raises UpdateRefused."""
         digest = hashlib.sha256(raw).hexdigest()
