@@ -119,3 +119,29 @@ def test_envelope_bombs_are_refused_as_malformed_and_do_not_hold_up_a_real_updat
     assert refused and all(d.startswith("malformed: ") for d in refused), refused
     log = (dev.root / "service.log").read_text(errors="replace")
     assert "Traceback" not in log and "unexpected error" not in log, log[-3000:]
+
+
+# -- 5. staging never follows a planted symlink ---------------------------------------------------
+def test_artifact_over_mqtt_never_writes_through_a_symlink_planted_in_staging(tmp_path, broker):
+    import hashlib
+
+    from tests.test_ota_service import Device, StateWatcher
+
+    dev = Device(tmp_path, broker, "cam1", 300)
+    sha = hashlib.sha256(dev.model2.read_bytes()).hexdigest()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    staging = dev.state / "models" / "staging"
+    staging.mkdir(parents=True)
+    (staging / f"{sha}.part").symlink_to(victim)
+    watch = StateWatcher(broker, dev.base)
+    proc = dev.start("--fps", "30", "--loop")
+    try:
+        watch.wait(lambda s: s["status"] == "serving", 90)
+        dev.push(dev.model2, 2)
+        watch.wait(lambda s: s["status"] == "committed" and s["installed_version"] == "2", 120)
+    finally:
+        _stop(proc)
+        watch.close()
+    assert victim.read_bytes() == b"precious\n"  # not overwritten with the model
+    assert not (staging / f"{sha}.part").is_symlink()

@@ -13,10 +13,12 @@ import ipaddress
 import logging
 import os
 import re
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from smartstock.ota.refusal import (
     FETCH_FAILED, HASH_MISMATCH, INSECURE_URL, MALFORMED, OVERSIZED, TRUNCATED, UpdateRefused,
@@ -42,6 +44,35 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def open_for_write(path: Path, *, append: bool = False) -> BinaryIO:
+    """Open a file the device writes from network input without ever following a link planted there.
+
+    A fresh write removes whatever entry has the name (a symlink is removed, not its target) and
+    creates the file with O_EXCL | O_NOFOLLOW, so a link planted in between makes the open fail;
+    an append (a resumed download) opens with O_NOFOLLOW and insists on a regular file."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if append:
+        fd = os.open(path, flags | os.O_APPEND)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{path} is not a regular file")
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def _regular(path: Path) -> bool:
+    """True for a regular file that is not a symlink (lstat: the link itself is judged)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def _paths(staging: Path, sha256: str) -> tuple[Path, Path]:
     if not SHA256_RE.match(sha256):
         raise UpdateRefused(MALFORMED, f"sha256 {sha256!r} is not 64 lower-case hex digits")
@@ -56,8 +87,11 @@ def _finish(part: Path, final: Path, digest: str, total: int, sha256: str, size:
         part.unlink(missing_ok=True)
         raise UpdateRefused(HASH_MISMATCH, f"sha256 of the received file is {digest[:16]}..., the signed manifest "
                             f"says {sha256[:16]}...", hint="the artifact was altered or is another release's file")
-    with open(part, "rb+") as f:
-        os.fsync(f.fileno())
+    fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(part, final)
     fsync_dir(final.parent)
     return final
@@ -67,7 +101,7 @@ def existing(staging: Path, sha256: str, size: int, *, name: str | None = None) 
     """A staged file already complete and correct (re-hashed: a file on disk is not trusted blindly).
     `name`: look for that file name instead of `<sha256>` (a release folder); it is not deleted if wrong."""
     final = staging / name if name else _paths(staging, sha256)[1]
-    if not final.is_file() or final.stat().st_size != size:
+    if not _regular(final) or final.stat().st_size != size:
         return None
     if file_sha256(final) != sha256:
         if name is None:
@@ -81,7 +115,7 @@ def stage_bytes(data: bytes, staging: Path, sha256: str, size: int) -> Path:
     part, final = _paths(staging, sha256)
     if len(data) > size:
         raise UpdateRefused(OVERSIZED, f"artifact message is {len(data)} bytes, the signed manifest says {size}")
-    with open(part, "wb") as f:
+    with open_for_write(part) as f:
         f.write(data)
     try:
         return _finish(part, final, hashlib.sha256(data).hexdigest(), len(data), sha256, size)
@@ -114,8 +148,8 @@ def fetch_url(url: str, staging: Path, sha256: str, size: int, *, allow_http: bo
     """Download to staging, resuming a `.part` with Range; refuses more or fewer bytes than `size`."""
     url_allowed(url, allow_http)
     part, final = _paths(staging, sha256)
-    have = part.stat().st_size if part.exists() else 0
-    if have > size:
+    have = part.stat().st_size if _regular(part) else 0
+    if have > size or part.is_symlink():
         part.unlink()
         have = 0
     h = hashlib.sha256()
@@ -144,7 +178,7 @@ def fetch_url(url: str, staging: Path, sha256: str, size: int, *, allow_http: bo
             mode, have, h = "wb", 0, hashlib.sha256()
         total = have
         try:
-            with open(part, mode) as f:
+            with open_for_write(part, append=mode == "ab") as f:
                 while True:
                     chunk = resp.read(CHUNK)
                     if not chunk:

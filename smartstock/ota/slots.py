@@ -21,7 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from smartstock.ota.fetch import fsync_dir
+from smartstock.ota.fetch import fsync_dir, open_for_write
 from smartstock.ota.policy import check_name
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ TRIAL_FILE = "trial.json"
 def atomic_write(path: Path, data: bytes) -> None:
     """Write-to-temp, fsync, rename, fsync dir: readers see the old or the new content, never a mix."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with open_for_write(tmp) as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -118,7 +118,7 @@ class ModelSlots:
             shutil.rmtree(tmp)
         tmp.mkdir()
         os.replace(staged, tmp / file_name)   # same file system (both under state_dir/models)
-        with open(tmp / MANIFEST_NAME, "wb") as f:
+        with open_for_write(tmp / MANIFEST_NAME) as f:
             f.write(manifest_bytes)
             f.flush()
             os.fsync(f.fileno())
