@@ -246,7 +246,7 @@ class SyncService:
             reply = self.sales.handle(msg)
         except (SmartStockError, sqlite3.Error) as e:
             logger.error("sales on %s not stored: %s", msg.topic, e)
-            reply = Reply(msg.response_topic or self.topics.response("sales"),
+            reply = Reply(self.topics.reply_topic(msg.response_topic, "sales"),
                           message(self.topics.device_id, ok=False, error=f"not stored ({e}); send it again",
                                   accepted=[], duplicates=[], rejected=[]), msg.correlation_data)
         self._reply(reply)

@@ -222,6 +222,10 @@ class MqttConfig(Section):
     outbox_max_age_days: float = Field(30.0, gt=0.0, description="Telemetry older than this is dropped")
     sales_topic: str | None = Field(None, description="Topic on which sales records arrive (None = {base}/sales/in)")
     max_payload_kb: int = Field(256, ge=1, le=65536, description="Inbound payloads larger than this are refused")
+    reply_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,127}$",
+                                     description="MQTT 5 response topics are honoured only under {base}/response/ or "
+                                                 "under this prefix (e.g. \"replies/technicians\"); others get the "
+                                                 "default {base}/response/<name>")
     ha_discovery: bool = Field(True, description="Publish Home Assistant discovery")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
     client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",

@@ -145,3 +145,53 @@ def test_artifact_over_mqtt_never_writes_through_a_symlink_planted_in_staging(tm
         watch.close()
     assert victim.read_bytes() == b"precious\n"  # not overwritten with the model
     assert not (staging / f"{sha}.part").is_symlink()
+
+
+# -- 7. MQTT 5 response topics only under the device's own base or the reply prefix ---------------
+def test_response_topic_outside_own_base_or_reply_prefix_is_not_honoured(store, broker):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edge.sync_worker import SyncService
+    from smartstock.config import Config
+
+    base = "smartstock/plant/line1/dev1"
+    cfg = Config.model_validate({"device": {"device_id": "dev1"},
+                                 "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port,
+                                          "ha_discovery": False, "reply_prefix": "replies/tech"}})
+    svc = SyncService(cfg.mqtt, cfg.device, store)
+    svc.start()
+    assert svc.client.wait_subscribed(10)
+    probe = Probe(broker.port, "#")
+    try:
+        def ask(rid: str, response_topic: str, cmd: str = "cmd/ping") -> None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = response_topic
+            props.CorrelationData = rid.encode()
+            body = {"request_id": rid, "records": []} if cmd == "sales/in" else {"request_id": rid}
+            probe.publish(f"{base}/{cmd}", json.dumps(body), properties=props)
+
+        def answered_on(rid: str) -> str:
+            hit = probe.wait_for(lambda m: m.topic not in (f"{base}/cmd/ping", f"{base}/sales/in")
+                                 and b'"request_id"' in m.payload
+                                 and json.loads(m.payload).get("request_id") == rid)[0]
+            assert hit.properties.CorrelationData == rid.encode()
+            return hit.topic
+
+        hostile = {"r1": "smartstock/plant/line1/dev2/cmd/set-threshold",   # another device's command
+                   "r2": "homeassistant/sensor/dev1_fake/config",           # forged discovery
+                   "r3": f"{base}/model/desired",                           # under the base but not a reply
+                   "r4": "replies/technician-evil"}                         # prefix is a path, not a string
+        for rid, topic in hostile.items():
+            ask(rid, topic)
+            assert answered_on(rid) == f"{base}/response/ping", rid
+        ask("ok1", f"{base}/response/ping/tablet-7")
+        assert answered_on("ok1") == f"{base}/response/ping/tablet-7"
+        ask("ok2", "replies/tech/anna")
+        assert answered_on("ok2") == "replies/tech/anna"
+        ask("s1", "homeassistant/sensor/x/config", cmd="sales/in")
+        assert answered_on("s1") == f"{base}/response/sales"
+        assert not [m.topic for m in probe.messages if m.topic in hostile.values()]
+    finally:
+        probe.close()
+        svc.stop()

@@ -180,7 +180,7 @@ def test_inbound_sales_are_validated_cached_and_answered(service, broker, store)
 
 
 def test_commands_answered_retained_ignored_oversize_refused(store, broker):
-    svc = make_service(store, broker.port, max_payload_kb=1)
+    svc = make_service(store, broker.port, max_payload_kb=1, reply_prefix="replies")
     seen: list[tuple[str, float]] = []
 
     def set_threshold(args):

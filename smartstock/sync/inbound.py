@@ -143,7 +143,7 @@ class CommandRouter:
             logger.exception("command %s failed", name)
             body = {"ok": False, "error": f"internal error ({type(e).__name__}); see the device log"}
         payload = message(self.topics.device_id, request_id=request_id, command=name, **body)
-        return Reply(msg.response_topic or self.topics.response(name), payload, msg.correlation_data)
+        return Reply(self.topics.reply_topic(msg.response_topic, name), payload, msg.correlation_data)
 
 
 def parse_set_threshold(args: dict[str, Any]) -> tuple[str, float]:
@@ -267,4 +267,4 @@ class SalesInbox:
             logger.warning("sales on %s refused: %s", msg.topic, e)
             body = {"ok": False, "error": str(e), "accepted": [], "duplicates": [], "rejected": []}
         payload = message(self.topics.device_id, request_id=request_id, **body)
-        return Reply(msg.response_topic or self.topics.response("sales"), payload, msg.correlation_data)
+        return Reply(self.topics.reply_topic(msg.response_topic, "sales"), payload, msg.correlation_data)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -13,10 +16,12 @@ class Topics:
     site: str
     line: str
     device_id: str
+    reply_prefix: str = ""  # where else an MQTT 5 response topic may point (mqtt.reply_prefix)
 
     @classmethod
     def from_config(cls, mqtt_cfg, device_cfg) -> "Topics":  # MqttConfig, DeviceConfig
-        return cls(mqtt_cfg.prefix.strip("/"), device_cfg.site, device_cfg.line, device_cfg.device_id)
+        return cls(mqtt_cfg.prefix.strip("/"), device_cfg.site, device_cfg.line, device_cfg.device_id,
+                   (getattr(mqtt_cfg, "reply_prefix", None) or "").strip("/"))
 
     @property
     def base(self) -> str:
@@ -57,6 +62,20 @@ class Topics:
 
     def response(self, name: str) -> str:
         return f"{self.base}/response/{name}"
+
+    def reply_topic(self, requested: str | None, name: str) -> str:
+        """Where to answer: the sender's MQTT 5 response topic only when it lies under this device's
+        `{base}/response/` or the configured reply prefix; anything else (another device's `cmd/`,
+        `homeassistant/.../config`, a wildcard) gets the default `{base}/response/<name>`."""
+        if not requested:
+            return self.response(name)
+        allowed = [f"{self.base}/response/"] + ([f"{self.reply_prefix}/"] if self.reply_prefix else [])
+        if (any(requested.startswith(p) for p in allowed) and not any(c in requested for c in "+#\0")
+                and len(requested.encode()) <= 1024):
+            return requested
+        logger.warning("mqtt: response topic %r is outside %s; answering on %s", requested[:200],
+                       " or ".join(allowed), self.response(name))
+        return self.response(name)
 
     @property
     def cmd_filter(self) -> str:
