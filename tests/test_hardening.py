@@ -195,3 +195,37 @@ def test_response_topic_outside_own_base_or_reply_prefix_is_not_honoured(store, 
     finally:
         probe.close()
         svc.stop()
+
+
+# -- 8a. keyring files: symlinks and group/world-writable keys are refused ------------------------
+def test_keyring_refuses_symlinked_and_writable_key_files(tmp_path, broker):
+    from tests.test_ota_service import Device, StateWatcher
+
+    dev = Device(tmp_path, broker, "cam1", 300)
+    pub = dev.root / "keyring" / "tech.pub"
+    elsewhere = dev.root / "tech-elsewhere.pub"
+    elsewhere.write_bytes(pub.read_bytes())
+    elsewhere.chmod(0o644)
+    pub.unlink()
+    pub.symlink_to(elsewhere)
+    watch = StateWatcher(broker, dev.base)
+    proc = dev.start("--fps", "30", "--loop")
+    try:
+        watch.wait(lambda s: s["status"] == "serving", 90)
+        dev.push(dev.model2, 2)
+        linked = watch.wait(lambda s: s["status"] == "refused", 60)
+        assert linked["error"] == "unsafe_key" and "symbolic link" in linked["detail"], linked
+        pub.unlink()
+        pub.write_bytes(elsewhere.read_bytes())
+        pub.chmod(0o664)
+        n = len(watch.states)
+        dev.push(dev.model2, 3)
+        writable = watch.wait(lambda s: s["status"] == "refused" and s is not linked and watch.states.index(s) >= n, 60)
+        assert writable["error"] == "unsafe_key" and "writable by group" in writable["detail"], writable
+        pub.chmod(0o644)
+        dev.push(dev.model2, 4)
+        watch.wait(lambda s: s["status"] == "committed" and s["installed_version"] == "4", 120)
+    finally:
+        _stop(proc)
+        watch.close()
+    assert [r[0] for r in dev.db("SELECT release FROM model_history WHERE status = 'committed'")] == [4]

@@ -8,6 +8,7 @@ forged key id gains nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from smartstock.errors import ConfigError
 from smartstock.ota.envelope import KEY_ID_PATTERN
+from smartstock.ota.refusal import UNSAFE_KEY, UpdateRefused
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +72,36 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
+def key_file_problem(path: Path) -> str | None:
+    """Why a keyring file must not be trusted (a symlink, not a regular file, writable by group or
+    others: whoever can change it can install models), or None."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        st = path.lstat()
+    except OSError as e:
+        return f"cannot read it: {e.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link (copy the key file itself into the keyring)"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by group/others (mode {stat.S_IMODE(st.st_mode):o}; chmod 644 {path})"
+    return None
+
+
+def _read_trusted(path: Path) -> bytes:
+    """A keyring file's bytes, opened without following a link and re-checked on the open file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise OSError(errno.EPERM, "not a regular file that only its owner can write")
+        return f.read(64 * 1024)
+
+
+def load_public_key(path: Path, *, trusted: bool = False) -> Ed25519PublicKey:
+    """A PEM public key; `trusted`: a keyring file, refused when it is a link or writable by others."""
+    try:
+        key = serialization.load_pem_public_key(_read_trusted(path) if trusted else path.read_bytes())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read public key: {e.strerror}") from None
     except ValueError as e:
@@ -98,6 +127,10 @@ class Keyring:
             logger.warning("keyring %s is writable by the service user; make it read-only (root-owned, 0755)",
                            self.directory)
         self._cache: dict[str, Ed25519PublicKey] = {}
+        for p in sorted(self.directory.glob("*.pub")):
+            problem = key_file_problem(p)
+            if problem:
+                logger.error("keyring %s: %s %s; updates signed with it are refused", self.directory, p.name, problem)
 
     def key_ids(self) -> list[str]:
         return sorted(p.stem for p in self.directory.glob("*.pub") if KEY_ID_PATTERN.match(p.stem))
@@ -106,11 +139,15 @@ class Keyring:
         """The trusted key with this id, or None. The id is pattern-checked, so it cannot walk out of the dir."""
         if not KEY_ID_PATTERN.match(key_id):
             return None
+        path = self.directory / f"{key_id}.pub"
+        if not os.path.lexists(path):
+            return None
+        problem = key_file_problem(path)  # checked on every use: a chmod after start-up counts too
+        if problem:
+            raise UpdateRefused(UNSAFE_KEY, f"keyring file {path} {problem}",
+                                hint="keyring files must be regular files only their owner can write")
         if key_id not in self._cache:
-            path = self.directory / f"{key_id}.pub"
-            if not path.is_file():
-                return None
-            self._cache[key_id] = load_public_key(path)
+            self._cache[key_id] = load_public_key(path, trusted=True)
         return self._cache[key_id]
 
     @staticmethod

@@ -12,6 +12,7 @@ from smartstock.errors import OtaRejected
 MALFORMED = "malformed"                  # envelope or manifest is not what the format says
 TOO_LARGE = "too_large"                  # envelope over the size cap
 UNKNOWN_KEY = "unknown_key"              # key id not in the device's keyring
+UNSAFE_KEY = "unsafe_key"                # key file is a symlink, not a regular file, or group/world-writable
 BAD_SIGNATURE = "bad_signature"          # signature does not match the manifest bytes (tampered or wrong key)
 KIND_MISMATCH = "kind_mismatch"          # envelope kind differs from the signed manifest's kind
 UNSUPPORTED_KIND = "unsupported_kind"    # this device cannot run that kind of model
