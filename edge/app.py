@@ -213,7 +213,8 @@ class App:
     def start_http(self) -> None:
         if not self.config.http.enabled:
             return
-        self.http = HttpServer(self.config.http.host, self.config.http.port, self)
+        h = self.config.http
+        self.http = HttpServer(h.host, h.port, self, read_timeout_s=h.read_timeout_s, max_connections=h.max_connections)
         self.http.start()
         (self.state_dir / "http.port").write_text(f"{self.http.port}\n")
         self.on_stop("http", self.http.stop)

@@ -2,6 +2,9 @@
 
 stdlib ThreadingHTTPServer, read-only, bound to `http.host` (127.0.0.1 by default). The status page
 (smartstock/web/, written by the web issue) is served at `/` and reads the JSON endpoints.
+A client that sends nothing for `http.read_timeout_s` is dropped, and at most `http.max_connections`
+are served at once (one thread each); more are closed at once, so half-sent requests cannot pile
+up threads.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class StatusProvider(Protocol):
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
     server_version = "smartstock"
+
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout_s  # StreamRequestHandler applies it to the socket
+        super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         url = urlsplit(self.path)
@@ -101,18 +108,43 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], provider: StatusProvider, web_dir: Path) -> None:
+    def __init__(self, addr: tuple[str, int], provider: StatusProvider, web_dir: Path, *,
+                 read_timeout_s: float, max_connections: int) -> None:
         super().__init__(addr, _Handler)
         self.provider = provider
         self.web_dir = web_dir
+        self.read_timeout_s = read_timeout_s
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                logger.warning("http: connection limit reached, refused %d connection(s) so far", self.refused)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class HttpServer:
     """Start/stop wrapper; `port` is the real port (useful with port 0)."""
 
-    def __init__(self, host: str, port: int, provider: StatusProvider, web_dir: Path | None = None) -> None:
+    def __init__(self, host: str, port: int, provider: StatusProvider, web_dir: Path | None = None, *,
+                 read_timeout_s: float = 10.0, max_connections: int = 32) -> None:
         try:
-            self._server = _Server((host, port), provider, web_dir or WEB_DIR)
+            self._server = _Server((host, port), provider, web_dir or WEB_DIR, read_timeout_s=read_timeout_s,
+                                   max_connections=max_connections)
         except OSError as e:
             from smartstock.errors import ConfigError
             raise ConfigError(f"http: cannot listen on {host}:{port}: {e.strerror}",

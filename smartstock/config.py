@@ -273,6 +273,10 @@ class HttpConfig(Section):
     enabled: bool = Field(True, description="Serve /healthz, /api/status, /metrics and the status page")
     host: str = Field("127.0.0.1", description="Address to bind (0.0.0.0 to reach it from the plant network)")
     port: int = Field(8080, ge=0, le=65535, description="Port (0 = any free port)")
+    read_timeout_s: float = Field(10.0, gt=0.0, le=300.0,
+                                  description="A client that sends nothing for this long is disconnected")
+    max_connections: int = Field(32, ge=1, le=1024,
+                                 description="Connections served at once; more are closed at once")
 
 
 class Config(Section):

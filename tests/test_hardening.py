@@ -229,3 +229,55 @@ def test_keyring_refuses_symlinked_and_writable_key_files(tmp_path, broker):
         _stop(proc)
         watch.close()
     assert [r[0] for r in dev.db("SELECT release FROM model_history WHERE status = 'committed'")] == [4]
+
+
+# -- 8b. HTTP: half-sent requests time out, connections are capped --------------------------------
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def test_http_half_sent_requests_neither_pile_up_threads_nor_block_the_server(tmp_path):
+    import socket
+    import urllib.error
+
+    from edge.samples import write_parts
+
+    model = make_model_dir(tmp_path / "model")
+    parts = tmp_path / "parts"
+    write_parts(parts, 5, size=64, defect_rate=0.0, seed=1)
+    proc, state, log = _run(tmp_path, "--source", str(parts), "--model", str(model), "--loop", "--fps", "2",
+                            config="[http]\nport = 0\nread_timeout_s = 1.0\nmax_connections = 8\n")
+    socks: list[socket.socket] = []
+    try:
+        port = _http_port(state, proc, log)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10):
+            pass
+        before = _threads(proc.pid)
+        for _ in range(60):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")  # never the blank line that ends it
+            socks.append(s)
+        time.sleep(0.5)
+        assert _threads(proc.pid) <= before + 8 + 4, (before, _threads(proc.pid))
+        for s in socks:  # every one is closed by the server: at once beyond the cap, else after the read timeout
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+        deadline = time.monotonic() + 30
+        while True:  # the server serves again once the slow clients are gone
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+                    assert r.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        for s in socks:
+            s.close()
+        _stop(proc)
