@@ -281,3 +281,31 @@ def test_http_half_sent_requests_neither_pile_up_threads_nor_block_the_server(tm
         for s in socks:
             s.close()
         _stop(proc)
+
+
+# -- 9. a trial model runs in shadow: the trusted model's verdicts are booked ----------------------
+def test_all_defect_candidate_in_trial_books_no_verdict_and_is_rolled_back(tmp_path, broker):
+    from tests.test_ota_service import Device, StateWatcher
+
+    dev = Device(tmp_path, broker, "cam1", 300)
+    bad = make_model_dir(dev.root / "all-defect", release=2, bias=(-10.0, 10.0))  # says "defect" for every part
+    watch = StateWatcher(broker, dev.base)
+    proc = dev.start("--fps", "30", "--loop")
+    try:
+        watch.wait(lambda s: s["status"] == "serving", 90)
+        dev.push(bad, 2)
+        trial = watch.wait(lambda s: s["status"] == "trial", 60)
+        assert "in shadow" in trial["detail"], trial
+        back = watch.wait(lambda s: s["status"] == "rolled_back", 120)
+        assert back["error"] == "trial_failed", back
+        n = dev.db("SELECT COUNT(*) FROM inspections")[0][0]
+        deadline = time.monotonic() + 30
+        while dev.db("SELECT COUNT(*) FROM inspections")[0][0] < n + 20 and time.monotonic() < deadline:
+            time.sleep(0.2)  # a few parts after the rollback too
+    finally:
+        _stop(proc)
+        watch.close()
+    rows = dev.db("SELECT model_release, is_defect FROM inspections")
+    assert {r[0] for r in rows} == {1}, "a verdict of the candidate was booked"
+    defects = sum(r[1] for r in rows)
+    assert defects <= len(rows) // 10 + 1, f"{defects} of {len(rows)} parts booked as defects (1 in 10 is)"

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sg.add_argument("--artifact-url", default=None, help="https URL the device downloads the model from "
                     "(default: the retained MQTT artifact topic `ota push --artifact` publishes)")
     sg.add_argument("--summary", default="", help="release notes shown on dashboards")
+    sg.add_argument("--live-trial", action="store_true",
+                    help="book the new model's verdicts during its trial (default: it runs in shadow beside the "
+                         "trusted model, whose verdicts are booked, until it is committed)")
     sg.add_argument("--out", type=Path, default=None, help="envelope file (default: <model-id>-r<N>.envelope.json)")
     sg.set_defaults(func=_sign)
 
@@ -100,7 +103,8 @@ def _sign(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     env, rel = sign_model(args.model, release=args.release, key=key, key_id=key_id, devices=args.target_device,
                           groups=args.group, any_device=args.any_device, expires=parse_expires(args.expires, now),
-                          allow_downgrade=args.allow_downgrade, url=args.artifact_url, summary=args.summary, now=now)
+                          allow_downgrade=args.allow_downgrade, url=args.artifact_url, summary=args.summary, now=now,
+                          live_trial=args.live_trial)
     out = args.out or Path(f"{rel.model_id}-r{rel.release}.envelope.json")
     out.write_bytes(env.to_json())
     a = rel.artifact

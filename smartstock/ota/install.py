@@ -187,11 +187,13 @@ class Installer:
         self.slots.point("previous", old_sha)  # None: the shipped default served before; a rollback returns to it
         self.slots.point("current", sha)
         crash_point("swapped")
-        trial_model, baseline = self.kind.start_trial(new, old.model if old else None)
+        trial_model, baseline = self.kind.start_trial(new, old.model if old else None, live=release.live_trial)
         self.trial = _Trial(release, trial_model, baseline, marker)
         self.swap(trial_model)
+        mode = getattr(trial_model, "mode", "")
         rep.report(self.kind.kind, "trial", release=release.release, sha256=sha, model_id=release.model_id, progress=80,
-                   detail=f"{detail}; watching {self.limits.frames} frames / {self.limits.max_s:g} s")
+                   detail=f"{detail}; watching {self.limits.frames} frames / {self.limits.max_s:g} s"
+                          + (f" ({mode})" if mode else ""))
         crash_point("trial")
 
     def _discard(self, sha: str) -> None:

@@ -44,7 +44,10 @@ class ModelKind(Protocol):
     # serving and trial (what the service holds, and how a new model is judged)
     def serve(self, model: Any) -> Any: ...
     def unwrap(self, served: Any) -> Any: ...
-    def start_trial(self, new: Any, old_served: Any | None) -> tuple[Any, dict[str, Any]]: ...
+    def start_trial(self, new: Any, old_served: Any | None, *, live: bool = False) -> tuple[Any, dict[str, Any]]:
+        """The model to serve during the trial and the baseline; `live`: the candidate's own outputs
+        are served (else it runs in shadow of the trusted model where the kind can do that)."""
+        ...
     def judge(self, trial: Any, baseline: dict[str, Any], limits: TrialLimits, elapsed_s: float,
               final: bool) -> tuple[str, str] | None: ...
     def committed(self, trial: Any) -> Any: ...
@@ -135,11 +138,11 @@ class DefectClassifierKind:
     def unwrap(self, served: Any) -> Any:
         return served.model if isinstance(served, ObservedModel) else served
 
-    def start_trial(self, new: Any, old_served: Any | None) -> tuple[Any, dict[str, Any]]:
+    def start_trial(self, new: Any, old_served: Any | None, *, live: bool = False) -> tuple[Any, dict[str, Any]]:
         if old_served is None:
             return TrialModel(new, new), {"ok_frames": 0}
-        return (TrialModel(new, old_served, shadow=self.unwrap(old_served), shadow_every=self.shadow_every),
-                old_served.window.summary())
+        return (TrialModel(new, old_served, shadow=self.unwrap(old_served), shadow_every=self.shadow_every,
+                           live=live), old_served.window.summary())
 
     def judge(self, trial: Any, baseline: dict[str, Any], limits: TrialLimits, elapsed_s: float,
               final: bool) -> tuple[str, str] | None:

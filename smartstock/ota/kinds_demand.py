@@ -132,7 +132,8 @@ class DemandForecasterKind:
             errs.append(float(np.mean(np.abs(model.predict(wins) - actual))) / level)
         return (float(np.mean(errs)) if errs else float("nan")), len(errs)
 
-    def start_trial(self, new: DemandModel, old_served: DemandModel | None) -> tuple[Any, dict[str, Any]]:
+    def start_trial(self, new: DemandModel, old_served: DemandModel | None, *,
+                    live: bool = False) -> tuple[Any, dict[str, Any]]:  # a backtest: nothing is booked either way
         series = [np.asarray(y, np.float64) for y in self.history()]
         if old_served is None or not series:
             return new, {"series": 0}

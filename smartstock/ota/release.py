@@ -48,6 +48,8 @@ class ReleaseManifest(_Strict):
     expires: dt.datetime | None = Field(None, description="Not valid after this UTC time")
     allow_downgrade: bool = Field(False, description="May replace a higher release (needs the device's consent too)")
     summary: str = Field("", max_length=2000, description="Release notes (Home Assistant release_summary)")
+    live_trial: bool = Field(False, description="Book the candidate's verdicts during its trial; by default it runs "
+                                                "in shadow and the trusted model's verdicts are booked")
     target: TargetSpec
     artifact: ArtifactRef
     model_manifest: str = Field(description="base64 of the exact manifest.json bytes of the model")
@@ -56,7 +58,10 @@ class ReleaseManifest(_Strict):
         return base64.b64decode(self.model_manifest.encode("ascii"), validate=True)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        data = self.model_dump(mode="json")
+        if not self.live_trial:  # left out when off: devices that predate the field still accept the release
+            del data["live_trial"]
+        return json.dumps(data, indent=2, sort_keys=True).encode("utf-8") + b"\n"
 
 
 def parse_release(data: bytes) -> ReleaseManifest:

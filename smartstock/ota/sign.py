@@ -19,7 +19,7 @@ from smartstock.ota.release import ArtifactRef, ReleaseManifest, TargetSpec
 def sign_model(model: Path, *, release: int, key: Ed25519PrivateKey, key_id: str, devices: list[str] | None = None,
                groups: list[str] | None = None, any_device: bool = False, expires: dt.datetime | None = None,
                allow_downgrade: bool = False, url: str | None = None, summary: str = "",
-               now: dt.datetime | None = None) -> tuple[Envelope, ReleaseManifest]:
+               now: dt.datetime | None = None, live_trial: bool = False) -> tuple[Envelope, ReleaseManifest]:
     """Sign one model file of an export folder. The model manifest is embedded byte-for-byte, with its
     `release` set to the release number it ships as."""
     if not (devices or groups or any_device):
@@ -37,7 +37,7 @@ def sign_model(model: Path, *, release: int, key: Ed25519PrivateKey, key_id: str
     now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     rel = ReleaseManifest(
         kind=manifest.kind, model_id=manifest.model_id, release=release, issued_at=now, expires=expires,
-        allow_downgrade=allow_downgrade, summary=summary,
+        allow_downgrade=allow_downgrade, summary=summary, live_trial=live_trial,
         target=TargetSpec(devices=list(devices or []), groups=list(groups or []), any_device=any_device),
         artifact=ArtifactRef(name=art.file, sha256=art.sha256, size=art.size, url=url),
         model_manifest=base64.b64encode(raw).decode("ascii"))

@@ -1,9 +1,12 @@
 """Watch a freshly installed model on live frames and decide: commit or roll back.
 
 `ObservedModel` wraps the serving classifier (same interface) and keeps a rolling window of what
-it produced; the running model's window is the baseline. During a trial `TrialModel` serves the
-new model and, if it raises, serves that frame with the old one (the frame is never lost) and
-counts the error. `judge()` is a pure function of the two windows and the limits.
+it produced; the running model's window is the baseline. During a trial `TrialModel` runs the new
+model in shadow: every batch goes through the trusted model, whose verdicts (and identity) are
+what the loop books, and through the candidate, whose outputs are only watched and paired with the
+trusted ones. A live trial (the technician signed the release with `--live-trial`) serves the
+candidate's verdicts instead, and a frame it fails on is served by the old model (never lost).
+`judge()` is a pure function of the two windows and the limits.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ class ObservedModel:
         self.model = model
         self.window = window or Window()
 
-    _OWN = frozenset({"model", "window", "fallback", "started", "shadow", "shadow_every", "pairs", "_batches"})
+    _OWN = frozenset({"model", "window", "fallback", "started", "shadow", "shadow_every", "pairs", "_batches", "live"})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -150,9 +153,10 @@ class ObservedModel:
 
 
 class TrialModel(ObservedModel):
-    """The new model on trial; a frame it fails on is served by the old model (counted as an error)."""
+    """The new model on trial, in shadow of the trusted one unless `live` (or nothing is trusted yet)."""
 
-    def __init__(self, model: Any, fallback: Any, *, shadow: Any = None, shadow_every: int = 4) -> None:
+    def __init__(self, model: Any, fallback: Any, *, shadow: Any = None, shadow_every: int = 4,
+                 live: bool = True) -> None:
         super().__init__(model)
         self.fallback = fallback
         self.shadow = shadow            # the old model itself (not its observed wrapper: keeps the baseline clean)
@@ -160,8 +164,25 @@ class TrialModel(ObservedModel):
         self.pairs = Pairs()
         self._batches = itertools.count(1)  # next() is atomic: several inference workers call in
         self.started = time.monotonic()
+        self.live = live or shadow is None
+
+    @property
+    def mode(self) -> str:
+        return "live: its verdicts are booked" if self.live else "in shadow: the trusted model's verdicts are booked"
+
+    def __getattr__(self, name: str) -> Any:
+        # model_id/release of what is booked: the trusted model's while the candidate runs in shadow
+        serving = self.model if self.__dict__.get("live", True) else self.fallback
+        return getattr(serving, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name not in self._OWN and not self.__dict__.get("live", True):
+            setattr(self.fallback, name, value)  # e.g. set-threshold: the serving model must follow too
 
     def classify_batch(self, frames: Sequence[Any]) -> list[Any]:
+        if not self.live:
+            return self._shadow_batch(frames)
         try:
             results = self.model.classify_batch(frames)
         except Exception:  # noqa: BLE001 - any failure of an untrusted model is an error to count
@@ -175,6 +196,18 @@ class TrialModel(ObservedModel):
             except Exception:  # noqa: BLE001 - the old model failing is not the new model's fault
                 pass
         return results
+
+    def _shadow_batch(self, frames: Sequence[Any]) -> list[Any]:
+        served = self.fallback.classify_batch(frames)
+        try:
+            results = self.model.classify_batch(frames)
+        except Exception:  # noqa: BLE001 - the candidate failing costs nothing: the trusted verdicts stand
+            for _ in frames:
+                self.window.add_error()
+            return served
+        self._record(results)
+        self.pairs.add(results, served)
+        return served
 
     def summary(self) -> dict[str, Any]:
         return {**self.window.summary(), "paired": self.pairs.summary()}
