@@ -309,3 +309,39 @@ def test_all_defect_candidate_in_trial_books_no_verdict_and_is_rolled_back(tmp_p
     assert {r[0] for r in rows} == {1}, "a verdict of the candidate was booked"
     defects = sum(r[1] for r in rows)
     assert defects <= len(rows) // 10 + 1, f"{defects} of {len(rows)} parts booked as defects (1 in 10 is)"
+
+
+# -- 3. re-push after a bad retained artifact installs --------------------------------------------
+def test_repush_after_a_junk_retained_artifact_installs(tmp_path, broker):
+    import paho.mqtt.client as mqtt
+
+    from smartstock.ota.sign import sign_model
+    from tests.test_ota_service import Device, StateWatcher
+
+    dev = Device(tmp_path, broker, "cam1", 300)
+    env, rel = sign_model(dev.model2, release=2, key=dev.key, key_id="tech", devices=["cam1"])
+    envelope = tmp_path / "r2.envelope.json"
+    envelope.write_bytes(env.to_json())
+    watch = StateWatcher(broker, dev.base)
+    proc = dev.start("--fps", "30", "--loop")
+    try:
+        watch.wait(lambda s: s["status"] == "serving", 90)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)  # someone on the broker puts junk on the artifact topic
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        c.publish(f"{dev.base}/model/artifact/{rel.artifact.sha256}", b"junk" * 100, qos=1, retain=True).wait_for_publish(10)
+        c.publish(f"{dev.base}/model/desired", envelope.read_bytes(), qos=1, retain=True).wait_for_publish(10)
+        c.loop_stop()
+        c.disconnect()
+        junk = watch.wait(lambda s: s["status"] == "refused", 60)
+        assert junk["error"] in ("hash_mismatch", "truncated", "oversized"), junk
+        n = len(watch.states)
+        push = subprocess.run([sys.executable, "-m", "smartstock", "ota", "push", str(envelope), "--device", "cam1",
+                               "--artifact", str(dev.model2), "--url", broker.url, "--site", "plant", "--line", "l1"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert push.returncode == 0, push.stderr
+        done = watch.wait(lambda s: watch.states.index(s) >= n and s["status"] in ("committed", "refused"), 120)
+        assert done["status"] == "committed" and done["installed_version"] == "2", done
+    finally:
+        _stop(proc)
+        watch.close()
