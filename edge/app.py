@@ -192,11 +192,12 @@ class App:
             return
         if self.store is None:
             raise RuntimeError("start_sync needs start_store before it")
-        from edge.sync_worker import start_sync  # paho only when MQTT is used
+        from edge.sync_worker import packet_limit, start_sync  # paho only when MQTT is used
 
         cfg = self.config
         sync = start_sync(cfg.mqtt, cfg.device, self.store, skus=[cfg.inspection.sku, *cfg.inventory.skus],
-                          state=self.status, classifier=self._serving_classifier, republish=self._republish_state)
+                          state=self.status, classifier=self._serving_classifier, republish=self._republish_state,
+                          max_packet_bytes=packet_limit(cfg))
         self.sync = sync
         self.on_stop("mqtt sync", lambda: sync.stop(drain_s=cfg.mqtt.drain_on_stop_s))
 

@@ -45,13 +45,14 @@ class SyncService:
     def __init__(self, mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *,
                  state_provider: Callable[[], dict[str, Any]] | None = None,
                  skus_provider: Callable[[], list[str]] | None = None,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, max_packet_bytes: int | None = None) -> None:
         self.cfg = mqtt_cfg
         self.store = store
         self.topics = Topics.from_config(mqtt_cfg, device_cfg)
         self.state_provider = state_provider
         self.skus_provider = skus_provider or (lambda: [])
-        self.client = MqttClient(mqtt_cfg, self.topics, client_id=client_id)  # password: mqtt.password()
+        self.client = MqttClient(mqtt_cfg, self.topics, client_id=client_id,  # password: mqtt.password()
+                                 max_packet_bytes=max_packet_bytes)
         self.drainer = OutboxDrainer(store, self._publish_row, device_id=device_cfg.device_id,
                                      inflight=mqtt_cfg.inflight * HANDOVER_FACTOR,
                                      batch_topic=self.topics.inspection_events,
@@ -297,6 +298,20 @@ def _skus_of(store: Store, configured: list[str]) -> list[str]:
     return sorted({*configured, *(r[0] for r in rows)})
 
 
+def packet_limit(cfg: Any) -> int:
+    """The MQTT 5 Maximum Packet Size this device asks for: `mqtt.max_packet_kb`, else room for the
+    largest message it accepts (a command or sales message, an OTA envelope, an artifact over MQTT)
+    plus 64 KB for topic and properties."""
+    if cfg.mqtt.max_packet_kb:
+        return cfg.mqtt.max_packet_kb * 1024
+    largest = cfg.mqtt.max_payload_kb * 1024
+    if cfg.ota.enabled and cfg.ota.keyring_dir:
+        from smartstock.ota.envelope import DEFAULT_MAX_ENVELOPE_BYTES
+
+        largest = max(largest, DEFAULT_MAX_ENVELOPE_BYTES, int(cfg.ota.max_artifact_mb * 1024 * 1024))
+    return largest + 64 * 1024
+
+
 def set_threshold_command(classifier: Callable[[], Classifier | None]) -> CommandHandler:
     """The `set-threshold` command: one label's threshold on the model serving now, until restart.
     `classifier` returns that model when the command arrives (a swap may have replaced it since)."""
@@ -319,12 +334,12 @@ def set_threshold_command(classifier: Callable[[], Classifier | None]) -> Comman
 
 def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, skus: Sequence[str],
                state: Callable[[], dict[str, Any]], classifier: Callable[[], Classifier | None],
-               republish: Callable[[], None]) -> SyncService:
+               republish: Callable[[], None], max_packet_bytes: int | None = None) -> SyncService:
     """The service of the app's `start_sync` step, started: `skus` are the configured ones (the store's
     join them), `state` answers the snapshot command, `classifier` is the model the set-threshold
     command changes, `republish` re-enqueues the retained state on `rebirth`. The caller stops it."""
     svc = SyncService(mqtt_cfg, device_cfg, store, state_provider=state,
-                      skus_provider=lambda: _skus_of(store, list(skus)))
+                      skus_provider=lambda: _skus_of(store, list(skus)), max_packet_bytes=max_packet_bytes)
     svc.register_command("set-threshold", set_threshold_command(classifier))
     svc.on_republish(republish)
     svc.start()

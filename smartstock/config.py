@@ -222,6 +222,11 @@ class MqttConfig(Section):
     outbox_max_age_days: float = Field(30.0, gt=0.0, description="Telemetry older than this is dropped")
     sales_topic: str | None = Field(None, description="Topic on which sales records arrive (None = {base}/sales/in)")
     max_payload_kb: int = Field(256, ge=1, le=65536, description="Inbound payloads larger than this are refused")
+    max_packet_kb: int | None = Field(None, ge=1, le=262_143,
+                                      description="MQTT 5 Maximum Packet Size sent on connect: the broker drops "
+                                                  "anything larger before it reaches the device (None = the "
+                                                  "largest of max_payload_kb, the OTA envelope cap and, with OTA "
+                                                  "on, ota.max_artifact_mb)")
     reply_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,127}$",
                                      description="MQTT 5 response topics are honoured only under {base}/response/ or "
                                                  "under this prefix (e.g. \"replies/technicians\"); others get the "

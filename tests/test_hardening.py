@@ -345,3 +345,32 @@ def test_repush_after_a_junk_retained_artifact_installs(tmp_path, broker):
     finally:
         _stop(proc)
         watch.close()
+
+
+# -- 6. MQTT 5 Maximum Packet Size: oversized messages never reach the device ----------------------
+def test_oversized_command_is_dropped_by_the_broker_before_it_reaches_the_device(tmp_path, broker):
+    from edge.samples import write_parts
+
+    model = make_model_dir(tmp_path / "model")
+    parts = tmp_path / "parts"
+    write_parts(parts, 5, size=64, defect_rate=0.0, seed=1)
+    base = "smartstock/plant/line1/cam1"
+    probe = Probe(broker.port, f"{base}/response/#")
+    proc, state, log = _run(tmp_path, "--source", str(parts), "--model", str(model), "--loop", "--fps", "2",
+                            "--device-id", "cam1", "--mqtt", broker.url, config="[mqtt]\nmax_payload_kb = 64\n")
+    try:
+        _http_port(state, proc, log)
+        deadline = time.monotonic() + 60
+        while not probe.messages:  # the device answers commands
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+            probe.publish(f"{base}/cmd/ping", b'{"request_id": "hello"}')
+            time.sleep(0.5)
+        big = b'{"request_id": "big", "args": {"x": "' + b"x" * (20 * 1024 * 1024) + b'"}}'
+        probe.publish(f"{base}/cmd/ping", big)
+        probe.publish(f"{base}/cmd/ping", b'{"request_id": "after"}')
+        probe.wait_for(lambda m: json.loads(m.payload).get("request_id") == "after", timeout=60)
+        refusals = [json.loads(m.payload)["error"] for m in probe.messages if b"max_payload_kb" in m.payload]
+        assert not refusals, f"the 20 MB command reached the device, which read it and answered: {refusals}"
+    finally:
+        _stop(proc)
+        probe.close()

@@ -29,6 +29,7 @@ from smartstock.sync.topics import Topics
 
 logger = logging.getLogger(__name__)
 
+MAX_PACKET_LIMIT = 268_435_455  # the largest packet MQTT can describe
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 
@@ -87,8 +88,9 @@ class MqttClient:
     """One broker connection. Build it, register subscriptions and callbacks, then `start()`."""
 
     def __init__(self, cfg: MqttConfig, topics: Topics, *, client_id: str | None = None,
-                 password: str | None = None, will: bool = True) -> None:
+                 password: str | None = None, will: bool = True, max_packet_bytes: int | None = None) -> None:
         mqtt = _paho()
+        self.max_packet_bytes = max_packet_bytes
         self.cfg = cfg
         self.topics = topics
         self.client_id = client_id or cfg.client_id or f"smartstock-{topics.device_id}"
@@ -229,6 +231,17 @@ class MqttClient:
         kw: dict[str, Any] = {"keepalive": self.cfg.keepalive_s}
         if self._v5:
             kw["clean_start"] = True
+            if self.max_packet_bytes:  # the broker drops larger messages for us: they never cost memory here
+                from paho.mqtt.packettypes import PacketTypes
+                from paho.mqtt.properties import Properties
+
+                props = Properties(PacketTypes.CONNECT)
+                props.MaximumPacketSize = min(self.max_packet_bytes, MAX_PACKET_LIMIT)
+                kw["properties"] = props
+        elif self.max_packet_bytes:
+            logger.info("mqtt: MQTT 3.1.1 cannot ask the broker for a packet size limit; messages over %d KB are "
+                        "read, then refused (set the broker's max_packet_size, or use protocol = \"5\")",
+                        self.max_packet_bytes // 1024)
         self._client.connect_async(self.cfg.host, self.cfg.port, **kw)
         self._client.loop_start()
         logger.info("mqtt: connecting to %s:%d as %s (MQTT %s%s)", self.cfg.host, self.cfg.port, self.client_id,
