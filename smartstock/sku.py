@@ -20,3 +20,12 @@ def sku_problem(sku: object) -> str | None:
     if not _SKU.match(sku):
         return f"SKU {sku[:80]!r} is not valid: {SKU_RULE}"
     return None
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell for a CSV export that a spreadsheet will not run as a formula (CSV injection):
+    text starting with = + - @ tab or CR gets a leading `'`. Numbers are written as they are."""
+    return f"'{value}" if value.startswith(_FORMULA_START) else value

@@ -374,3 +374,22 @@ def test_oversized_command_is_dropped_by_the_broker_before_it_reaches_the_device
     finally:
         _stop(proc)
         probe.close()
+
+
+# -- 14. CSV injection: formula-looking SKUs are escaped on export ----------------------------------
+def test_forecast_csv_export_escapes_formula_looking_skus(cli, tmp_path):
+    import csv
+    import datetime as dt
+
+    skus = ['=HYPERLINK("evil.example";"click")', "@SUM(A1)", "-2*3", "PCB-100"]  # + is no SKU character
+    lines = ["sku,date,quantity"]
+    for sku in skus:
+        quoted = '"' + sku.replace('"', '""') + '"'
+        lines += [f"{quoted},{dt.date(2024, 1, 1) + dt.timedelta(days=d)},{5 + d % 3}" for d in range(120)]
+    src = tmp_path / "sales.csv"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "fc.csv"
+    r = cli("forecast", src, "--horizon", "2", "--freq", "W", "--out", out, "--jobs", "1")
+    assert r.rc == 0, r.err
+    written = {row["sku"] for row in csv.DictReader(out.open(encoding="utf-8"))}
+    assert written == {"'" + s for s in skus[:3]} | {"PCB-100"}, written

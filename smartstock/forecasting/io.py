@@ -22,6 +22,7 @@ import numpy as np
 
 from smartstock.errors import InputError
 from smartstock.ingest import RowError, open_sales_csv
+from smartstock.sku import csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def write_forecasts(path: Path | str, table: SeriesTable, results: Iterable[tupl
                 if fc is None:
                     continue
                 for d, m, lo, hi in zip(table.dates_after(s, len(fc.mean)), fc.mean, fc.lo, fc.hi):
-                    w.writerow([s.key, d.isoformat(), f"{m:.6g}", f"{lo:.6g}", f"{hi:.6g}"])
+                    w.writerow([csv_text(s.key), d.isoformat(), f"{m:.6g}", f"{lo:.6g}", f"{hi:.6g}"])
                     n += 1
         tmp.replace(path)
     except OSError as e:
