@@ -393,3 +393,38 @@ def test_forecast_csv_export_escapes_formula_looking_skus(cli, tmp_path):
     assert r.rc == 0, r.err
     written = {row["sku"] for row in csv.DictReader(out.open(encoding="utf-8"))}
     assert written == {"'" + s for s in skus[:3]} | {"PCB-100"}, written
+
+
+# -- 13. first-time user: what the CLI says about surprising input ----------------------------------
+def test_sku_set_on_an_unknown_sku_says_it_creates_it(cli):
+    r = cli("sku", "set", "PCB-1OO", "--annual-demand", "1200")  # a typo: letter O for zero
+    assert r.rc == 0 and "new SKU" in r.err and "sku list" in r.err, r.err
+    again = cli("sku", "set", "PCB-1OO", "--annual-demand", "1300")
+    assert again.rc == 0 and "new SKU" not in again.err, again.err
+    close = cli("sku", "set", "pcb-1oo", "--annual-demand", "1")
+    assert "Did you mean PCB-1OO?" in close.err, close.err
+
+
+def test_sales_import_of_a_header_only_csv_warns(cli, tmp_path):
+    f = tmp_path / "empty.csv"
+    f.write_text("sku,date,quantity\n")
+    r = cli("sales", "import", f)
+    assert r.rc == 0 and "header but no data rows" in r.err, (r.rc, r.err)
+
+
+def test_forecast_on_a_bad_file_lists_one_error_per_line(cli, tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("sku,date,quantity\nA,2024-01-01,1\nA,2024-01-02,lots\nA,2024-01-03,-4\n")
+    r = cli("forecast", f, "--horizon", "2", "--out", tmp_path / "fc.csv")
+    assert r.rc == 3, r.err
+    lines = r.err.splitlines()
+    assert any(line.strip() == "line 3: quantity 'lots' is not a number" for line in lines), r.err
+    assert any(line.strip().startswith("line 4: quantity '-4' is negative") for line in lines), r.err
+
+
+def test_ota_sign_into_a_missing_folder_is_an_error_not_a_traceback(cli, tmp_path):
+    assert cli("ota", "keygen", "--out", tmp_path / "keys", "--key-id", "tech").rc == 0
+    model = make_model_dir(tmp_path / "model")
+    r = cli("ota", "sign", model, "--release", "2", "--key", tmp_path / "keys" / "tech.key", "--any-device",
+            "--out", tmp_path / "missing" / "x.json")
+    assert r.rc == 2 and "Traceback" not in r.err and "mkdir -p" in r.err, r.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,12 +189,18 @@ def _policy(args: argparse.Namespace) -> int:
 
 # -- sku ----------------------------------------------------------------------------------------
 def _sku_set(args: argparse.Namespace) -> int:
-    from smartstock.store.skus import clear_overrides, set_overrides
+    from smartstock.store.skus import clear_overrides, known_skus, set_overrides
 
     values = {field: getattr(args, field) for _, field, _, _ in _SKU_OPTIONS if getattr(args, field) is not None}
     config = load(args)
     with store_from_args(args, config) as store:
         with store.transaction() as conn:
+            known = set(known_skus(conn, config.inventory)) | {config.inspection.sku}
+            if args.sku not in known:
+                close = sorted(k for k in known if k.lower() == args.sku.lower())
+                print(f"note: {args.sku} is a new SKU (not in the config, stock, sales or earlier settings); "
+                      f"created it" + (f". Did you mean {', '.join(close)}?" if close else
+                                       "; `smartstock sku list` shows the known ones"), file=sys.stderr)
             if args.clear:
                 clear_overrides(conn, args.sku, args.clear)
             policy = set_overrides(conn, config.inventory, args.sku, values, name=args.name)

@@ -106,7 +106,11 @@ def _sign(args: argparse.Namespace) -> int:
                           allow_downgrade=args.allow_downgrade, url=args.artifact_url, summary=args.summary, now=now,
                           live_trial=args.live_trial)
     out = args.out or Path(f"{rel.model_id}-r{rel.release}.envelope.json")
-    out.write_bytes(env.to_json())
+    try:
+        out.write_bytes(env.to_json())
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write the envelope: {e.strerror}",
+                          hint=f"create the folder first (mkdir -p {out.parent}) or pick another --out") from None
     a = rel.artifact
     print(f"signed {rel.kind} {rel.model_id} release {rel.release} ({a.name}, sha256 {a.sha256[:12]}..., {a.size} bytes) "
           f"with key {key_id}; expires {rel.expires.isoformat() if rel.expires else 'never'}")

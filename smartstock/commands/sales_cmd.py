@@ -53,6 +53,8 @@ def _import(args: argparse.Namespace) -> int:
     else:
         print(f"{args.file}: {summary.read} read, {summary.stored} stored, {summary.duplicates} duplicates skipped, "
               f"{summary.rejected} rejected" + (" (also booked as sold stock)" if args.book_stock else ""))
+    if summary.read == 0 and not summary.rejected:
+        print(f"warning: {args.file} has a header but no data rows; nothing was imported", file=sys.stderr)
     if summary.rejected:
         print(f"error: {summary.rejected} row(s) rejected (listed above with their line); the good rows were stored",
               file=sys.stderr)

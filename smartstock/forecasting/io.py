@@ -115,9 +115,9 @@ class SeriesTable:
 
 
 def _fail(path: Path, errors: list[RowError], total: int) -> None:
-    lines = "; ".join(f"line {e.line}: {e.reason}" for e in errors[:MAX_REPORTED])
-    more = f" (and {total - MAX_REPORTED} more)" if total > MAX_REPORTED else ""
-    raise InputError(f"{path}: {total} bad row(s): {lines}{more}",
+    lines = "".join(f"\n  line {e.line}: {e.reason}" for e in errors[:MAX_REPORTED])  # one per line
+    more = f"\n  ... and {total - MAX_REPORTED} more" if total > MAX_REPORTED else ""
+    raise InputError(f"{path}: {total} bad row(s):{lines}{more}\n",
                      hint="fix those rows; a forecast from partly read data would be silently wrong")
 
 
