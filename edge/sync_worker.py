@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edge.loop import Classifier
-from smartstock.config import DeviceConfig, MqttConfig
+from smartstock.config import Config, DeviceConfig, MqttConfig
 from smartstock.errors import InputError, SmartStockError
 from smartstock.store.db import Store
 from smartstock.sync import outbox
@@ -298,7 +298,7 @@ def _skus_of(store: Store, configured: list[str]) -> list[str]:
     return sorted({*configured, *(r[0] for r in rows)})
 
 
-def packet_limit(cfg: Any) -> int:
+def packet_limit(cfg: Config) -> int:
     """The MQTT 5 Maximum Packet Size this device asks for: `mqtt.max_packet_kb`, else room for the
     largest message it accepts (a command or sales message, an OTA envelope, an artifact over MQTT)
     plus 64 KB for topic and properties."""
