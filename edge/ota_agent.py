@@ -183,8 +183,11 @@ class OtaAgent:
         if on_demand_model is not None:
             self._on_demand_model = on_demand_model
         self._sync = sync
-        if self.updater is None:
+        if self.updater is None:  # said on model/state too: a technician pushing here sees why nothing happens
             logger.warning("OTA: ota.keyring_dir is not set, so no update can be verified; updates are disabled")
+            self.reporter.report("defect-classifier", "disabled", error="no_keyring",
+                                 detail="updates disabled: no keyring (set ota.keyring_dir to a folder holding the "
+                                        "technicians' <key-id>.pub files and restart)")
         self._thread = threading.Thread(target=self._run, name="ota-agent", daemon=True)
         self._thread.start()
 

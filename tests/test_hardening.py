@@ -428,3 +428,76 @@ def test_ota_sign_into_a_missing_folder_is_an_error_not_a_traceback(cli, tmp_pat
     r = cli("ota", "sign", model, "--release", "2", "--key", tmp_path / "keys" / "tech.key", "--any-device",
             "--out", tmp_path / "missing" / "x.json")
     assert r.rc == 2 and "Traceback" not in r.err and "mkdir -p" in r.err, r.err
+
+
+# -- 10. OTA for a first-time technician: no keyring said, push --wait, status exit codes ----------
+def _ota_cli(*args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+    return subprocess.run([sys.executable, "-m", "smartstock", "ota", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=env)
+
+
+def test_push_to_a_device_without_keyring_says_updates_are_disabled(tmp_path, broker):
+    from smartstock.ota.keys import generate_keypair, load_private_key
+    from smartstock.ota.sign import sign_model
+
+    model = make_model_dir(tmp_path / "model")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    from edge.samples import write_parts
+
+    write_parts(parts, 5, size=64, defect_rate=0.0, seed=1)
+    priv, _ = generate_keypair(tmp_path / "keys", "tech")
+    m2 = make_model_dir(tmp_path / "r2", release=2, bias=(10.5, -10.5))
+    env, _ = sign_model(m2, release=2, key=load_private_key(priv), key_id="tech", devices=["cam1"])
+    envelope = tmp_path / "r2.envelope.json"
+    envelope.write_bytes(env.to_json())
+    watch_probe = Probe(broker.port, "smartstock/plant/line1/cam1/model/state")
+    proc, state, log = _run(tmp_path, "--source", str(parts), "--model", str(model), "--loop", "--fps", "2",
+                            "--device-id", "cam1", "--mqtt", broker.url)
+    try:
+        hit = watch_probe.wait_for(lambda m: json.loads(m.payload).get("status") == "disabled", timeout=90)[0]
+        assert "no keyring" in json.loads(hit.payload)["detail"]
+        push = _ota_cli("push", envelope, "--device", "cam1", "--artifact", m2, "--url", broker.url)
+        assert push.returncode == 7 and "no keyring" in push.stderr, (push.returncode, push.stdout, push.stderr)
+        status = _ota_cli("status", "--device", "cam1", "--url", broker.url)
+        assert status.returncode == 7 and json.loads(status.stdout)["status"] == "disabled", status.stderr
+    finally:
+        _stop(proc)
+        watch_probe.close()
+
+
+def test_push_wait_follows_the_update_and_status_exit_codes(tmp_path, broker):
+    from smartstock.ota.sign import sign_model
+    from tests.test_ota_service import Device
+
+    dev = Device(tmp_path, broker, "cam1", 300)
+    bad = make_model_dir(dev.root / "all-defect", release=2, bias=(-10.0, 10.0))
+    where = ["--device", "cam1", "--url", broker.url, "--site", "plant", "--line", "l1"]
+
+    def push(model: Path, release: int) -> subprocess.CompletedProcess:
+        env, _ = sign_model(model, release=release, key=dev.key, key_id="tech", devices=["cam1"])
+        f = tmp_path / f"r{release}.envelope.json"
+        f.write_bytes(env.to_json())
+        return _ota_cli("push", f, "--artifact", model / "defect.onnx" if model.is_dir() else model, "--wait",
+                        "--wait-timeout", "120", *where)
+
+    proc = dev.start("--fps", "30", "--loop")
+    try:
+        deadline = time.monotonic() + 90
+        while _ota_cli("status", "--timeout", "2", *where).returncode != 0:  # serving, reported
+            assert time.monotonic() < deadline and proc.poll() is None, dev.log()
+        same = push(dev.model1, 5)  # the artifact that already serves, under a new release number
+        assert same.returncode == 0 and "up_to_date" in same.stdout, (same.stdout, same.stderr)
+        st = json.loads(_ota_cli("status", *where).stdout)
+        assert st["installed_version"] == st["latest_version"] == "1", st
+        assert st["kind"] == "defect-classifier" and st["title"] == "SmartStock defect model", st
+        good = push(dev.model2, 6)
+        assert good.returncode == 0 and "committed" in good.stdout, (good.stdout, good.stderr)
+        assert _ota_cli("status", *where).returncode == 0
+        rolled = push(bad, 7)
+        assert rolled.returncode == 7 and "rolled_back" in rolled.stdout, (rolled.stdout, rolled.stderr)
+        after = _ota_cli("status", *where)
+        assert after.returncode == 7 and json.loads(after.stdout)["installed_version"] == "6", after.stderr
+    finally:
+        _stop(proc)

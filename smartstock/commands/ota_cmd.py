@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from smartstock.commands._common import add_config_option, load, print_json
-from smartstock.errors import ConfigError, InputError
+from smartstock.errors import ConfigError, InputError, OtaRejected
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--device", help="device id")
     who.add_argument("--group", help="device group")
     pu.add_argument("--artifact", type=Path, default=None, help="model file to publish retained on the artifact topic")
+    pu.add_argument("--wait", action="store_true",
+                    help="follow the device's model/state until the update is committed, refused or rolled back "
+                         "(exit 7 unless committed or already up to date); needs --device")
+    pu.add_argument("--wait-timeout", type=float, default=900.0, help="seconds --wait follows at most (default 900)")
     _add_broker_options(pu)
     pu.set_defaults(func=_push)
 
@@ -189,21 +193,92 @@ def _push(args: argparse.Namespace) -> int:
     elif release.artifact.url is None:
         raise ConfigError("the envelope has no --artifact-url, so the model must travel over MQTT",
                           hint="add --artifact MODEL_FILE")
+    if args.wait and not args.device:
+        raise ConfigError("--wait follows one device's model/state", hint="use --device ID with --wait")
     conn, cfg = _broker(args)
     base = _bases(args, cfg)
     client = _connect(args, conn)
     try:
+        states = _States(client, addressing.state(base)) if args.device else None  # before publishing
+        before = states.retained(2.0) if states else None
         if data is not None:  # artifact first: the device asks for it as soon as the envelope arrives
             client.publish(addressing.artifact(base, release.artifact.sha256), data, qos=1, retain=True).wait_for_publish(60)
         client.publish(addressing.desired(base), raw, qos=1, retain=True).wait_for_publish(30)
+        print(f"pushed {release.kind} release {release.release} to {base}"
+              + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
+        if before is not None and before.get("status") == "disabled":
+            print(f"error: {args.device} says {before.get('detail') or 'updates disabled'}; it will not install "
+                  "this release until then", file=sys.stderr)
+            return OtaRejected.exit_code
+        if not args.wait:
+            who = f"--device {args.device}" if args.device else "--device ID"
+            print(f"follow it with: smartstock ota status {who} --url {args.url or 'mqtt://HOST:PORT'} "
+                  "(or push with --wait)")
+            return 0
+        return _follow(states, release.kind, args.wait_timeout)
     finally:
         client.loop_stop()
         client.disconnect()
-    print(f"pushed {release.kind} release {release.release} to {base}"
-          + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
-    who = f"--device {args.device}" if args.device else "--device ID"
-    print(f"follow it with: smartstock ota status {who} --url {args.url or 'mqtt://HOST:PORT'}")
-    return 0
+
+
+class _States:
+    """The device's model/state messages as they arrive (the retained one first, if any)."""
+
+    def __init__(self, client: Any, topic: str) -> None:
+        import queue
+
+        self.topic = topic
+        self.items: "queue.Queue[tuple[bool, dict[str, Any]]]" = queue.Queue()
+        client.on_message = self._on
+        client.subscribe(topic, qos=1)
+
+    def _on(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        try:
+            self.items.put((bool(msg.retain), json.loads(msg.payload.decode("utf-8"))))
+        except ValueError:
+            pass
+
+    def next(self, timeout: float) -> tuple[bool, dict[str, Any]] | None:
+        import queue
+
+        try:
+            return self.items.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def retained(self, timeout: float) -> dict[str, Any] | None:
+        got = self.next(timeout)
+        if got is not None and not got[0]:
+            self.items.put(got)  # a live message: keep it for --wait
+            return None
+        return got[1] if got else None
+
+
+def _follow(states: _States, kind: str, timeout: float) -> int:
+    """Print each step of `kind` until a final one; 0 committed / up to date, 7 refused / rolled back."""
+    from smartstock.ota.report import DONE, FAILED
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = states.next(min(5.0, deadline - time.monotonic()))
+        if got is None:
+            if time.monotonic() >= deadline:
+                print(f"error: no final state on {states.topic} within {timeout:g} s; the device may be offline "
+                      "(it installs the retained release when it comes back)", file=sys.stderr)
+                return 1
+            continue
+        retained, st = got
+        step_kind = st.get("step_kind", st.get("kind"))
+        if retained or step_kind != kind:
+            continue
+        status = st.get("status")
+        print(f"{status}" + (f" ({st['error']})" if st.get("error") else "") + (f": {st['detail']}" if st.get("detail") else ""),
+              flush=True)
+        if status in DONE:
+            if status in FAILED:
+                print(f"error: the update was {str(status).replace('_', ' ')}", file=sys.stderr)
+                return OtaRejected.exit_code
+            return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -236,4 +311,10 @@ def _status(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print_json(got)
+    from smartstock.ota.report import FAILED
+
+    if got.get("status") in FAILED:
+        print(f"error: the last update step was {got['status']}" + (f" ({got['error']})" if got.get("error") else "")
+              + (f": {got['detail']}" if got.get("detail") else ""), file=sys.stderr)
+        return OtaRejected.exit_code
     return 0

@@ -2,8 +2,9 @@
 
 Both are written in one transaction (the outbox row with the history row), so what a dashboard
 sees is what the device recorded. The payload carries Home Assistant `update` entity keys
-(installed_version, latest_version, in_progress, title, release_summary) for the kind that acted
-last, plus status/progress/error, and a `models` map with every kind's state.
+(installed_version, latest_version, in_progress, title, release_summary, and `kind`) of the defect
+model whenever the device has one; status/progress/error/detail describe the step just taken, of
+`step_kind`; a `models` map holds every kind's state.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 KV_KEY = "ota.state"
 TITLES = {"defect-classifier": "SmartStock defect model", "demand-forecaster": "SmartStock demand model"}
 IN_PROGRESS = {"verifying", "downloading", "installing", "trial"}
+FAILED = {"refused", "rolled_back", "disabled"}  # `ota status` / `ota push --wait` exit 7 on these
+DONE = {"committed", "up_to_date"} | FAILED     # where `ota push --wait` stops following
 
 
 class StateReporter:
@@ -53,19 +56,19 @@ class StateReporter:
             st["release_summary"] = summary
         st.update(status=status, error=error, detail=detail, progress=progress, in_progress=status in IN_PROGRESS,
                   updated_at=utcnow())
-        if st.get("latest_version") is None:
+        if st.get("latest_version") is None or status == "up_to_date":  # the offered artifact already serves
             st["latest_version"] = st.get("installed_version")
         # The HA `update` entity ("Defect model") reads the top-level keys: they always describe the defect
         # model when there is one; status/error/detail describe the step just taken (of `kind`).
         ha_kind = "defect-classifier" if "defect-classifier" in self.models else kind
         ha = self.models[ha_kind]
-        payload = message(self.device_id, kind=kind, title=TITLES.get(ha_kind, ha_kind),
+        payload = message(self.device_id, kind=ha_kind, step_kind=kind, title=TITLES.get(ha_kind, ha_kind),
                           installed_version=ha.get("installed_version"), latest_version=ha.get("latest_version"),
                           in_progress=bool(ha.get("in_progress")), release_summary=ha.get("release_summary", ""),
                           update_percentage=ha.get("progress") if ha.get("in_progress") else None,
                           status=status, progress=progress, error=error, detail=detail,
                           serving=ha.get("serving"), models=self.models)
-        log = logger.warning if status in ("refused", "rolled_back", "fallback") else logger.info
+        log = logger.warning if status in FAILED | {"fallback"} else logger.info
         log("OTA %s: %s%s%s", kind, status, f" release {release}" if release is not None else "",
             f" ({error}: {detail})" if error else f" ({detail})" if detail else "")
         if self.store is not None:
