@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from smartstock.commands._common import cli_command
 from smartstock.config import Config, load_config
 from smartstock.store import Store, open_store
 
@@ -210,7 +211,7 @@ def step_report(ctx: DemoContext) -> None:
     result = build_report(ctx.out / "report", ctx.need("config"), store=store)
     ctx.outputs.append(result.index)
     ctx.say(f"supervisor report: {result.index} ({len(result.charts)} PNG charts beside it; open it in a browser, "
-            f"or run `smartstock report --out DIR --state-dir {ctx.out / 'state'} --config {ctx.config_path}`)")
+            f"or run `{cli_command()} report --out DIR --state-dir {ctx.out / 'state'} --config {ctx.config_path}`)")
 
 
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [

@@ -48,3 +48,30 @@ def setup_logging(level: str | int = "INFO") -> None:
     for noisy in ("matplotlib", "PIL", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     setup_logging._done = True  # type: ignore[attr-defined]
+
+
+class Progress:
+    """`label: i/total (rate/s)` on one rewritten stderr line while a long command works, when stderr
+    is a terminal; a log line (INFO) every `log_every` items and at the end for journald and files.
+    `log_every = 0` is silent (benchmarks)."""
+
+    def __init__(self, label: str, total: int, *, log_every: int = 100, interval_s: float = 0.5) -> None:
+        import time
+
+        self.label, self.total, self.log_every, self.interval_s = label, total, log_every, interval_s
+        self._clock = time.monotonic
+        self._t0 = self._last = self._clock()
+        self.tty = bool(log_every) and total > 1 and sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if not self.log_every:
+            return
+        now = self._clock()
+        final = done >= self.total
+        rate = done / max(now - self._t0, 1e-9)
+        if self.tty and (final or now - self._last >= self.interval_s):
+            self._last = now
+            sys.stderr.write(f"\r{self.label} {done}/{self.total} ({rate:.1f}/s)" + ("\n" if final else ""))
+            sys.stderr.flush()
+        if final or done % self.log_every == 0:
+            logging.getLogger("smartstock.progress").info("%s %d/%d (%.1f/s)", self.label, done, self.total, rate)

@@ -501,3 +501,56 @@ def test_push_wait_follows_the_update_and_status_exit_codes(tmp_path, broker):
         assert after.returncode == 7 and json.loads(after.stdout)["installed_version"] == "6", after.stderr
     finally:
         _stop(proc)
+
+
+# -- 12. make demo's closing lines: real paths and a command that runs without an activated venv ---
+@pytest.mark.slow
+def test_demo_names_the_report_where_it_is_and_a_runnable_command(cli, tmp_path):
+    env_path = ":".join(p for p in os.environ.get("PATH", "").split(":") if not (Path(p) / "smartstock").exists())
+    r = cli("demo", "--out", tmp_path / "demo-output", PATH=env_path)
+    assert r.rc == 0, r.err[-3000:]
+    listed = r.out.split("Output in", 1)[1].splitlines()[0]
+    assert "report/index.html" in listed and (tmp_path / "demo-output" / "report" / "index.html").is_file(), listed
+    tries = [line for line in r.out.splitlines() if line.startswith("Try: ")]
+    assert tries and not tries[0].startswith("Try: smartstock "), tries  # `smartstock` is not on this PATH
+    argv = tries[0].removeprefix("Try: ").split()
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PATH": env_path})
+    assert run.returncode == 0, run.stderr
+
+
+def test_forecast_over_many_skus_shows_progress_on_a_terminal_only(tmp_path):
+    import datetime as dt
+    import pty
+
+    lines = ["sku,date,quantity"]
+    for k in range(12):
+        lines += [f"SKU-{k},{dt.date(2024, 1, 1) + dt.timedelta(days=d)},{3 + (d + k) % 4}" for d in range(60)]
+    src = tmp_path / "sales.csv"
+    src.write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+
+    def run(on_tty: bool) -> str:
+        cmd = [sys.executable, "-m", "smartstock", "forecast", str(src), "--horizon", "2", "--freq", "W",
+               "--model", "naive", "--jobs", "1", "--out", str(tmp_path / "fc.csv")]
+        if not on_tty:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+            assert p.returncode == 0, p.stderr
+            return p.stderr
+        master, slave = pty.openpty()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, env=env, cwd=tmp_path)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        assert p.wait(300) == 0, b"".join(chunks)
+        return b"".join(chunks).decode(errors="replace")
+
+    assert "\rforecast: series 12/12" in run(on_tty=True)  # one line, rewritten in place
+    assert "\r" not in run(on_tty=False)  # a pipe or a log file gets log lines only

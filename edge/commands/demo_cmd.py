@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smartstock.commands._common import print_table
+from smartstock.commands._common import cli_command, print_table
 
 if TYPE_CHECKING:
     from edge.demo import DemoContext
@@ -29,9 +29,21 @@ def _demo(args: argparse.Namespace) -> int:
 
     ctx = run_demo(args.out, seed=args.seed, say=lambda msg: print(f"- {msg}", flush=True), after_step=after_step)
     state = args.out / "state"
-    print(f"\nOutput in {args.out}/: " + ", ".join(p.name for p in ctx.outputs) + ", state/ (the SQLite store)")
-    print(f"Try: smartstock policy GEAR-A --config {args.out}/smartstock.toml --state-dir {state}")
+    print(f"\nOutput in {args.out}/: " + ", ".join(_under(p, args.out) for p in ctx.outputs)
+          + ", state/ (the SQLite store)")
+    cmd = cli_command()
+    print(f"Try: {cmd} policy GEAR-A --config {args.out}/smartstock.toml --state-dir {state}")
+    if cmd != "smartstock" and " " not in cmd:  # the venv's script: say how to get the short name
+        print(f"(plain `smartstock` works after `source {Path(cmd).parent}/activate`)")
     return 0
+
+
+def _under(path: Path, out: Path) -> str:
+    """`report/index.html` rather than `index.html`: the name a user can open from `out`."""
+    try:
+        return str(Path(path).relative_to(out))
+    except ValueError:
+        return str(path)
 
 
 def _print_inventory(ctx: DemoContext) -> None:

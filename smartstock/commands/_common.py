@@ -58,3 +58,20 @@ def _numeric(v: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def cli_command() -> str:
+    """How to call this very `smartstock` in a suggested command line: plain `smartstock` when that is
+    on PATH and is this installation, else the script beside this interpreter (e.g. `.venv/bin/smartstock`
+    after `make demo`, whose venv is not activated), else `python -m smartstock`."""
+    import os
+    import shutil
+
+    here = Path(sys.executable).parent / "smartstock"
+    found = shutil.which("smartstock")
+    if found and here.exists() and Path(found).resolve() == here.resolve():
+        return "smartstock"
+    if here.exists():
+        rel = os.path.relpath(here)
+        return rel if not rel.startswith("..") else str(here)
+    return f"{sys.executable} -m smartstock"

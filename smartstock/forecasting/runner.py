@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from smartstock.forecasting.auto import Auto
 from smartstock.forecasting.backtest import MIN_TRAIN, backtest, origins
 from smartstock.forecasting.base import Forecast, make_forecaster
 from smartstock.forecasting.demand import classify
+from smartstock.logs import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -109,24 +109,23 @@ def _init_worker() -> None:
 
 
 def forecast_many(jobs: Iterable[Job], *, n_jobs: int = 1, progress_every: int = 100) -> Iterator[SeriesResult]:
-    """Results in input order; logs progress every `progress_every` series."""
-    jobs = list(jobs)
-    t0 = time.perf_counter()
+    """Results in input order; progress on a terminal, logged every `progress_every` series (0: silent)."""
+    yield from _run_many(forecast_one, list(jobs), n_jobs, "forecast: series", progress_every, chunk_max=16)
 
-    def progress(i: int) -> None:
-        if progress_every and (i % progress_every == 0 or i == len(jobs)):
-            rate = i / max(time.perf_counter() - t0, 1e-9)
-            logger.info("forecast: %d/%d series (%.1f/s)", i, len(jobs), rate)
 
+def _run_many(fn: Any, jobs: list[Any], n_jobs: int, label: str, progress_every: int, *,
+              chunk_max: int) -> Iterator[Any]:
+    """`fn` over `jobs` in input order, in `n_jobs` processes when that is worth it (`smartstock.logs.Progress`)."""
+    progress = Progress(label, len(jobs), log_every=progress_every)
     if n_jobs <= 1 or len(jobs) < 2:
         for i, job in enumerate(jobs, 1):
-            yield forecast_one(job)
+            yield fn(job)
             progress(i)
         return
     ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
     with ctx.Pool(n_jobs, initializer=_init_worker) as pool:
-        chunk = max(1, min(16, len(jobs) // (n_jobs * 8) or 1))
-        for i, res in enumerate(pool.imap(forecast_one, jobs, chunksize=chunk), 1):
+        chunk = max(1, min(chunk_max, len(jobs) // (n_jobs * 8) or 1))
+        for i, res in enumerate(pool.imap(fn, jobs, chunksize=chunk), 1):
             yield res
             progress(i)
 
@@ -154,16 +153,4 @@ def backtest_one(job: BacktestJob) -> tuple[str, dict[str, dict[str, float]]]:
 
 def backtest_many(jobs: Iterable[BacktestJob], *, n_jobs: int = 1, progress_every: int = 100
                   ) -> Iterator[tuple[str, dict[str, dict[str, float]]]]:
-    jobs = list(jobs)
-    if n_jobs <= 1 or len(jobs) < 2:
-        for i, job in enumerate(jobs, 1):
-            yield backtest_one(job)
-            if progress_every and i % progress_every == 0:
-                logger.info("backtest: %d/%d series", i, len(jobs))
-        return
-    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
-    with ctx.Pool(n_jobs, initializer=_init_worker) as pool:
-        for i, res in enumerate(pool.imap(backtest_one, jobs, chunksize=max(1, min(8, len(jobs) // (n_jobs * 8) or 1))), 1):
-            yield res
-            if progress_every and (i % progress_every == 0 or i == len(jobs)):
-                logger.info("backtest: %d/%d series", i, len(jobs))
+    yield from _run_many(backtest_one, list(jobs), n_jobs, "backtest: series", progress_every, chunk_max=8)

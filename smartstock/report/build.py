@@ -8,6 +8,7 @@ from pathlib import Path
 
 from smartstock.config import Config
 from smartstock.errors import InputError
+from smartstock.logs import Progress
 from smartstock.report import charts_quality as CQ
 from smartstock.report import charts_sales as CS
 from smartstock.report import html, sources
@@ -78,13 +79,15 @@ def build_report(out: Path, config: Config, *, store: Store | None = None, sales
     skus.sort(key=lambda r: (-sum(r.sales), r.sku))  # biggest sellers first in every table
     top = S.top_n({r.sku: sum(r.sales) for r in skus}, top_n)
     plans = _plans(store, config, [r.sku for r in skus]) if sales_csv is None else {}
-    for r in skus:
+    progress = Progress("report: SKUs analysed", len(skus), log_every=max(1, len(skus) // 10))
+    for i, r in enumerate(skus, 1):
         level = stock.get(r.sku)
         analyse_sku(r, config, on_hand=level["on_hand"] if level else None,
                     defect_rate=level["defect_rate"] if level else 0.0, policy_overrides=_overrides(store, r.sku),
                     model_hint=_last_model(store, r.sku), forecast=r.sku in top, plan=plans.get(r.sku))
         if window.stale and r.policy is not None:
             r.policy.stale, r.policy.stale_reason = True, window.reason
+        progress(i)
     data = ReportData(title=title, generated_at=utcnow(), sources=srcs, skus=skus, inspections=inspections,
                       stock=stock, model_manifest=manifest, model_evaluation=evaluation, model_source=model_src,
                       defect_threshold=config.alerts.defect_rate_threshold)
