@@ -554,3 +554,25 @@ def test_forecast_over_many_skus_shows_progress_on_a_terminal_only(tmp_path):
 
     assert "\rforecast: series 12/12" in run(on_tty=True)  # one line, rewritten in place
     assert "\r" not in run(on_tty=False)  # a pipe or a log file gets log lines only
+
+
+def test_sales_bombs_over_mqtt_are_answered_not_crashed_on(store, broker):
+    from edge.sync_worker import SyncService
+    from smartstock.config import Config
+
+    base = "smartstock/plant/line1/dev1"
+    cfg = Config.model_validate({"device": {"device_id": "dev1"},
+                                 "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port,
+                                          "ha_discovery": False}})
+    svc = SyncService(cfg.mqtt, cfg.device, store)
+    svc.start()
+    assert svc.client.wait_subscribed(10)
+    probe = Probe(broker.port, f"{base}/response/sales")
+    try:
+        for n, bomb in enumerate([b'{"id": "a", "quantity": ' + b"9" * 5000 + b"}", b"[" * 100_000], 1):
+            probe.publish(f"{base}/sales/in", bomb)
+            reply = json.loads(probe.wait_for(lambda m: True, count=n, timeout=20)[-1].payload)
+            assert reply["ok"] is False and ("JSON" in reply["error"] or "nested" in reply["error"]), reply
+    finally:
+        probe.close()
+        svc.stop()

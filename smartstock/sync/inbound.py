@@ -70,6 +70,8 @@ def _parse_json(payload: bytes) -> Any:
         raise InputError(f"payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise InputError("payload is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits (int() refuses it)
+        raise InputError(f"payload is not valid JSON: {e}") from None
 
 
 def _request_id(obj: Any) -> str | None:
