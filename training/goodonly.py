@@ -1,0 +1,167 @@
+"""Good-parts-only detection: PatchCore-style nearest-neighbour scores on frozen ImageNet features.
+
+Training needs images of good parts only. Their patch features (training.goodonly_graph) fill a
+memory bank (a greedy coreset, or a random subsample); a part's anomaly score is the largest
+distance from any of its patches to the nearest bank entry, and the heat map is that distance per
+patch. The threshold is the (1 - false-alarm rate) quantile of the scores of held-out good images.
+Everything runs with ONNX Runtime and numpy: no TensorFlow, no PyTorch, here or on the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from smartstock.errors import InputError
+from smartstock.vision.preprocess import InputSpec, preprocess_batch
+
+logger = logging.getLogger(__name__)
+
+BATCH = 16
+NN_CHUNK = 4096  # bank rows per distance block: bounds the (patches x chunk) matrix
+
+
+@dataclass
+class GoodOnlyRecipe:
+    image_size: int = 224
+    layers: tuple[str, ...] = ("block4", "block10")
+    bank_size: int = 10_000          # patches kept in the memory bank
+    sampler: str = "coreset"         # coreset | random
+    coreset_dims: int = 64           # random projection used only to pick the coreset
+    calibration_fraction: float = 0.2  # held-out good images for the threshold
+    false_alarm_rate: float = 0.01
+    threads: int = 2
+    seed: int = 0
+    model_id: str = "goodonly-patchcore"
+    release: int = 1
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def spec(self) -> InputSpec:
+        return InputSpec(shape=[-1, self.image_size, self.image_size, 3], color="bgr", resize="area")
+
+
+class PatchFeatures:
+    """The feature graph loaded in ONNX Runtime: frames -> patch features (N, P, D)."""
+
+    def __init__(self, recipe: GoodOnlyRecipe, backbone: Path | None = None) -> None:
+        import onnxruntime as ort
+
+        from training.goodonly_graph import feature_model
+
+        self.recipe = recipe
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = recipe.threads
+        opts.log_severity_level = 3
+        proto = feature_model(recipe.layers, recipe.image_size, backbone).SerializeToString()
+        self.session = ort.InferenceSession(proto, opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        spec = self.recipe.spec()
+        out = [self.session.run(None, {"image": preprocess_batch(frames[i:i + BATCH], spec).astype(np.float32)})[0]
+               for i in range(0, len(frames), BATCH)]
+        return np.concatenate(out) if out else np.zeros((0, 0, 0), np.float32)
+
+
+def random_subsample(feats: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(len(feats), size=min(k, len(feats)), replace=False))
+
+
+def greedy_coreset(feats: np.ndarray, k: int, rng: np.random.Generator, dims: int = 64) -> np.ndarray:
+    """Indices of a k-centre greedy coreset (PatchCore): each step adds the patch farthest from those
+    already picked, measured in a random projection to `dims` dimensions (the choice, not the bank)."""
+    n = len(feats)
+    if k >= n:
+        return np.arange(n)
+    proj = rng.normal(size=(feats.shape[1], dims)).astype(np.float32) / np.sqrt(dims)
+    z = feats @ proj
+    z_sq = np.einsum("ij,ij->i", z, z)
+    picked = np.empty(k, np.int64)
+    picked[0] = rng.integers(n)
+    nearest = np.full(n, np.inf, np.float32)
+    for i in range(1, k + 1):
+        c = picked[i - 1]
+        np.minimum(nearest, z_sq - 2 * (z @ z[c]) + z_sq[c], out=nearest)
+        if i < k:
+            picked[i] = int(np.argmax(nearest))
+    return np.sort(picked)
+
+
+def nn_distances(patches: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """(N, P, D) patches -> (N, P) Euclidean distance to the nearest bank row; the detector graph's formula."""
+    n, p, d = patches.shape
+    flat = patches.reshape(-1, d)
+    best = np.full(len(flat), np.inf, np.float32)
+    for start in range(0, len(bank), NN_CHUNK):
+        b = bank[start:start + NN_CHUNK]
+        part = (b * b).sum(1)[None, :] - 2 * (flat @ b.T)
+        np.minimum(best, part.min(1), out=best)
+    d2 = best + (flat * flat).sum(1)
+    return np.sqrt(np.maximum(d2, 0)).reshape(n, p)
+
+
+@dataclass
+class Calibration:
+    threshold: float      # raw max-patch distance that marks a defect
+    scale: float          # spread of good scores: the sigmoid's width
+    false_alarm_rate: float  # on the calibration images at that threshold
+    images: int
+
+
+def calibrate(good_scores: np.ndarray, false_alarm_rate: float) -> Calibration:
+    """Threshold at the (1 - rate) quantile of held-out good scores; fewer than 1/rate images cannot
+    resolve the rate, so the threshold is then the largest good score (said in the log)."""
+    s = np.sort(np.asarray(good_scores, np.float64))
+    if len(s) < 2:
+        raise InputError(f"only {len(s)} held-out good image(s) to calibrate the threshold",
+                         hint="give at least 10 good images (better 1 / false-alarm-rate)")
+    if len(s) * false_alarm_rate < 1:
+        logger.warning("%d calibration images cannot resolve a %.2g false-alarm rate: threshold = highest good score",
+                       len(s), false_alarm_rate)
+    t = float(np.quantile(s, 1 - false_alarm_rate, method="higher"))
+    scale = float(max(np.std(s), 1e-3 * max(abs(t), 1.0)))
+    return Calibration(t, scale, float(np.mean(s > t)), len(s))
+
+
+@dataclass
+class GoodOnlyModel:
+    recipe: GoodOnlyRecipe
+    bank: np.ndarray
+    calibration: Calibration
+    timings: dict[str, float]
+
+    def raw_scores(self, feats: PatchFeatures, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(image scores (N,), patch distances (N, P)) computed in numpy, for evaluation and parity."""
+        d = np.concatenate([nn_distances(feats(frames[i:i + BATCH]), self.bank) for i in range(0, len(frames), BATCH)])
+        return d.max(1), d
+
+
+def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOnlyRecipe,
+        feats: PatchFeatures | None = None) -> GoodOnlyModel:
+    """Memory bank from `train`, threshold from `calib` (both good parts only)."""
+    if recipe.sampler not in ("coreset", "random"):
+        raise InputError(f"unknown sampler {recipe.sampler!r}", hint="use coreset or random")
+    feats = feats or PatchFeatures(recipe)
+    rng = np.random.default_rng(recipe.seed)
+    t0 = time.perf_counter()
+    all_patches = feats(train)
+    all_patches = all_patches.reshape(-1, all_patches.shape[-1])
+    t1 = time.perf_counter()
+    pick = (greedy_coreset(all_patches, recipe.bank_size, rng, recipe.coreset_dims) if recipe.sampler == "coreset"
+            else random_subsample(all_patches, recipe.bank_size, rng))
+    bank = np.ascontiguousarray(all_patches[pick])
+    t2 = time.perf_counter()
+    model = GoodOnlyModel(recipe, bank, Calibration(0.0, 1.0, 0.0, 0), {})
+    scores, _ = model.raw_scores(feats, calib)
+    model.calibration = calibrate(scores, recipe.false_alarm_rate)
+    model.timings = {"features_s": t1 - t0, "bank_s": t2 - t1, "calibration_s": time.perf_counter() - t2,
+                     "patches": float(len(all_patches))}
+    logger.info("good-only: %d patches from %d images, bank %d (%s) in %.1fs, threshold %.4g on %d held-out images",
+                len(all_patches), len(train), len(bank), recipe.sampler, t2 - t1, model.calibration.threshold,
+                len(calib))
+    return model

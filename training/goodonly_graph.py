@@ -1,0 +1,149 @@
+"""ONNX graphs of the good-only detector, built on the frozen backbone (models/backbone).
+
+`feature_model`: image -> locally aware patch features (N, P, D), PatchCore style: each chosen
+block's output is averaged over its 3x3 neighbourhood, the deeper map is upsampled (bilinear) to
+the grid of the shallower one, and the channels are concatenated.
+`detector_model`: the same plus the nearest-neighbour search against the memory bank, so the whole
+detector is one ONNX file the device runs with ONNX Runtime alone:
+  scores (N, 2)    [1 - s, s] with s = sigmoid((max patch distance - threshold) / scale)
+  heatmap (N, h, w) the same squashing applied to every patch's distance (0.5 = on the threshold)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from training.backbone_export import BACKBONE_FILE, FEATURES
+
+SCORES, HEATMAP, PATCHES = "scores", "heatmap", "patches"
+
+
+def backbone_file() -> Path:
+    """The shipped frozen backbone, or an error that says how to build it."""
+    from smartstock import shipped
+    from smartstock.errors import ModelError
+
+    found = shipped.shipped_model("backbone", BACKBONE_FILE)
+    if found is None:
+        raise ModelError(f"backbone {BACKBONE_FILE} not found (looked in "
+                         f"{', '.join(map(str, shipped.candidates('backbone', BACKBONE_FILE)))})",
+                         hint="run `make backbone` (pip install 'smartstock[backbone]') in a checkout")
+    return found
+
+
+def grid_of(image_size: int, layers: Sequence[str]) -> int:
+    """Side of the patch grid: that of the shallowest layer (SAME padding: ceil(size / stride))."""
+    return -(-image_size // min(FEATURES[name][1] for name in layers))
+
+
+def check_layers(image_size: int, layers: Sequence[str]) -> None:
+    from smartstock.errors import InputError
+
+    unknown = [name for name in layers if name not in FEATURES]
+    if unknown or not layers:
+        raise InputError(f"unknown feature layer(s) {unknown or '(none)'}", hint=f"use some of {', '.join(FEATURES)}")
+    if image_size % max(FEATURES[name][1] for name in layers):
+        raise InputError(f"image size {image_size} is not a multiple of the deepest layer's stride",
+                         hint="use a multiple of 16 (e.g. 160, 224)")
+
+
+def _tensor(name: str, value: np.ndarray):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.ascontiguousarray(value), name)
+
+
+def _prune(model, keep: Sequence[str]):
+    """Drop the backbone nodes and outputs nothing in `keep` depends on (deeper blocks, unused maps)."""
+    from onnx import helper
+
+    g = model.graph
+    needed, nodes = set(keep), []
+    for node in reversed(list(g.node)):
+        if any(o in needed for o in node.output):
+            nodes.append(node)
+            needed.update(node.input)
+    nodes.reverse()
+    inits = [t for t in g.initializer if t.name in needed]
+    outs = [o for o in g.output if o.name in keep]
+    graph = helper.make_graph(nodes, g.name, list(g.input), outs, inits)
+    out = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="smartstock")
+    out.ir_version = model.ir_version
+    return out
+
+
+def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None = None):
+    """Backbone + patch-feature head: `image` (N, S, S, 3) BGR 0..255 -> `patches` (N, P, D)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    check_layers(image_size, layers)
+    model = onnx.load(str(backbone or backbone_file()))
+    g = model.graph
+    base = min(FEATURES[name][1] for name in layers)
+    maps = []
+    for name in layers:
+        pooled = f"{name}_pool"
+        g.node.append(helper.make_node("AveragePool", [name], [pooled], kernel_shape=[3, 3], strides=[1, 1],
+                                       pads=[1, 1, 1, 1], count_include_pad=0))
+        factor = FEATURES[name][1] / base
+        if factor != 1:
+            g.initializer.append(_tensor(f"{name}_scales", np.array([1, 1, factor, factor], np.float32)))
+            g.node.append(helper.make_node("Resize", [pooled, "", f"{name}_scales"], [f"{name}_up"], mode="linear",
+                                           coordinate_transformation_mode="half_pixel"))
+            pooled = f"{name}_up"
+        maps.append(pooled)
+    g.node.append(helper.make_node("Concat", maps, ["features"], axis=1))
+    g.initializer.append(_tensor("patch_shape", np.array([0, 0, -1], np.int64)))
+    g.node.append(helper.make_node("Reshape", ["features", "patch_shape"], ["features_flat"]))
+    g.node.append(helper.make_node("Transpose", ["features_flat"], [PATCHES], perm=[0, 2, 1]))
+    g.output.append(helper.make_tensor_value_info(PATCHES, TensorProto.FLOAT, ["N", "P", "D"]))
+    g.input[0].type.tensor_type.shape.dim[1].dim_value = image_size
+    g.input[0].type.tensor_type.shape.dim[2].dim_value = image_size
+    return _prune(model, [PATCHES])
+
+
+def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
+                   backbone: Path | None = None):
+    """feature_model + nearest-neighbour distances to `bank` (K, D) -> `scores` (N, 2) and `heatmap`."""
+    from onnx import TensorProto, checker, helper
+
+    model = feature_model(layers, image_size, backbone)
+    g = model.graph
+    side = grid_of(image_size, layers)
+    bank = np.asarray(bank, np.float32)
+    g.initializer.extend([
+        _tensor("bank_t", np.ascontiguousarray(bank.T)), _tensor("bank_sq", (bank * bank).sum(1).astype(np.float32)),
+        _tensor("minus_two", np.array(-2, np.float32)), _tensor("zero_f", np.array(0, np.float32)),
+        _tensor("threshold", np.array(threshold, np.float32)), _tensor("inv_scale", np.array(1 / scale, np.float32)),
+        _tensor("one_f", np.array(1, np.float32)), _tensor("axis_last", np.array([-1], np.int64)),
+        _tensor("heat_shape", np.array([0, side, side], np.int64)),
+    ])
+    n = helper.make_node
+    g.node.extend([
+        n("Mul", [PATCHES, PATCHES], ["p_sq_each"]),
+        n("ReduceSum", ["p_sq_each", "axis_last"], ["p_sq"], keepdims=1),            # (N, P, 1)
+        n("MatMul", [PATCHES, "bank_t"], ["p_dot"]),                                  # (N, P, K)
+        n("Mul", ["p_dot", "minus_two"], ["p_dot2"]),
+        n("Add", ["p_dot2", "bank_sq"], ["d_part"]),
+        n("ReduceMin", ["d_part"], ["d_min"], axes=[-1], keepdims=0),                 # (N, P) opset 13: axes attr
+        n("Squeeze", ["p_sq", "axis_last"], ["p_sq2"]),
+        n("Add", ["d_min", "p_sq2"], ["d2"]),
+        n("Max", ["d2", "zero_f"], ["d2_pos"]),
+        n("Sqrt", ["d2_pos"], ["dist"]),
+        n("Sub", ["dist", "threshold"], ["dist_c"]),
+        n("Mul", ["dist_c", "inv_scale"], ["dist_z"]),
+        n("Sigmoid", ["dist_z"], ["patch_s"]),
+        n("Reshape", ["patch_s", "heat_shape"], [HEATMAP]),
+        n("ReduceMax", ["patch_s"], ["s"], axes=[-1], keepdims=1),                    # (N, 1): sigmoid is monotone
+        n("Sub", ["one_f", "s"], ["ok_s"]),
+        n("Concat", ["ok_s", "s"], [SCORES], axis=1),
+    ])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info(SCORES, TensorProto.FLOAT, ["N", 2]),
+                     helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, ["N", side, side])])
+    checker.check_model(model)
+    return model
