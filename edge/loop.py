@@ -306,7 +306,8 @@ class InspectionLoop:
         out = []
         for f, r in zip(frames, results):
             eid = new_event_id()
-            snap = self.snapshots.save(f.image, eid) if (r.is_defect and self.snapshots is not None) else None
+            snap = (self.snapshots.save(f.image, eid, heatmap=getattr(r, "heatmap", None), roi=getattr(clf, "roi", None))
+                    if (r.is_defect and self.snapshots is not None) else None)
             out.append((InspectedPart(event_id=eid, ts=f.ts, sku=s.sku, label=r.label, score=float(r.score),
                                       is_defect=bool(r.is_defect), latency_ms=float(r.latency_ms),
                                       model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap),

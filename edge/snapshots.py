@@ -35,16 +35,28 @@ class SnapshotStore:
         self._lock = threading.Lock()
         self._enforce()
 
-    def save(self, image: np.ndarray, event_id: str) -> str | None:
-        """Write one snapshot; returns its file name, or None when disabled or the write failed."""
+    def save(self, image: np.ndarray, event_id: str, *, heatmap: np.ndarray | None = None,
+             roi: tuple[int, int, int, int] | None = None) -> str | None:
+        """Write one snapshot; returns its file name, or None when disabled or the write failed.
+        With a good-only detector's heat map, `<name>.heat.jpg` (the part with the map blended in) is
+        written beside it, under the same quota."""
         if self.max_bytes <= 0:
             return None
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{int(time.time() * 1000) % 1000:03d}_{event_id}.jpg"
+        if not self._write(name, image):
+            return None
+        if heatmap is not None:
+            from smartstock.vision.anomaly import heatmap_overlay
+
+            self._write(name.removesuffix(".jpg") + ".heat.jpg", heatmap_overlay(image, heatmap, roi))
+        return name
+
+    def _write(self, name: str, image: np.ndarray) -> bool:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             with self._lock:
                 self.failed += 1
-            return None
-        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{int(time.time() * 1000) % 1000:03d}_{event_id}.jpg"
+            return False
         tmp = self.folder / f".{name}.tmp"
         try:
             tmp.write_bytes(buf.tobytes())
@@ -55,12 +67,12 @@ class SnapshotStore:
                 failed = self.failed
             if failed == 1 or failed % 100 == 0:
                 logger.warning("snapshot %s not written (%d failures): %s", name, failed, e)
-            return None
+            return False
         with self._lock:
             self._files.append((name, len(buf)))
             self.bytes += len(buf)
             self._enforce()
-        return name
+        return True
 
     def path_of(self, name: str) -> Path | None:
         """The file for a snapshot name, or None for anything that is not a plain name in the folder."""

@@ -122,6 +122,12 @@ def train_and_export(data: Path, out: Path, recipe: TrainRecipe | None = None) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.goodonly_export import is_good_only
+
+    if is_good_only(args.data):  # only ok/: a good-parts-only detector (issue 14), no TensorFlow involved
+        from training.goodonly_export import run as run_good_only
+
+        return run_good_only(args)
     recipe = TrainRecipe(seed=args.seed)
     if args.epochs is not None:
         recipe.epochs = args.epochs

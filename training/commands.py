@@ -13,12 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train and export models (needs the 'train' extra)")
     tsub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
 
-    cnn = tsub.add_parser("cnn", help="train the defect classifier on an image folder (one subfolder per class)")
+    cnn = tsub.add_parser("cnn", help="train the defect classifier on an image folder (one subfolder per "
+                         "class); a folder with only ok/ builds a good-parts-only detector")
     cnn.add_argument("--data", type=Path, required=True, help="folder with one subfolder of images per class")
     cnn.add_argument("--out", type=Path, required=True, help="output folder for the models, manifest and evaluation")
     cnn.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
     cnn.add_argument("--image-size", type=int, default=None, help="square input size in pixels")
     cnn.add_argument("--seed", type=int, default=0)
+    cnn.add_argument("--false-alarm-rate", type=float, default=None,
+                     help="good-only folders (only ok/): share of good parts the calibrated threshold may flag "
+                          "(default 0.01)")
     cnn.set_defaults(func=_lazy("training.cnn_cli"))
 
     lstm = tsub.add_parser("lstm", help="train the global demand LSTM on a sales CSV")

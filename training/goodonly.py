@@ -29,10 +29,11 @@ NN_CHUNK = 4096  # bank rows per distance block: bounds the (patches x chunk) ma
 @dataclass
 class GoodOnlyRecipe:
     image_size: int = 224
-    layers: tuple[str, ...] = ("block4", "block10")
+    layers: tuple[str, ...] = ("block2", "block4")
     bank_size: int = 10_000          # patches kept in the memory bank
     sampler: str = "coreset"         # coreset | random
     coreset_dims: int = 64           # random projection used only to pick the coreset
+    coreset_candidates: int = 100_000  # random patches the coreset is picked from (its cost is k x this)
     calibration_fraction: float = 0.2  # held-out good images for the threshold
     false_alarm_rate: float = 0.01
     threads: int = 2
@@ -114,18 +115,20 @@ class Calibration:
 
 
 def calibrate(good_scores: np.ndarray, false_alarm_rate: float) -> Calibration:
-    """Threshold at the (1 - rate) quantile of held-out good scores; fewer than 1/rate images cannot
-    resolve the rate, so the threshold is then the largest good score (said in the log)."""
+    """Threshold between the good score at the (1 - rate) quantile and the next higher one, so that score
+    >= threshold (the device's rule) flags at most that share of the held-out good images. Fewer than
+    1/rate images cannot resolve the rate: the threshold then sits just above the highest good score."""
     s = np.sort(np.asarray(good_scores, np.float64))
     if len(s) < 2:
         raise InputError(f"only {len(s)} held-out good image(s) to calibrate the threshold",
                          hint="give at least 10 good images (better 1 / false-alarm-rate)")
     if len(s) * false_alarm_rate < 1:
-        logger.warning("%d calibration images cannot resolve a %.2g false-alarm rate: threshold = highest good score",
-                       len(s), false_alarm_rate)
-    t = float(np.quantile(s, 1 - false_alarm_rate, method="higher"))
-    scale = float(max(np.std(s), 1e-3 * max(abs(t), 1.0)))
-    return Calibration(t, scale, float(np.mean(s > t)), len(s))
+        logger.warning("%d calibration images cannot resolve a %.2g false-alarm rate: threshold just above the "
+                       "highest good score", len(s), false_alarm_rate)
+    scale = float(max(np.std(s), 1e-3 * max(abs(s[-1]), 1.0)))
+    k = min(len(s) - 1, int(np.ceil((1 - false_alarm_rate) * len(s))) - 1)
+    t = float((s[k] + s[k + 1]) / 2 if k + 1 < len(s) else s[k] + 0.05 * scale)
+    return Calibration(t, scale, float(np.mean(s >= t)), len(s))
 
 
 @dataclass
@@ -152,8 +155,11 @@ def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOn
     all_patches = feats(train)
     all_patches = all_patches.reshape(-1, all_patches.shape[-1])
     t1 = time.perf_counter()
-    pick = (greedy_coreset(all_patches, recipe.bank_size, rng, recipe.coreset_dims) if recipe.sampler == "coreset"
-            else random_subsample(all_patches, recipe.bank_size, rng))
+    if recipe.sampler == "coreset":
+        pool = random_subsample(all_patches, recipe.coreset_candidates, rng)
+        pick = pool[greedy_coreset(all_patches[pool], recipe.bank_size, rng, recipe.coreset_dims)]
+    else:
+        pick = random_subsample(all_patches, recipe.bank_size, rng)
     bank = np.ascontiguousarray(all_patches[pick])
     t2 = time.perf_counter()
     model = GoodOnlyModel(recipe, bank, Calibration(0.0, 1.0, 0.0, 0), {})

@@ -37,6 +37,8 @@ class Classification:
     scores: dict[str, float] = field(default_factory=dict)
     is_defect: bool = False
     latency_ms: float = 0.0
+    #: Good-only detectors: per-patch anomaly map in [0, 1] (0.5 = on the threshold); None for classifiers.
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def default_model_path() -> Path:
@@ -135,6 +137,10 @@ class DefectClassifier:
                        "model_sha256": art.sha256}
         impl = load_backend(model_path, backend, threads=threads, warmup=warmup, **options)
         check_backend_matches(impl, manifest, model_path)
+        if manifest.anomaly is not None and cls is DefectClassifier:  # a good-only detector: same interface
+            from smartstock.vision.anomaly import AnomalyDetector
+
+            cls = AnomalyDetector
         return cls(impl, manifest, model_path, roi=roi, thresholds=thresholds)
 
     @property

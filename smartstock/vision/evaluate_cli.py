@@ -26,6 +26,9 @@ BATCH = 32
 def evaluate_folder(clf: DefectClassifier, data: Path) -> tuple[dict, list[str]]:
     """Report on every image of a class folder, plus the list of skipped files."""
     folder = scan_image_folder(data, min_classes=1)
+    if clf.manifest.anomaly is not None:  # good-only detector: every folder but the good one is a defect kind
+        good = [n for n in folder.labels if n in clf.labels and n not in clf.manifest.defect_labels]
+        folder.labels = [n if n in good else clf.manifest.defect_labels[0] for n in folder.labels]
     missing = sorted(set(folder.labels) - set(clf.labels))
     if missing:
         raise InputError(f"{data}: class folder(s) {missing} are not labels of the model ({clf.labels})",

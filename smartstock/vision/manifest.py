@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
-__all__ = ["SCHEMA_VERSION", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest", "run_golden",
+__all__ = ["SCHEMA_VERSION", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest", "run_golden",
            "verify_artifact", "write_manifest"]
 
 _Strict = Strict
@@ -43,6 +43,23 @@ class Normalisation(_Strict):
 class OutputSpec(_Strict):
     name: str = "scores"
     meaning: str = Field("softmax probabilities, one per label in `labels` order, summing to 1")
+
+
+class AnomalySpec(_Strict):
+    """A good-parts-only detector (PatchCore-style): how its score was made and calibrated. The model's
+    `scores` output is [1 - s, s] with s = sigmoid((max patch distance - threshold) / scale), so the
+    usual defect threshold 0.5 sits exactly on the calibrated distance."""
+
+    method: Literal["patchcore"] = "patchcore"
+    backbone: str = Field(..., description="Frozen feature network the memory bank was built with")
+    layers: list[str] = Field(..., min_length=1, description="Backbone blocks whose patch features are used")
+    bank_size: int = Field(..., ge=1, description="Patches in the memory bank")
+    sampler: Literal["coreset", "random"] = "coreset"
+    threshold: float = Field(..., description="Max patch distance that marks a defect (raw anomaly score)")
+    scale: float = Field(..., gt=0, description="Width of the sigmoid that maps the raw score to [0, 1]")
+    false_alarm_rate: float = Field(..., ge=0, le=1, description="Target share of good parts flagged")
+    calibration_images: int = Field(..., ge=1, description="Held-out good images the threshold came from")
+    heatmap_output: str = Field("heatmap", description="Model output holding the per-patch score map (N, h, w)")
 
 
 class Manifest(_Strict):
@@ -61,6 +78,7 @@ class Manifest(_Strict):
     metrics: dict[str, Any] = Field(default_factory=dict)
     golden_inputs: str | None = Field(None, description="A few preprocessed inputs (base64 npy, uint8)")
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
+    anomaly: AnomalySpec | None = Field(None, description="Set for a good-parts-only detector (trained on ok/ only)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":

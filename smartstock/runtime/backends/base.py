@@ -51,13 +51,17 @@ class InferenceBackend(ABC):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Scores for a batch (N, *sample_shape); checks the sample shape so a mismatch is a clear error."""
+        return self._run(self.checked(batch))
+
+    def checked(self, batch: np.ndarray) -> np.ndarray:
+        """The batch as contiguous float32, or an InputError when its sample shape is not the model's."""
         batch = np.asarray(batch)
         expected = tuple(self.input_shape[1:])
         if batch.ndim != len(self.input_shape) or tuple(batch.shape[1:]) != expected or batch.shape[0] < 1:
             raise InputError(f"{self.model_path.name}: batch shape {batch.shape} does not match the model input "
                              f"(N, {', '.join(map(str, expected))})",
                              hint="preprocess inputs as the model's manifest describes")
-        return self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
     def warm_up(self) -> None:
         sample = tuple(d if d else 1 for d in self.input_shape)

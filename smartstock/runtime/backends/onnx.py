@@ -77,5 +77,10 @@ class OnnxBackend(InferenceBackend):
             return np.concatenate([self._run_fixed(batch[i:i + 1]) for i in range(batch.shape[0])])
         return self._run_fixed(batch)
 
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every model output by name, for one checked batch (a good-only detector's heat map is its second)."""
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(None, {self._input_name: self.checked(batch)})))
+
     def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {self._input_name: batch})[0], dtype=np.float32)

@@ -1,0 +1,69 @@
+"""Good-parts-only detector on the device: one more model kind behind the DefectClassifier interface.
+
+The exported ONNX file holds the frozen feature network, the memory bank of good patches and the
+nearest-neighbour search (training.goodonly), so the device runs it with ONNX Runtime alone and the
+decision rule, OTA install, golden samples and trial are the classifier's. What it adds: each
+Classification carries the anomaly heat map (patch scores, 0.5 = on the threshold), which the edge
+loop saves beside a defect snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from smartstock.errors import InputError, ModelError
+from smartstock.runtime.backends import InferenceBackend
+from smartstock.vision.classifier import Classification, DefectClassifier, _decide
+from smartstock.vision.manifest import Manifest
+from smartstock.vision.preprocess import Roi, preprocess_batch
+
+logger = logging.getLogger(__name__)
+
+
+class AnomalyDetector(DefectClassifier):
+    """A DefectClassifier whose model scores anything unlike the good parts it was built from."""
+
+    def __init__(self, backend: InferenceBackend, manifest: Manifest, model_path: Path, *,
+                 roi: Roi | None = None, thresholds: dict[str, float] | None = None) -> None:
+        if manifest.anomaly is None:
+            raise ModelError(f"{model_path}: manifest has no `anomaly` section", hint="load it as a DefectClassifier")
+        if not hasattr(backend, "run_outputs"):
+            raise ModelError(f"{model_path}: a good-only detector runs on ONNX Runtime only (backend {backend.type!r})",
+                             hint='set vision.backend = "auto" or "onnx"')
+        super().__init__(backend, manifest, model_path, roi=roi, thresholds=thresholds)
+        self.heatmap_output = manifest.anomaly.heatmap_output
+
+    def classify_batch(self, frames: Sequence[np.ndarray]) -> list[Classification]:
+        """As DefectClassifier.classify_batch, each result with its heat map (h, w) in [0, 1]."""
+        if frames is None:
+            raise InputError("no frames given")
+        if len(frames) == 0:
+            return []
+        t0 = time.perf_counter()
+        out = self.backend.run_outputs(preprocess_batch(frames, self.manifest.input, self.roi))  # type: ignore[attr-defined]
+        scores, heat = out["scores"], out[self.heatmap_output]
+        per_frame_ms = (time.perf_counter() - t0) * 1e3 / len(frames)
+        labels = self.manifest.labels
+        winners, defects = _decide(scores, self._rule)
+        return [Classification(label=labels[i], score=row[i], scores=dict(zip(labels, row)), is_defect=d,
+                               latency_ms=per_frame_ms, heatmap=h)
+                for i, d, row, h in zip(winners.tolist(), defects.tolist(), scores.tolist(), heat)]
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, roi: Roi | None = None) -> np.ndarray:
+    """BGR picture of the part with the heat map blended in (red = far from every good patch)."""
+    import cv2
+
+    img = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    img = img[..., :3].astype(np.uint8)
+    x, y, w, h = roi if roi is not None else (0, 0, img.shape[1], img.shape[0])
+    heat = cv2.resize(np.clip(heatmap, 0, 1).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    out = img.copy()
+    out[y:y + h, x:x + w] = cv2.addWeighted(img[y:y + h, x:x + w], 0.55, colour, 0.45, 0)
+    return out

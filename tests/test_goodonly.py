@@ -1,0 +1,185 @@
+"""Good-parts-only detection (issue 14 item 1): a folder with only ok/ trains, exports, loads on the
+device side without any training framework, scores pasted defects above good parts, evaluates like
+the classifier and installs over the air with its golden samples.
+
+The detector is built once per module by `smartstock train cnn` in a subprocess (the CLI dispatch),
+from generated surfaces; it needs the shipped backbone models/backbone/ (2.8 MB, in git).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from training.synth import generate
+
+SIZE = 64
+
+
+def pasted(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
+    """A copy with a dark pit and a short bright scratch pasted at a random place; returns the centre."""
+    out = img.copy()
+    cx, cy = (int(v) for v in rng.integers(16, SIZE - 16, 2))
+    cv2.circle(out, (cx, cy), 4, 20, -1, cv2.LINE_AA)
+    cv2.line(out, (cx - 6, cy + 6), (cx + 6, cy - 5), 250, 2, cv2.LINE_AA)
+    return out, (cx, cy)
+
+
+@pytest.fixture(scope="module")
+def goodonly(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("goodonly")
+    data, out, test = base / "train", base / "model", base / "test"
+    generate(data, 48, seed=11, size=SIZE, classes="binary", ok_fraction=1.0)   # good parts only
+    assert [p.name for p in data.iterdir()] == ["ok"]
+    rng = np.random.default_rng(5)
+    (test / "ok").mkdir(parents=True)
+    (test / "defect").mkdir()
+    generate(base / "fresh", 16, seed=12, size=SIZE, classes="binary", ok_fraction=1.0)
+    centres = {}
+    for p in sorted((base / "fresh" / "ok").iterdir()):
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        shutil.copy(p, test / "ok" / p.name)
+        bad, centres[p.name] = pasted(img, rng)
+        cv2.imwrite(str(test / "defect" / p.name), bad)
+    (base / "centres.json").write_text(json.dumps(centres))
+    p = subprocess.run([sys.executable, "-m", "smartstock", "train", "cnn", "--data", str(data), "--out", str(out),
+                        "--image-size", str(SIZE), "--false-alarm-rate", "0.05"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "good-parts-only detector from" in p.stdout
+    return {"model": out / "goodonly.onnx", "dir": out, "test": test, "centres": base / "centres.json"}
+
+
+DEVICE_CODE = r"""
+import json, sys
+from pathlib import Path
+import cv2, numpy as np
+from smartstock.vision.classifier import DefectClassifier
+model, test = Path(sys.argv[1]), Path(sys.argv[2])
+clf = DefectClassifier.load(model)
+out = {"type": type(clf).__name__, "labels": clf.labels}
+for kind in ("ok", "defect"):
+    files = sorted((test / kind).iterdir())
+    res = clf.classify_batch([cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in files])
+    out[kind] = {p.name: [r.scores["defect"], r.is_defect, np.unravel_index(int(r.heatmap.argmax()), r.heatmap.shape)[::-1],
+                          list(r.heatmap.shape)] for p, r in zip(files, res)}
+out["forbidden"] = sorted({n.split(".")[0] for n in sys.modules} & {"tensorflow", "keras", "torch", "training", "onnx"})
+print(json.dumps(out, default=int))
+"""
+
+
+def test_good_only_export_runs_on_the_device_side_and_flags_pasted_defects(goodonly):
+    manifest = json.loads((goodonly["dir"] / "manifest.json").read_text())
+    assert manifest["kind"] == "defect-classifier" and manifest["labels"] == ["ok", "defect"]
+    assert manifest["anomaly"]["calibration_images"] >= 8 and manifest["anomaly"]["threshold"] > 0
+    assert (goodonly["dir"] / "LICENSE.efficientnet-lite0").is_file()
+
+    p = subprocess.run(
+        [sys.executable, "-c", DEVICE_CODE, str(goodonly["model"]), str(goodonly["test"])],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["type"] == "AnomalyDetector" and r["forbidden"] == []
+    good = {k: v[0] for k, v in r["ok"].items()}
+    bad = {k: v[0] for k, v in r["defect"].items()}
+    # every part with a pasted defect scores above the same part without it, and most are flagged
+    assert all(bad[k] > good[k] for k in good), (good, bad)
+    assert sum(v[1] for v in r["defect"].values()) >= 0.75 * len(bad)
+    assert sum(v[1] for v in r["ok"].values()) <= 0.25 * len(good)
+    # the heat map's hottest patch lies on the pasted defect (stride 4 grid of a 64 px input)
+    centres = json.loads(goodonly["centres"].read_text())
+    cell = SIZE / r["defect"][next(iter(centres))][3][0]
+    near = [max(abs((x + 0.5) * cell - centres[k][0]), abs((y + 0.5) * cell - centres[k][1])) <= 12
+            for k, (_, _, (x, y), _) in r["defect"].items()]
+    assert np.mean(near) >= 0.75, near
+
+
+def test_eval_cnn_reports_roc_auc_for_a_good_only_model_with_any_defect_folder_name(goodonly, tmp_path):
+    data = tmp_path / "eval"
+    shutil.copytree(goodonly["test"] / "ok", data / "ok")
+    shutil.copytree(goodonly["test"] / "defect", data / "scratch")   # a defect kind the model never saw by name
+    p = subprocess.run([sys.executable, "-m", "smartstock", "eval", "cnn", "--model", str(goodonly["model"]),
+                        "--data", str(data), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(p.stdout)
+    assert report["images"] == 32
+    assert report["roc_auc"] >= 0.9
+    assert report["defect_recall"] >= 0.75 and report["false_alarm_rate"] <= 0.25
+
+
+def rewritten(src: Path, dst: Path, release: int, change) -> Path:
+    """Another release of the exported detector whose ONNX graph went through `change` (manifest re-hashed,
+    golden outputs kept as exported)."""
+    import onnx
+
+    from smartstock.runtime.hashing import file_sha256
+    from smartstock.vision.manifest import load_manifest, write_manifest
+    from tests.fixtures.models import make_release
+
+    make_release(src, dst, release=release)
+    path = dst / "goodonly.onnx"
+    m = onnx.load(str(path))
+    change(m)
+    onnx.save(m, str(path))
+    man = load_manifest(dst)
+    art = man.artifacts["onnx"].model_copy(update={"sha256": file_sha256(path), "size": path.stat().st_size})
+    write_manifest(man.model_copy(update={"artifacts": {"onnx": art}}), dst)
+    return path
+
+
+def test_good_only_model_installs_over_the_air_with_golden_samples(goodonly, tmp_path, store):
+    from onnx import numpy_helper
+
+    from smartstock.ota.refusal import UpdateRefused
+    from smartstock.vision.anomaly import AnomalyDetector
+    from tests.fixtures.models import make_release
+    from tests.fixtures.ota import OtaRig
+
+    shipped = make_release(goodonly["dir"], tmp_path / "shipped", release=1)
+    rig = OtaRig(tmp_path / "rig", store, default=shipped / "goodonly.onnx", trial_frames=8)
+    served = rig.loop.classifier
+    assert isinstance(getattr(served, "model", served), AnomalyDetector)
+    frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((goodonly["test"] / "ok").iterdir())]
+
+    def relabel(m) -> None:  # same computation, other bytes: a new release to install
+        m.doc_string = "release 2"
+
+    rig.push(rewritten(goodonly["dir"], tmp_path / "r2", 2, relabel), 2, summary="good-only detector, release 2")
+    for i in range(0, len(frames), 4):
+        rig.loop.feed(frames[i:i + 4])
+        rig.updater.poll()
+    assert rig.last_state()["status"] == "committed", rig.history()
+    assert rig.serving_release == 2
+    assert "onnx: 4 golden samples" in [h for h in rig.history() if h[0] == "trial"][0][2]
+
+    def scale_bank(m) -> None:  # the memory bank swapped after export: golden samples must catch it
+        bank = next(t for t in m.graph.initializer if t.name == "bank_t")
+        bank.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bank) * 1.5, "bank_t"))
+
+    with pytest.raises(UpdateRefused) as refused:
+        rig.push(rewritten(goodonly["dir"], tmp_path / "r3", 3, scale_bank), 3)
+    assert refused.value.reason == "golden_failed" and "max |diff|" in str(refused.value)
+    assert rig.serving_release == 2
+
+
+def test_defect_snapshot_gets_its_heat_map(goodonly, tmp_path):
+    from edge.snapshots import SnapshotStore
+    from smartstock.vision.classifier import DefectClassifier
+
+    clf = DefectClassifier.load(goodonly["model"])
+    img = cv2.imread(str(next(iter(sorted((goodonly["test"] / "defect").iterdir())))), cv2.IMREAD_UNCHANGED)
+    r = clf.classify(img)
+    snaps = SnapshotStore(tmp_path / "snaps", max_bytes=10_000_000)
+    name = snaps.save(img, "ev1", heatmap=r.heatmap)
+    heat = tmp_path / "snaps" / name.replace(".jpg", ".heat.jpg")
+    assert heat.is_file() and snaps.path_of(heat.name) == heat
+    assert cv2.imread(str(heat)).shape == (SIZE, SIZE, 3)
+    assert snaps.bytes == sum(p.stat().st_size for p in (tmp_path / "snaps").glob("*.jpg"))

@@ -1,0 +1,163 @@
+"""`smartstock train cnn` on a folder with only good parts: build, calibrate and export a good-only detector.
+
+Writes `goodonly.onnx` (backbone + memory bank + nearest-neighbour search in one graph), its
+manifest.json (kind defect-classifier, labels [ok, defect], threshold 0.5 on the calibrated score,
+an `anomaly` section, golden samples) and evaluation.json, plus the backbone's licence notice.
+The export is loaded back with the device backend and compared with the numpy scores (parity).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from smartstock.errors import InputError, ModelError
+from smartstock.runtime.artifact import Artifact, Parity
+from smartstock.runtime.golden import encode_array
+from smartstock.runtime.hashing import file_sha256
+from smartstock.vision.images import GOOD_LABEL_NAMES, read_image, scan_image_folder
+from smartstock.vision.manifest import AnomalySpec, Manifest, OutputSpec, write_manifest
+from smartstock.vision.preprocess import preprocess_batch
+from training.backbone_export import BACKBONE_FILE
+from training.goodonly import GoodOnlyModel, GoodOnlyRecipe, PatchFeatures, fit
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "goodonly.onnx"
+DEFECT_LABEL = "defect"
+PARITY_TOLERANCE = 1e-3   # ONNX Runtime vs numpy on the squashed score (float32 sums in another order)
+GOLDEN_COUNT = 4
+
+
+def is_good_only(data: Path) -> bool:
+    """True when the folder's only class subfolder is a good-part folder (ok/, good/ ...)."""
+    folder = scan_image_folder(data, min_classes=1)
+    return len(folder.labels) == 1 and folder.labels[0].lower() in GOOD_LABEL_NAMES
+
+
+def _squash(raw: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(np.asarray(raw, np.float64) - threshold) / scale))
+
+
+def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarray], out: Path, *,
+           good_label: str = "ok", metrics: dict[str, Any] | None = None) -> Path:
+    """Write goodonly.onnx + manifest.json into `out`; returns the model path."""
+    import onnx
+
+    from smartstock.runtime.backends import load_backend
+    from training.goodonly_graph import detector_model
+
+    r, cal = model.recipe, model.calibration
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / MODEL_FILE
+    onnx.save(detector_model(r.layers, r.image_size, model.bank, cal.threshold, cal.scale), str(path))
+    spec = r.spec()
+    x = preprocess_batch(list(calib), spec)
+    backend = load_backend(path, "onnx", threads=r.threads)
+    got = backend.run(x.astype(np.float32))
+    raw, _ = model.raw_scores(feats, list(calib))
+    expected = _squash(raw, cal.threshold, cal.scale)
+    diff = float(np.max(np.abs(got[:, 1] - expected)))
+    agree = float(np.mean((got[:, 1] >= 0.5) == (raw >= cal.threshold)))
+    logger.info("%s: %d calibration images, max |score diff| vs numpy %.3g, decisions agree %.2f%%",
+                path.name, len(x), diff, agree * 100)
+    if diff > PARITY_TOLERANCE:
+        raise ModelError(f"{path}: ONNX detector disagrees with the numpy scores (max diff {diff:.3g})",
+                         hint="an onnx/onnxruntime version problem: check the installed versions")
+    golden = x[:GOLDEN_COUNT].astype(np.uint8)
+    manifest = Manifest(
+        model_id=r.model_id, release=r.release, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        description=r.description or f"good-parts-only detector ({'+'.join(r.layers)}, {r.image_size} px)",
+        input=spec.model_copy(update={"name": "image", "dtype": "float32"}),
+        output=OutputSpec(meaning="[1 - s, s], s = sigmoid((largest patch distance to the good-patch memory bank "
+                                  "- anomaly.threshold) / anomaly.scale); heatmap output: s per patch"),
+        labels=[good_label, DEFECT_LABEL], defect_labels=[DEFECT_LABEL], thresholds={DEFECT_LABEL: 0.5},
+        metrics=metrics or {}, golden_inputs=encode_array(golden),
+        anomaly=AnomalySpec(backbone=f"efficientnet-lite0 imagenet ({BACKBONE_FILE})", layers=list(r.layers),
+                            bank_size=len(model.bank), sampler=r.sampler, threshold=cal.threshold, scale=cal.scale,
+                            false_alarm_rate=r.false_alarm_rate, calibration_images=cal.images))
+    manifest.artifacts["onnx"] = Artifact(
+        format="onnx", file=path.name, sha256=file_sha256(path), size=path.stat().st_size, precision="float32",
+        golden_outputs=encode_array(backend.run(golden.astype(np.float32))), golden_tolerance=1e-4,
+        parity=Parity(images=len(x), label_agreement=agree, max_abs_diff=diff))
+    write_manifest(manifest, out)
+    from training.goodonly_graph import backbone_file
+
+    lic = backbone_file().with_name("LICENSE.efficientnet-lite0")
+    if lic.is_file():  # the detector embeds the backbone's weights: its notice travels with it
+        shutil.copyfile(lic, out / lic.name)
+    return path
+
+
+def _read_all(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[str]]:
+    images, skipped = [], []
+    for p in paths:
+        try:
+            images.append(read_image(p))
+        except InputError as e:
+            skipped.append(str(e))
+    return images, skipped
+
+
+def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None) -> dict[str, Any]:
+    """Folder with only good parts -> detector in `out`; returns a summary like training.cnn_cli's."""
+    recipe = recipe or GoodOnlyRecipe()
+    t0 = time.perf_counter()
+    folder = scan_image_folder(data, min_classes=1)
+    if len(folder.labels) != 1:
+        raise InputError(f"{data}: good-only training takes one good-part folder, found {folder.labels}")
+    if not 0 < recipe.false_alarm_rate < 0.5:
+        raise InputError(f"--false-alarm-rate {recipe.false_alarm_rate} is out of range", hint="use e.g. 0.01")
+    paths = [p for p, _ in folder.files]
+    order = np.random.default_rng(recipe.seed).permutation(len(paths))
+    n_cal = max(2, int(round(len(paths) * recipe.calibration_fraction)))
+    if len(paths) - n_cal < 2:
+        raise InputError(f"{data}: {len(paths)} good images are too few", hint="give at least 10 (better 100+)")
+    calib, skipped_c = _read_all([paths[i] for i in order[:n_cal]])
+    train, skipped_t = _read_all([paths[i] for i in order[n_cal:]])
+    feats = PatchFeatures(recipe)
+    model = fit(train, calib, recipe, feats)
+    cal = model.calibration
+    report = {"method": "good-only (patchcore)", "data": str(data), "train_images": len(train),
+              "calibration_images": cal.images, "threshold": cal.threshold, "scale": cal.scale,
+              "calibration_false_alarm_rate": cal.false_alarm_rate, "target_false_alarm_rate": recipe.false_alarm_rate,
+              "bank_size": len(model.bank), "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
+              "recipe": {k: v for k, v in asdict(recipe).items() if k != "extra"}, "skipped": skipped_c + skipped_t}
+    metrics = {"method": "good-only", "train_images": len(train), "calibration_images": cal.images,
+               "calibration_false_alarm_rate": cal.false_alarm_rate}
+    path = export(model, feats, calib, Path(out), good_label=folder.labels[0], metrics=metrics)
+    (Path(out) / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    return {"out": str(out), "files": {"onnx": str(path)}, "evaluation": report,
+            "seconds": round(time.perf_counter() - t0, 1), "model": model}
+
+
+def run(args: Any) -> int:
+    """`smartstock train cnn --data D --out O` when D holds only good parts (dispatched by training.cnn_cli)."""
+    recipe = GoodOnlyRecipe(seed=args.seed)
+    if getattr(args, "image_size", None):
+        recipe.image_size = args.image_size
+    if getattr(args, "false_alarm_rate", None) is not None:
+        recipe.false_alarm_rate = args.false_alarm_rate
+    if getattr(args, "epochs", None) is not None:
+        logger.info("--epochs is ignored: a good-only detector is built, not trained by epochs")
+    from training.goodonly_graph import check_layers
+
+    check_layers(recipe.image_size, recipe.layers)
+    result = train_and_export(args.data, args.out, recipe)
+    ev = result["evaluation"]
+    print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "
+          f"of {ev['bank_size']} patches ({recipe.sampler}, {'+'.join(recipe.layers)}, {recipe.image_size} px)")
+    print(f"threshold {ev['threshold']:.4g} (raw score) for {recipe.false_alarm_rate:.2%} false alarms, from "
+          f"{ev['calibration_images']} held-out good images (false alarms there: "
+          f"{ev['calibration_false_alarm_rate']:.2%})")
+    print(f"wrote {MODEL_FILE}, manifest.json, evaluation.json to {result['out']} in {result['seconds']:.0f} s; "
+          f"check it on a folder with ok/ and defect images: smartstock eval cnn --model {result['files']['onnx']} "
+          f"--data FOLDER")
+    return 0
