@@ -8,12 +8,15 @@ FLOPs/cycle from the SIMD flags: AVX-512 = 64 (2 FMA units x 16 fp32 x 2), AVX2+
 SSE only = 8, aarch64 NEON = 16 (2 x 4 x 2; a Cortex-A72 has 1 FMA pipe, so 8 there). The clock is
 the highest `cpu MHz` in /proc/cpuinfo (turbo may be higher, so the fraction is an upper bound).
 int8 runs are compared against the fp32 peak too (int8 SIMD peaks are 2-4x higher).
+The good-parts-only detector (ONNX only) runs in the same table, so its cost per part reads beside the
+classifier's.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,46 @@ import numpy as np
 from benchmarks._common import time_per_call
 
 MIN_TIME_S = 1.5
+GOOD_ONLY = "good-only"
+
+
+def _good_only_rows(tmp: Path, frame: np.ndarray) -> dict[str, Any]:
+    """The good-parts-only detector beside the classifier: SMARTSTOCK_BENCH_GOODONLY_MODEL (a folder), or
+    one built here on generated good surfaces with the default recipe. Its speed depends on the recipe
+    (image size, layers, bank size), not on the images; a random bank is used to build it quickly (a
+    coreset bank of the same size runs at the same speed)."""
+    from smartstock.runtime import decode_array
+    from smartstock.runtime.backends import load_backend
+    from smartstock.vision import DefectClassifier, load_manifest
+
+    override = os.environ.get("SMARTSTOCK_BENCH_GOODONLY_MODEL")
+    if override:
+        path = Path(override) / "goodonly.onnx"
+    else:
+        from training.goodonly import GoodOnlyRecipe
+        from training.goodonly_export import train_and_export
+        from training.synth import generate
+
+        recipe = GoodOnlyRecipe(sampler="random", model_id="bench-goodonly")
+        generate(tmp / "data", 60, seed=1, size=recipe.image_size, classes="binary", ok_fraction=1.0)
+        path = Path(train_and_export(tmp / "data", tmp / "model", recipe)["files"]["onnx"])
+    m = load_manifest(path)
+    x1 = decode_array(m.golden_inputs).astype(np.float32)[:1]
+    x8 = np.concatenate([x1] * 8)
+    rows: dict[str, dict[str, Any]] = {}
+    for threads in (1, 2):
+        b = load_backend(path, "onnx", threads=threads, warmup=3)
+        rows[f"{GOOD_ONLY} onnx ({threads} thread{'s' if threads > 1 else ''})"] = {
+            "frame": time_per_call(lambda b=b: b.run(x1), min_time_s=MIN_TIME_S),
+            "batch8": time_per_call(lambda b=b: b.run(x8), min_time_s=MIN_TIME_S)}
+    det = DefectClassifier.load(path, threads=1)
+    rows[f"{GOOD_ONLY} classify() 640x480 BGR incl. preprocess + heat map (1 thread)"] = {
+        "frame": time_per_call(lambda: det.classify(frame), min_time_s=MIN_TIME_S)}
+    a = m.anomaly
+    print(f"good-only detector {m.model_id}: input {m.input.shape[1:]}, {'+'.join(a.layers)}, bank {a.bank_size}, "
+          f"{path.stat().st_size / 1e6:.1f} MB (ONNX only: no TFLite export for it yet)")
+    return {"rows": rows, "model": {"input": m.input.shape, "layers": a.layers, "bank_size": a.bank_size,
+                                    "mb": path.stat().st_size / 1e6}}
 
 
 def cpu_peak_flops_per_core() -> dict[str, Any]:
@@ -99,6 +142,9 @@ def main() -> dict[str, Any]:
     frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
     rows["classify() 640x480 BGR incl. preprocess, onnx (1 thread)"] = {
         "frame": time_per_call(lambda: clf.classify(frame), min_time_s=MIN_TIME_S)}
+    with tempfile.TemporaryDirectory(prefix="bench-goodonly-") as tmp:
+        good_only = _good_only_rows(Path(tmp), frame)
+    rows.update(good_only["rows"])
 
     base_name = next((k for k in rows if k.startswith("keras_predict")), "onnx (1 thread)")
     base = rows[base_name]["frame"]["mean_ms"]
@@ -112,13 +158,14 @@ def main() -> dict[str, Any]:
         threads = 2 if "(2 threads)" in name else 1
         ms = r["frame"]["mean_ms"]
         thr = 8 * r["batch8"]["per_s"] if "batch8" in r else None
-        frac = flops / (ms / 1e3) / (peak["peak_gflops_per_core"] * 1e9 * threads) if flops else None
+        frac = (flops / (ms / 1e3) / (peak["peak_gflops_per_core"] * 1e9 * threads)
+                if flops and not name.startswith(GOOD_ONLY) else None)
         out_rows.append({"runtime": name, "ms_per_frame": ms, "p99_ms": r["frame"]["p99_ms"],
                          "frames_per_s_batch8": thr, "speedup_vs_baseline": base / ms, "fraction_of_peak": frac})
         print(f"{name:58s} {ms:9.3f} {r['frame']['p99_ms']:7.3f} {(f'{thr:12.0f}' if thr else ' ' * 12)} "
               f"{base / ms:17.1f}x {(f'{frac * 100:6.2f}%' if frac is not None else ''):>7s}")
     return {"model": m.model_id, "release": m.release, "input": m.input.shape, "flops_per_frame": flops,
-            "cpu_peak": peak, "baseline": base_name, "rows": out_rows,
+            "cpu_peak": peak, "baseline": base_name, "rows": out_rows, "good_only_model": good_only["model"],
             "note": "CPU shared with other jobs: timings are noisy; ratios are measured in this one run"}
 
 
