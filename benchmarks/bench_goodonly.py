@@ -23,13 +23,14 @@ import numpy as np
 
 from benchmarks._common import shared_data, time_per_call
 
-#: (layers, image size, sampler, bank size), the first is the recipe's default.
-CONFIGS: list[tuple[tuple[str, ...], int, str, int]] = [
-    (("block2", "block4"), 160, "coreset", 3000),
-    (("block2", "block4"), 160, "random", 3000),
-    (("block2", "block4"), 224, "coreset", 3000),
-    (("block4", "block10"), 224, "coreset", 3000),
-    (("block2", "block4"), 96, "coreset", 3000),
+#: (layers, image size, patch stride, sampler, bank size), the first is the recipe's default.
+CONFIGS: list[tuple[tuple[str, ...], int, int, str, int]] = [
+    (("block2", "block4"), 160, 4, "coreset", 3000),
+    (("block2", "block4"), 160, 4, "random", 3000),
+    (("block2", "block4"), 160, 8, "coreset", 3000),
+    (("block2", "block4"), 224, 4, "coreset", 3000),
+    (("block4", "block10"), 224, 8, "coreset", 3000),
+    (("block2", "block4"), 96, 4, "coreset", 3000),
 ]
 
 
@@ -97,21 +98,22 @@ def run_configs(name: str, imgs: dict[str, list[np.ndarray]], configs, tmp: Path
 
     print(f"{name}: train {len(imgs['train'])} good, calibrate on {len(imgs['calib'])} good, test "
           f"{len(imgs['test_ok'])} good + {len(imgs['test_defect'])} defect", flush=True)
-    print(f"{'layers':16s} {'px':>4s} {'sampler':8s} {'bank':>6s} {'AUC':>7s} {'rec@1%FA':>9s} {'rec@thr':>8s} "
+    print(f"{'layers':16s} {'px':>4s} {'grid':>4s} {'sampler':8s} {'bank':>6s} {'AUC':>7s} {'rec@1%FA':>9s} {'rec@thr':>8s} "
           f"{'FA@thr':>7s} {'ms/part':>8s} {'fit s':>6s}")
     rows = []
-    for i, (layers, size, sampler, bank) in enumerate(configs):
-        recipe = GoodOnlyRecipe(image_size=size, layers=layers, sampler=sampler, bank_size=bank,
+    for i, (layers, size, stride, sampler, bank) in enumerate(configs):
+        recipe = GoodOnlyRecipe(image_size=size, layers=layers, sampler=sampler, bank_size=bank, patch_stride=stride,
                                 model_id=f"bench-goodonly-{i}")
         t0 = time.perf_counter()
         feats = PatchFeatures(recipe)
         model = fit(imgs["train"], imgs["calib"], recipe, feats)
         path = export(model, feats, imgs["calib"], tmp / f"{name.split()[0]}-{i}")
         fit_s = time.perf_counter() - t0
-        r = {"data": name, "layers": "+".join(layers), "image_size": size, "sampler": sampler, "bank_size": bank,
+        r = {"data": name, "layers": "+".join(layers), "image_size": size, "patch_stride": stride, "sampler": sampler,
+             "bank_size": bank,
              **score_detector(path, imgs["test_ok"], imgs["test_defect"]), "fit_s": round(fit_s, 1)}
         rows.append(r)
-        print(f"{r['layers']:16s} {size:4d} {sampler:8s} {bank:6d} {r['roc_auc']:7.4f} "
+        print(f"{r['layers']:16s} {size:4d} {stride:4d} {sampler:8s} {bank:6d} {r['roc_auc']:7.4f} "
               f"{r['recall_at_1pct_false_alarms']:9.3f} {r['recall_at_calibrated_threshold']:8.3f} "
               f"{r['false_alarms_at_calibrated_threshold']:7.3f} {r['ms_per_part']:8.2f} {fit_s:6.0f}", flush=True)
     return rows
@@ -125,7 +127,7 @@ def main() -> dict[str, Any] | None:
     sizes = _sizes()
     with tempfile.TemporaryDirectory(prefix="bench-goodonly-") as tmp:
         if "surfaces" in only:
-            rows += run_configs("surfaces (generated)", surfaces(Path(tmp)), CONFIGS[:2], Path(tmp))
+            rows += run_configs("surfaces (generated)", surfaces(Path(tmp)), CONFIGS[:3], Path(tmp))
         root = shared_data("pcb_patches") if "pcb" in only else None
         if root is not None:
             split = split_by_image(root, sizes)

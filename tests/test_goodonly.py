@@ -161,8 +161,8 @@ def test_good_only_model_installs_over_the_air_with_golden_samples(goodonly, tmp
     assert "onnx: 4 golden samples" in [h for h in rig.history() if h[0] == "trial"][0][2]
 
     def scale_bank(m) -> None:  # the memory bank swapped after export: golden samples must catch it
-        bank = next(t for t in m.graph.initializer if t.name == "bank_t")
-        bank.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bank) * 1.5, "bank_t"))
+        bank = next(t for t in m.graph.initializer if t.name == "bank_aug")
+        bank.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bank) * 1.5, "bank_aug"))
 
     with pytest.raises(UpdateRefused) as refused:
         rig.push(rewritten(goodonly["dir"], tmp_path / "r3", 3, scale_bank), 3)

@@ -52,12 +52,13 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
     import onnx
 
     from smartstock.runtime.backends import load_backend
-    from training.goodonly_graph import detector_model
+    from training.goodonly_graph import detector_model, grid_stride
 
     r, cal = model.recipe, model.calibration
     out.mkdir(parents=True, exist_ok=True)
     path = out / MODEL_FILE
-    onnx.save(detector_model(r.layers, r.image_size, model.bank, cal.threshold, cal.scale), str(path))
+    onnx.save(detector_model(r.layers, r.image_size, model.bank, cal.threshold, cal.scale,
+                             patch_stride=r.patch_stride), str(path))
     spec = r.spec()
     x = preprocess_batch(list(calib), spec)
     backend = load_backend(path, "onnx", threads=r.threads)
@@ -74,7 +75,8 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
     golden = x[:GOLDEN_COUNT].astype(np.uint8)
     manifest = Manifest(
         model_id=r.model_id, release=r.release, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        description=r.description or f"good-parts-only detector ({'+'.join(r.layers)}, {r.image_size} px)",
+        description=r.description or (f"good-parts-only detector ({'+'.join(r.layers)}, {r.image_size} px, patch "
+                                      f"stride {grid_stride(r.layers, r.patch_stride)})"),
         input=spec.model_copy(update={"name": "image", "dtype": "float32"}),
         output=OutputSpec(meaning="[1 - s, s], s = sigmoid((largest patch distance to the good-patch memory bank "
                                   "- anomaly.threshold) / anomaly.scale); heatmap output: s per patch"),
@@ -149,7 +151,7 @@ def run(args: Any) -> int:
         logger.info("--epochs is ignored: a good-only detector is built, not trained by epochs")
     from training.goodonly_graph import check_layers
 
-    check_layers(recipe.image_size, recipe.layers)
+    check_layers(recipe.image_size, recipe.layers, recipe.patch_stride)
     result = train_and_export(args.data, args.out, recipe)
     ev = result["evaluation"]
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "

@@ -34,20 +34,28 @@ def backbone_file() -> Path:
     return found
 
 
-def grid_of(image_size: int, layers: Sequence[str]) -> int:
-    """Side of the patch grid: that of the shallowest layer (SAME padding: ceil(size / stride))."""
-    return -(-image_size // min(FEATURES[name][1] for name in layers))
+def grid_stride(layers: Sequence[str], patch_stride: int | None = None) -> int:
+    """Stride of the patch grid: `patch_stride`, or that of the shallowest layer."""
+    return patch_stride or min(FEATURES[name][1] for name in layers)
 
 
-def check_layers(image_size: int, layers: Sequence[str]) -> None:
+def grid_of(image_size: int, layers: Sequence[str], patch_stride: int | None = None) -> int:
+    """Side of the patch grid (SAME padding: ceil(size / stride))."""
+    return -(-image_size // grid_stride(layers, patch_stride))
+
+
+def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | None = None) -> None:
     from smartstock.errors import InputError
 
     unknown = [name for name in layers if name not in FEATURES]
     if unknown or not layers:
         raise InputError(f"unknown feature layer(s) {unknown or '(none)'}", hint=f"use some of {', '.join(FEATURES)}")
-    if image_size % max(FEATURES[name][1] for name in layers):
-        raise InputError(f"image size {image_size} is not a multiple of the deepest layer's stride",
-                         hint="use a multiple of 16 (e.g. 160, 224)")
+    if patch_stride not in (None, 4, 8, 16):
+        raise InputError(f"patch stride {patch_stride} is not supported", hint="use 4, 8 or 16")
+    stride = max([FEATURES[name][1] for name in layers] + [patch_stride or 0])
+    if image_size % stride or not 32 <= image_size <= 640:
+        raise InputError(f"--image-size {image_size} must be 32..640 and a multiple of {stride} (the stride of "
+                         f"{'+'.join(layers)})", hint="use e.g. 96, 160 or 224")
 
 
 def _tensor(name: str, value: np.ndarray):
@@ -75,22 +83,25 @@ def _prune(model, keep: Sequence[str]):
     return out
 
 
-def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None = None):
-    """Backbone + patch-feature head: `image` (N, S, S, 3) BGR 0..255 -> `patches` (N, P, D)."""
+def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None = None,
+                  patch_stride: int | None = None):
+    """Backbone + patch-feature head: `image` (N, S, S, 3) BGR 0..255 -> `patches` (N, P, D).
+    A layer finer than the grid by f is averaged over (2f+1)^2 neighbours at stride f, a coarser one upsampled."""
     import onnx
     from onnx import TensorProto, helper
 
-    check_layers(image_size, layers)
+    check_layers(image_size, layers, patch_stride)
     model = onnx.load(str(backbone or backbone_file()))
     g = model.graph
-    base = min(FEATURES[name][1] for name in layers)
+    base = grid_stride(layers, patch_stride)
     maps = []
     for name in layers:
         pooled = f"{name}_pool"
-        g.node.append(helper.make_node("AveragePool", [name], [pooled], kernel_shape=[3, 3], strides=[1, 1],
-                                       pads=[1, 1, 1, 1], count_include_pad=0))
+        f = max(1, base // FEATURES[name][1])
+        g.node.append(helper.make_node("AveragePool", [name], [pooled], kernel_shape=[2 * f + 1] * 2, strides=[f, f],
+                                       pads=[f] * 4, count_include_pad=0))
         factor = FEATURES[name][1] / base
-        if factor != 1:
+        if factor > 1:
             g.initializer.append(_tensor(f"{name}_scales", np.array([1, 1, factor, factor], np.float32)))
             g.node.append(helper.make_node("Resize", [pooled, "", f"{name}_scales"], [f"{name}_up"], mode="linear",
                                            coordinate_transformation_mode="half_pixel"))
@@ -107,31 +118,36 @@ def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None 
 
 
 def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
-                   backbone: Path | None = None):
+                   backbone: Path | None = None, patch_stride: int | None = None):
     """feature_model + nearest-neighbour distances to `bank` (K, D) -> `scores` (N, 2) and `heatmap`."""
     from onnx import TensorProto, checker, helper
 
-    model = feature_model(layers, image_size, backbone)
+    model = feature_model(layers, image_size, backbone, patch_stride)
     g = model.graph
-    side = grid_of(image_size, layers)
+    side = grid_of(image_size, layers, patch_stride)
     bank = np.asarray(bank, np.float32)
+    # |p - m|^2 = |p|^2 + (-2 p.m + |m|^2): the bracket is one MatMul of [p, 1] with [-2 M^T; |m|^2], so
+    # the (P x K) distance block is written once and read once (ReduceMin) instead of four times.
+    bank_aug = np.concatenate([-2.0 * bank.T, (bank * bank).sum(1)[None, :]]).astype(np.float32)
     g.initializer.extend([
-        _tensor("bank_t", np.ascontiguousarray(bank.T)), _tensor("bank_sq", (bank * bank).sum(1).astype(np.float32)),
-        _tensor("minus_two", np.array(-2, np.float32)), _tensor("zero_f", np.array(0, np.float32)),
+        _tensor("bank_aug", bank_aug), _tensor("zero_f", np.array(0, np.float32)),
         _tensor("threshold", np.array(threshold, np.float32)), _tensor("inv_scale", np.array(1 / scale, np.float32)),
         _tensor("one_f", np.array(1, np.float32)), _tensor("axis_last", np.array([-1], np.int64)),
-        _tensor("heat_shape", np.array([0, side, side], np.int64)),
+        _tensor("heat_shape", np.array([0, side, side], np.int64)), _tensor("one_i", np.array([1], np.int64)),
+        _tensor("zero_i", np.array([0], np.int64)), _tensor("two_i", np.array([2], np.int64)),
     ])
     n = helper.make_node
     g.node.extend([
         n("Mul", [PATCHES, PATCHES], ["p_sq_each"]),
-        n("ReduceSum", ["p_sq_each", "axis_last"], ["p_sq"], keepdims=1),            # (N, P, 1)
-        n("MatMul", [PATCHES, "bank_t"], ["p_dot"]),                                  # (N, P, K)
-        n("Mul", ["p_dot", "minus_two"], ["p_dot2"]),
-        n("Add", ["p_dot2", "bank_sq"], ["d_part"]),
+        n("ReduceSum", ["p_sq_each", "axis_last"], ["p_sq"], keepdims=0),            # (N, P)
+        n("Shape", [PATCHES], ["p_shape"]),
+        n("Slice", ["p_shape", "zero_i", "two_i"], ["np_shape"]),
+        n("Concat", ["np_shape", "one_i"], ["ones_shape"], axis=0),
+        n("ConstantOfShape", ["ones_shape"], ["ones"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+        n("Concat", [PATCHES, "ones"], ["p_aug"], axis=-1),                          # (N, P, D + 1)
+        n("MatMul", ["p_aug", "bank_aug"], ["d_part"]),                               # (N, P, K)
         n("ReduceMin", ["d_part"], ["d_min"], axes=[-1], keepdims=0),                 # (N, P) opset 13: axes attr
-        n("Squeeze", ["p_sq", "axis_last"], ["p_sq2"]),
-        n("Add", ["d_min", "p_sq2"], ["d2"]),
+        n("Add", ["d_min", "p_sq"], ["d2"]),
         n("Max", ["d2", "zero_f"], ["d2_pos"]),
         n("Sqrt", ["d2_pos"], ["dist"]),
         n("Sub", ["dist", "threshold"], ["dist_c"]),
