@@ -25,9 +25,9 @@ from benchmarks._common import shared_data, time_per_call
 
 #: (layers, image size, patch stride, sampler, bank size), the first is the recipe's default.
 CONFIGS: list[tuple[tuple[str, ...], int, int, str, int]] = [
-    (("block2", "block4"), 160, 4, "coreset", 3000),
-    (("block2", "block4"), 160, 4, "random", 3000),
     (("block2", "block4"), 160, 8, "coreset", 3000),
+    (("block2", "block4"), 160, 8, "random", 3000),
+    (("block2", "block4"), 160, 4, "coreset", 3000),
     (("block2", "block4"), 224, 4, "coreset", 3000),
     (("block4", "block10"), 224, 8, "coreset", 3000),
     (("block2", "block4"), 96, 4, "coreset", 3000),

@@ -10,15 +10,16 @@ loop saves beside a defect snapshot.
 from __future__ import annotations
 
 import logging
-import time
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from smartstock.errors import InputError, ModelError
+from smartstock.errors import ModelError
 from smartstock.runtime.backends import InferenceBackend
-from smartstock.vision.classifier import Classification, DefectClassifier, _decide
+from smartstock.vision.classifier import Classification, DefectClassifier
 from smartstock.vision.manifest import Manifest
 from smartstock.vision.preprocess import Roi, preprocess_batch
 
@@ -37,22 +38,25 @@ class AnomalyDetector(DefectClassifier):
                              hint='set vision.backend = "auto" or "onnx"')
         super().__init__(backend, manifest, model_path, roi=roi, thresholds=thresholds)
         self.heatmap_output = manifest.anomaly.heatmap_output
+        self._local = threading.local()
+
+    def scores_batch(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores (N, 2); the heat maps of the same call wait in a per-thread slot for classify_batch."""
+        if len(frames) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        out = self.backend.run_outputs(preprocess_batch(frames, self.manifest.input, self.roi))  # type: ignore[attr-defined]
+        self._local.heat = out[self.heatmap_output]
+        return out["scores"]
 
     def classify_batch(self, frames: Sequence[np.ndarray]) -> list[Classification]:
-        """As DefectClassifier.classify_batch, each result with its heat map (h, w) in [0, 1]."""
-        if frames is None:
-            raise InputError("no frames given")
-        if len(frames) == 0:
-            return []
-        t0 = time.perf_counter()
-        out = self.backend.run_outputs(preprocess_batch(frames, self.manifest.input, self.roi))  # type: ignore[attr-defined]
-        scores, heat = out["scores"], out[self.heatmap_output]
-        per_frame_ms = (time.perf_counter() - t0) * 1e3 / len(frames)
-        labels = self.manifest.labels
-        winners, defects = _decide(scores, self._rule)
-        return [Classification(label=labels[i], score=row[i], scores=dict(zip(labels, row)), is_defect=d,
-                               latency_ms=per_frame_ms, heatmap=h)
-                for i, d, row, h in zip(winners.tolist(), defects.tolist(), scores.tolist(), heat)]
+        """The classifier's results (same decision rule and fields), each with its heat map (h, w) in [0, 1].
+        Each inference worker is its own thread, so the per-thread slot pairs a batch with its maps."""
+        self._local.heat = None
+        results = super().classify_batch(frames)
+        heat, self._local.heat = self._local.heat, None
+        if heat is None or len(heat) != len(results):
+            return results
+        return [replace(r, heatmap=h) for r, h in zip(results, heat)]
 
 
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, roi: Roi | None = None) -> np.ndarray:
