@@ -32,6 +32,8 @@ CONFIGS: list[tuple[tuple[str, ...], int, int, str, int]] = [
     (("block4", "block10"), 224, 8, "coreset", 3000),
     (("block2", "block4"), 96, 4, "coreset", 3000),
 ]
+#: Extra pcb rows: the default with its outer patch ring(s) left out of the score (GoodOnlyRecipe.border).
+BORDER_ROWS = (1, 2)
 
 
 def _sizes() -> dict[str, int]:
@@ -101,19 +103,20 @@ def run_configs(name: str, imgs: dict[str, list[np.ndarray]], configs, tmp: Path
     print(f"{'layers':16s} {'px':>4s} {'grid':>4s} {'sampler':8s} {'bank':>6s} {'AUC':>7s} {'rec@1%FA':>9s} {'rec@thr':>8s} "
           f"{'FA@thr':>7s} {'ms/part':>8s} {'fit s':>6s}")
     rows = []
-    for i, (layers, size, stride, sampler, bank) in enumerate(configs):
+    for i, (layers, size, stride, sampler, bank, *rest) in enumerate(configs):
+        border = rest[0] if rest else 0
         recipe = GoodOnlyRecipe(image_size=size, layers=layers, sampler=sampler, bank_size=bank, patch_stride=stride,
-                                model_id=f"bench-goodonly-{i}")
+                                border=border, model_id=f"bench-goodonly-{i}")
         t0 = time.perf_counter()
         feats = PatchFeatures(recipe)
         model = fit(imgs["train"], imgs["calib"], recipe, feats)
         path = export(model, feats, imgs["calib"], tmp / f"{name.split()[0]}-{i}")
         fit_s = time.perf_counter() - t0
         r = {"data": name, "layers": "+".join(layers), "image_size": size, "patch_stride": stride, "sampler": sampler,
-             "bank_size": bank,
+             "bank_size": bank, "border": border,
              **score_detector(path, imgs["test_ok"], imgs["test_defect"]), "fit_s": round(fit_s, 1)}
         rows.append(r)
-        print(f"{r['layers']:16s} {size:4d} {stride:4d} {sampler:8s} {bank:6d} {r['roc_auc']:7.4f} "
+        print(f"{r['layers'] + (f' border {border}' if border else ''):16s} {size:4d} {stride:4d} {sampler:8s} {bank:6d} {r['roc_auc']:7.4f} "
               f"{r['recall_at_1pct_false_alarms']:9.3f} {r['recall_at_calibrated_threshold']:8.3f} "
               f"{r['false_alarms_at_calibrated_threshold']:7.3f} {r['ms_per_part']:8.2f} {fit_s:6.0f}", flush=True)
     return rows
@@ -133,7 +136,8 @@ def main() -> dict[str, Any] | None:
             split = split_by_image(root, sizes)
             imgs = {k: [read_image(p) for p in v] for k, v in split.items()}
             pick = os.environ.get("SMARTSTOCK_BENCH_GOODONLY_CONFIGS")  # e.g. "0,2": rows of CONFIGS
-            configs = [CONFIGS[int(i)] for i in pick.split(",")] if pick else CONFIGS
+            configs = ([CONFIGS[int(i)] for i in pick.split(",")] if pick else
+                       CONFIGS + [(*CONFIGS[0], b) for b in BORDER_ROWS])
             rows += run_configs("pcb_patches (split by source image)", imgs, configs, Path(tmp))
     return {"sizes": sizes, "rows": rows,
             "note": "no defect image used in training or calibration; CPU shared: latency is noisy"}

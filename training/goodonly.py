@@ -36,6 +36,7 @@ class GoodOnlyRecipe:
     layers: tuple[str, ...] = ("block2", "block4")
     bank_size: int = 3_000           # patches kept in the memory bank (search cost grows with it)
     patch_stride: int | None = 8     # grid of the patches; None = the shallowest layer's stride
+    border: int = 0                  # patch rows/columns at each image edge left out of the score (README)
     sampler: str = "coreset"         # coreset | random
     coreset_dims: int = 64           # random projection used only to pick the coreset
     coreset_candidates: int = 100_000  # random patches the coreset is picked from (its cost is k x this)
@@ -144,12 +145,16 @@ class GoodOnlyModel:
 
     def raw_scores(self, feats: PatchFeatures, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,), patch distances (N, P)) computed in numpy, for evaluation and parity."""
-        return raw_scores(feats, self.bank, frames)
+        return raw_scores(feats, self.bank, frames, self.recipe.border)
 
 
-def raw_scores(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def raw_scores(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.ndarray],
+               border: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(image scores (N,), patch distances (N, P)): the largest distance, `border` grid cells in from each edge."""
     d = np.concatenate([nn_distances(feats(frames[i:i + BATCH]), bank) for i in range(0, len(frames), BATCH)])
-    return d.max(1), d
+    side = int(round(np.sqrt(d.shape[1])))
+    inner = d.reshape(len(d), side, side)[:, border:side - border, border:side - border]
+    return inner.reshape(len(d), -1).max(1), d
 
 
 def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOnlyRecipe,
@@ -170,7 +175,7 @@ def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOn
         pick = random_subsample(all_patches, recipe.bank_size, rng)
     bank = np.ascontiguousarray(all_patches[pick])
     t2 = time.perf_counter()
-    calibration = calibrate(raw_scores(feats, bank, calib)[0], recipe.false_alarm_rate)
+    calibration = calibrate(raw_scores(feats, bank, calib, recipe.border)[0], recipe.false_alarm_rate)
     model = GoodOnlyModel(recipe, bank, calibration, {"features_s": t1 - t0, "bank_s": t2 - t1,
                                                       "calibration_s": time.perf_counter() - t2,
                                                       "patches": float(len(all_patches))})

@@ -58,7 +58,7 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
     out.mkdir(parents=True, exist_ok=True)
     path = out / MODEL_FILE
     onnx.save(detector_model(r.layers, r.image_size, model.bank, cal.threshold, cal.scale,
-                             patch_stride=r.patch_stride), str(path))
+                             patch_stride=r.patch_stride, border=r.border), str(path))
     spec = r.spec()
     x = preprocess_batch(list(calib), spec)
     backend = load_backend(path, "onnx", threads=r.threads)

@@ -118,13 +118,18 @@ def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None 
 
 
 def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
-                   backbone: Path | None = None, patch_stride: int | None = None):
-    """feature_model + nearest-neighbour distances to `bank` (K, D) -> `scores` (N, 2) and `heatmap`."""
+                   backbone: Path | None = None, patch_stride: int | None = None, border: int = 0):
+    """feature_model + nearest-neighbour distances to `bank` (K, D) -> `scores` (N, 2) and `heatmap`.
+    `border` patch rows/columns at each edge are left out of the score (the heat map keeps them)."""
     from onnx import TensorProto, checker, helper
 
     model = feature_model(layers, image_size, backbone, patch_stride)
     g = model.graph
     side = grid_of(image_size, layers, patch_stride)
+    if not 0 <= border < side / 2:
+        from smartstock.errors import InputError
+
+        raise InputError(f"border {border} leaves no patch of the {side}x{side} grid", hint="use 0, 1 or 2")
     bank = np.asarray(bank, np.float32)
     # |p - m|^2 = |p|^2 + (-2 p.m + |m|^2): the bracket is one MatMul of [p, 1] with [-2 M^T; |m|^2], so
     # the (P x K) distance block is written once and read once (ReduceMin) instead of four times.
@@ -135,6 +140,9 @@ def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, thr
         _tensor("one_f", np.array(1, np.float32)), _tensor("axis_last", np.array([-1], np.int64)),
         _tensor("heat_shape", np.array([0, side, side], np.int64)), _tensor("one_i", np.array([1], np.int64)),
         _tensor("zero_i", np.array([0], np.int64)), _tensor("two_i", np.array([2], np.int64)),
+        _tensor("border_lo", np.array([border, border], np.int64)),
+        _tensor("border_hi", np.array([side - border, side - border], np.int64)),
+        _tensor("border_axes", np.array([1, 2], np.int64)),
     ])
     n = helper.make_node
     g.node.extend([
@@ -154,7 +162,9 @@ def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, thr
         n("Mul", ["dist_c", "inv_scale"], ["dist_z"]),
         n("Sigmoid", ["dist_z"], ["patch_s"]),
         n("Reshape", ["patch_s", "heat_shape"], [HEATMAP]),
-        n("ReduceMax", ["patch_s"], ["s"], axes=[-1], keepdims=1),                    # (N, 1): sigmoid is monotone
+        n("Slice", [HEATMAP, "border_lo", "border_hi", "border_axes"], ["inner"]),
+        n("ReduceMax", ["inner"], ["s_flat"], axes=[1, 2], keepdims=0),               # (N,): sigmoid is monotone
+        n("Unsqueeze", ["s_flat", "axis_last"], ["s"]),                               # (N, 1)
         n("Sub", ["one_f", "s"], ["ok_s"]),
         n("Concat", ["ok_s", "s"], [SCORES], axis=1),
     ])
