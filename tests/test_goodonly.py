@@ -158,7 +158,7 @@ def test_good_only_model_installs_over_the_air_with_golden_samples(goodonly, tmp
         rig.updater.poll()
     assert rig.last_state()["status"] == "committed", rig.history()
     assert rig.serving_release == 2
-    assert "onnx: 4 golden samples" in [h for h in rig.history() if h[0] == "trial"][0][2]
+    assert "4 golden samples" in [h for h in rig.history() if h[0] == "trial"][0][2]
 
     def scale_bank(m) -> None:  # the memory bank swapped after export: golden samples must catch it
         bank = next(t for t in m.graph.initializer if t.name == "bank_aug")

@@ -83,7 +83,8 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         labels=[good_label, DEFECT_LABEL], defect_labels=[DEFECT_LABEL], thresholds={DEFECT_LABEL: 0.5},
         metrics=metrics or {}, golden_inputs=encode_array(golden),
         anomaly=AnomalySpec(backbone=f"efficientnet-lite0 imagenet ({BACKBONE_FILE})", layers=list(r.layers),
-                            bank_size=len(model.bank), sampler=r.sampler, threshold=cal.threshold, scale=cal.scale,
+                            bank_size=len(model.bank), patch_stride=grid_stride(r.layers, r.patch_stride),
+                            border=r.border, sampler=r.sampler, threshold=cal.threshold, scale=cal.scale,
                             false_alarm_rate=r.false_alarm_rate, calibration_images=cal.images))
     manifest.artifacts["onnx"] = Artifact(
         format="onnx", file=path.name, sha256=file_sha256(path), size=path.stat().st_size, precision="float32",

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
-__all__ = ["SCHEMA_VERSION", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest", "run_golden",
-           "verify_artifact", "write_manifest"]
+__all__ = ["SCHEMA_VERSION", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest",
+           "run_golden", "verify_artifact", "write_manifest"]
 
 _Strict = Strict
 
@@ -54,6 +54,8 @@ class AnomalySpec(_Strict):
     backbone: str = Field(..., description="Frozen feature network the memory bank was built with")
     layers: list[str] = Field(..., min_length=1, description="Backbone blocks whose patch features are used")
     bank_size: int = Field(..., ge=1, description="Patches in the memory bank")
+    patch_stride: int = Field(8, ge=1, description="Input pixels between two patches of the grid")
+    border: int = Field(0, ge=0, description="Patch rows/columns at each edge left out of the score")
     sampler: Literal["coreset", "random"] = "coreset"
     threshold: float = Field(..., description="Max patch distance that marks a defect (raw anomaly score)")
     scale: float = Field(..., gt=0, description="Width of the sigmoid that maps the raw score to [0, 1]")
