@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--false-alarm-rate", type=float, default=None,
                      help="good-only folders (only ok/): share of good parts the calibrated threshold may flag "
                           "(default 0.01)")
+    cnn.add_argument("--border", type=int, default=None,
+                     help="good-only folders: patch rows/columns at each image edge left out of the score (default 0)")
     cnn.set_defaults(func=_lazy("training.cnn_cli"))
 
     lstm = tsub.add_parser("lstm", help="train the global demand LSTM on a sales CSV")

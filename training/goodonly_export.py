@@ -148,11 +148,13 @@ def run(args: Any) -> int:
         recipe.image_size = args.image_size
     if getattr(args, "false_alarm_rate", None) is not None:
         recipe.false_alarm_rate = args.false_alarm_rate
+    if getattr(args, "border", None) is not None:
+        recipe.border = args.border
     if getattr(args, "epochs", None) is not None:
         logger.info("--epochs is ignored: a good-only detector is built, not trained by epochs")
     from training.goodonly_graph import check_layers
 
-    check_layers(recipe.image_size, recipe.layers, recipe.patch_stride)
+    check_layers(recipe.image_size, recipe.layers, recipe.patch_stride, recipe.border)
     result = train_and_export(args.data, args.out, recipe)
     ev = result["evaluation"]
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "

@@ -44,7 +44,7 @@ def grid_of(image_size: int, layers: Sequence[str], patch_stride: int | None = N
     return -(-image_size // grid_stride(layers, patch_stride))
 
 
-def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | None = None) -> None:
+def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | None = None, border: int = 0) -> None:
     from smartstock.errors import InputError
 
     unknown = [name for name in layers if name not in FEATURES]
@@ -56,6 +56,9 @@ def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | Non
     if image_size % stride or not 32 <= image_size <= 640:
         raise InputError(f"--image-size {image_size} must be 32..640 and a multiple of {stride} (the stride of "
                          f"{'+'.join(layers)})", hint="use e.g. 96, 160 or 224")
+    side = grid_of(image_size, layers, patch_stride)
+    if not 0 <= border < side / 2:
+        raise InputError(f"--border {border} leaves no patch of the {side}x{side} grid", hint="use 0, 1 or 2")
 
 
 def _tensor(name: str, value: np.ndarray):
@@ -126,10 +129,7 @@ def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, thr
     model = feature_model(layers, image_size, backbone, patch_stride)
     g = model.graph
     side = grid_of(image_size, layers, patch_stride)
-    if not 0 <= border < side / 2:
-        from smartstock.errors import InputError
-
-        raise InputError(f"border {border} leaves no patch of the {side}x{side} grid", hint="use 0, 1 or 2")
+    check_layers(image_size, layers, patch_stride, border)
     bank = np.asarray(bank, np.float32)
     # |p - m|^2 = |p|^2 + (-2 p.m + |m|^2): the bracket is one MatMul of [p, 1] with [-2 M^T; |m|^2], so
     # the (P x K) distance block is written once and read once (ReduceMin) instead of four times.
