@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from smartstock.errors import ModelError
-from smartstock.runtime.artifact import (Artifact, Strict, canonical_bytes, check_artifact_keys, find_artifact,
-                                         load_manifest_as, verify_artifact, write_manifest_file)
+from smartstock.runtime.artifact import (Artifact, ArtifactManifest, Strict, check_artifact_keys, load_manifest_as,
+                                         verify_artifact, write_manifest_file)
 from smartstock.runtime.golden import decode_array, max_abs_diff
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Scaling(_Strict):
     floor: float = Field(1e-3, gt=0.0, description="smallest scale, so all-zero windows stay finite")
 
 
-class DemandManifest(_Strict):
+class DemandManifest(ArtifactManifest):
     schema_version: int = Field(1, ge=1, le=1)
     model_id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     kind: Literal["demand-forecaster"] = KIND
@@ -50,7 +50,6 @@ class DemandManifest(_Strict):
     input_name: str = "history"
     metrics: dict[str, float] = Field(default_factory=dict)
     golden_inputs: str = Field(..., description="(N, window, features) float32 model inputs, base64 npy")
-    artifacts: dict[str, Artifact] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> "DemandManifest":
@@ -58,12 +57,6 @@ class DemandManifest(_Strict):
             raise ValueError("features must start with 'value'")
         check_artifact_keys(self.artifacts)
         return self
-
-    def artifact_for(self, model_path: Path) -> Artifact:
-        return find_artifact(self.artifacts, model_path)
-
-    def to_bytes(self) -> bytes:
-        return canonical_bytes(self)
 
 
 def load_demand_manifest(model_path: Path) -> DemandManifest:

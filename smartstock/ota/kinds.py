@@ -7,10 +7,11 @@ its golden samples. Runtimes are imported lazily (a kind whose runtime is missin
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from smartstock.errors import BackendUnavailable, ModelError, SmartStockError
@@ -53,6 +54,21 @@ class ModelKind(Protocol):
     def committed(self, trial: Any) -> Any: ...
 
 
+@contextlib.contextmanager
+def load_refusals(path: Path) -> Iterator[None]:
+    """Loading a model file of any kind: a bad file is refused as LOAD_FAILED (the runtime may raise
+    anything on a hostile file); a runtime missing on the device is not the model's fault and passes
+    through (start-up exits 5, an install refuses it)."""
+    try:
+        yield
+    except (BackendUnavailable, UpdateRefused):
+        raise
+    except SmartStockError as e:
+        raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: runtime refused the file: {type(e).__name__}: {e}") from None
+
+
 class DefectClassifierKind:
     """defect-classifier: smartstock.vision's DefectClassifier and manifest."""
 
@@ -84,17 +100,11 @@ class DefectClassifierKind:
     def load(self, path: Path) -> Any:
         from smartstock.vision.classifier import DefectClassifier
 
-        try:
+        with load_refusals(path):
             # a fresh runtime, warmed up before the swapped model serves its first part
             return DefectClassifier.load(path, backend=self.backend, threads=self.threads, roi=self.roi,
                                          thresholds=self.thresholds, providers=self.providers,
                                          trt_fp16=self.trt_fp16, trt_cache_root=self.trt_cache_root)
-        except BackendUnavailable:
-            raise  # the device lacks a runtime: not the model's fault (start-up exits 5, install refuses)
-        except SmartStockError as e:
-            raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a runtime may raise anything on a hostile file
-            raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: runtime refused the file: {type(e).__name__}: {e}") from None
 
     def check_contract(self, new: Any, running: Any | None) -> None:
         if running is None:

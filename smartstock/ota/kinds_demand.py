@@ -18,8 +18,9 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import ValidationError
 
-from smartstock.errors import BackendUnavailable, ModelError, SmartStockError
-from smartstock.ota.refusal import GOLDEN_FAILED, LOAD_FAILED, MALFORMED, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused
+from smartstock.errors import ModelError
+from smartstock.ota.kinds import load_refusals
+from smartstock.ota.refusal import GOLDEN_FAILED, MALFORMED, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused
 from smartstock.ota.release import ReleaseManifest
 from smartstock.ota.trial import TrialLimits
 
@@ -74,17 +75,11 @@ class DemandForecasterKind:
         from smartstock.forecasting.lstm_manifest import load_demand_manifest, verify
         from smartstock.runtime.backends import backend_for_path, load_backend
 
-        try:
+        with load_refusals(path):
             manifest = load_demand_manifest(path)
             verify(path, manifest)
             backend = load_backend(path, self.backend, threads=1, warmup=1)
             fmt = "onnx" if backend_for_path(path, self.backend) == "onnx" else "tflite"
-        except BackendUnavailable:
-            raise  # the device lacks a runtime: not the model's fault (start-up exits 5, install refuses)
-        except SmartStockError as e:
-            raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a runtime may raise anything on a hostile file
-            raise UpdateRefused(LOAD_FAILED, f"{Path(path).name}: {type(e).__name__}: {e}") from None
         return DemandModel(Path(path), manifest, backend, fmt)
 
     def check_contract(self, new: DemandModel, running: DemandModel | None) -> None:

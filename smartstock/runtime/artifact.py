@@ -51,6 +51,21 @@ class HasArtifacts(Protocol):
     artifacts: dict[str, Artifact]
 
 
+class ArtifactManifest(Strict):
+    """What every kind's manifest shares: its artifacts keyed by format, lookup by file, canonical bytes.
+    Subclasses call `check_artifact_keys(self.artifacts)` in their own after-validator."""
+
+    artifacts: dict[str, Artifact] = Field(default_factory=dict)
+
+    def artifact_for(self, model_path: Path) -> Artifact:
+        """The entry whose file name is model_path's name."""
+        return find_artifact(self.artifacts, model_path)
+
+    def to_bytes(self) -> bytes:
+        """Canonical bytes written to disk (and signed by the OTA tool)."""
+        return canonical_bytes(self)
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from smartstock.runtime.artifact import (MANIFEST_NAME, Artifact, Strict, canonical_bytes, check_artifact_keys,
-                                         find_artifact, load_manifest_as, parse_manifest_as, verify_artifact,
-                                         write_manifest_file)
+from smartstock.runtime.artifact import (MANIFEST_NAME, ArtifactManifest, Strict, check_artifact_keys,
+                                         load_manifest_as, parse_manifest_as, verify_artifact, write_manifest_file)
 from smartstock.runtime.golden import decode_array, max_abs_diff
 from smartstock.runtime.providers import golden_tolerance
 from smartstock.vision.preprocess import InputSpec
@@ -64,7 +63,7 @@ class AnomalySpec(_Strict):
     heatmap_output: str = Field("heatmap", description="Model output holding the per-patch score map (N, h, w)")
 
 
-class Manifest(_Strict):
+class Manifest(ArtifactManifest):
     schema_version: int = Field(SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
     model_id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     kind: Literal["defect-classifier", "demand-forecaster"] = "defect-classifier"
@@ -79,7 +78,6 @@ class Manifest(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per defect label: score to call it")
     metrics: dict[str, Any] = Field(default_factory=dict)
     golden_inputs: str | None = Field(None, description="A few preprocessed inputs (base64 npy, uint8)")
-    artifacts: dict[str, Artifact] = Field(default_factory=dict)
     anomaly: AnomalySpec | None = Field(None, description="Set for a good-parts-only detector (trained on ok/ only)")
 
     @model_validator(mode="after")
@@ -94,14 +92,6 @@ class Manifest(_Strict):
                 raise ValueError(f"threshold for {label!r} must be in [0, 1], got {t}")
         check_artifact_keys(self.artifacts)
         return self
-
-    def artifact_for(self, model_path: Path) -> Artifact:
-        """The entry whose file name is model_path's name."""
-        return find_artifact(self.artifacts, model_path)
-
-    def to_bytes(self) -> bytes:
-        """Canonical bytes written to disk (and signed by the OTA tool)."""
-        return canonical_bytes(self)
 
 
 def parse_manifest(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
