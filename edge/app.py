@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.capture import WatchedSource, open_source
 from edge.http import HttpServer
-from edge.loop import Classifier, InspectionLoop, LoopSettings
+from edge.loop import Camera, Classifier, InspectionLoop, LoopSettings
 from edge.metrics import Metrics, prometheus_text
 from edge.notify import Notifier
 from edge.recorder import recent_inspections
@@ -73,9 +73,12 @@ class App:
         self.started_at = time.time()
         self.store: Store | None = None
         self.classifier: Classifier | None = classifier
-        self.source: WatchedSource | None = None
+        self.cameras = config.cameras()         # [[sources]], or [source] as the one camera "cam1"
+        self.sources: dict[str, WatchedSource] = {}           # camera id -> its watched source
+        self.camera_snapshots: dict[str, SnapshotStore] = {}  # camera id -> its snapshot folder and quota
+        self.source: WatchedSource | None = None  # the first camera (one-camera callers)
         self.loop: InspectionLoop | None = None
-        self.snapshots: SnapshotStore | None = None
+        self.snapshots: SnapshotStore | None = None  # the first camera's
         self.refresher: Refresher | None = None
         self.http: HttpServer | None = None
         self.sync: SyncService | None = None   # when mqtt.enabled
@@ -156,24 +159,40 @@ class App:
         self.classifier = model
 
     def start_snapshots(self) -> None:
-        if self.config.inspection.snapshots:
-            self.snapshots = SnapshotStore(self.state_dir / "snapshots", int(self.config.inspection.snapshot_max_mb * 1e6))
+        """One folder and quota per camera; the one-camera shortcut keeps the plain `snapshots` folder."""
+        ins = self.config.inspection
+        if not ins.snapshots:
+            return
+        root = self.state_dir / "snapshots"
+        for cam in self.cameras:
+            quota = ins.snapshot_max_mb if cam.snapshot_max_mb is None else cam.snapshot_max_mb
+            folder = root / cam.id if self.config.sources else root
+            self.camera_snapshots[cam.id] = SnapshotStore(folder, int(quota * 1e6))
+        self.snapshots = self.camera_snapshots[self.cameras[0].id]
 
     def start_source(self) -> None:
-        self.source = open_source(self.config.source)
-        self.on_stop("source", self.source.close)
-        logger.info("source: %s (status %s)", self.source.describe(), self.source.status)
+        """One watched source per camera; a missing file or folder fails the start (a config error)."""
+        for cam in self.cameras:
+            src = open_source(cam)
+            self.sources[cam.id] = src
+            self.on_stop("source" if len(self.cameras) == 1 else f"source {cam.id}", src.close)
+            logger.info("camera %s: %s (status %s, sku %s)", cam.id, src.describe(), src.status, cam.sku)
+        self.source = self.sources[self.cameras[0].id]
 
     def start_loop(self) -> None:
-        if self.store is None or self.source is None or self.classifier is None:
+        if self.store is None or not self.sources or self.classifier is None:
             raise RuntimeError("start_loop needs start_store, start_classifier and start_source before it")
         ins, v = self.config.inspection, self.config.vision
-        settings = LoopSettings(sku=ins.sku, device_id=self.config.device.device_id,
+        settings = LoopSettings(sku=self.cameras[0].sku, device_id=self.config.device.device_id,
                                 events_topic=self.topics.inspection_events, queue_size=ins.queue_size,
                                 batch_max=v.batch_max, workers=v.worker_count, max_parts=self.max_parts)
-        trigger = make_trigger(ins.trigger, every_n=ins.every_n, motion_threshold=ins.motion_threshold, roi=v.roi)
-        self.loop = InspectionLoop(self.source, self.classifier, self.store, settings, trigger=trigger,
-                                   snapshots=self.snapshots, metrics=self.metrics)
+        cameras = [Camera(c.id, self.sources[c.id], c.sku, snapshots=self.camera_snapshots.get(c.id),
+                          # the shortcut's vision.roi is the model's own crop; a [[sources]] roi crops before it
+                          roi=c.roi if self.config.sources else None,
+                          trigger=make_trigger(c.trigger, every_n=c.every_n, motion_threshold=c.motion_threshold,
+                                               roi=None if self.config.sources else c.roi))
+                   for c in self.cameras]
+        self.loop = InspectionLoop(None, self.classifier, self.store, settings, cameras=cameras, metrics=self.metrics)
         self.loop.start()
         self.on_stop("inspection loop", self.loop.stop)
 
@@ -195,7 +214,7 @@ class App:
         from edge.sync_worker import packet_limit, start_sync  # paho only when MQTT is used
 
         cfg = self.config
-        sync = start_sync(cfg.mqtt, cfg.device, self.store, skus=[cfg.inspection.sku, *cfg.inventory.skus],
+        sync = start_sync(cfg.mqtt, cfg.device, self.store, skus=[*cfg.camera_skus(), *cfg.inventory.skus],
                           state=self.status, classifier=self._serving_classifier, republish=self._republish_state,
                           max_packet_bytes=packet_limit(cfg))
         self.sync = sync
@@ -237,7 +256,7 @@ class App:
         the pings would have systemd kill and restart the service every WatchdogSec, forever.
         """
         self.start()
-        self.notifier.ready(f"inspecting {self.config.inspection.sku}")
+        self.notifier.ready(f"inspecting {', '.join(self.config.camera_skus())}")
         interval = min(1.0, self.notifier.ping_interval_s())
         shown = ""
         try:
@@ -274,14 +293,19 @@ class App:
 
     # -- status for HTTP, MQTT state and systemd ---------------------------------------------
     def _camera(self) -> tuple[str, str, float]:
-        s = self.source
-        if s is None or s.ended or not s.realtime:
-            return ("", "ok", -1.0)
-        return (s.name, s.status, s.seconds_since_frame())
+        """The live camera silent for longest (name, status, seconds) for the camera_down alert."""
+        worst = ("", "ok", -1.0)
+        for cam_id, s in self.sources.items():
+            if s.ended or not s.realtime:
+                continue
+            since = s.seconds_since_frame()
+            if since > worst[2]:
+                worst = (s.name if len(self.sources) == 1 else f"{cam_id} ({s.name})", s.status, since)
+        return worst
 
     def alive(self) -> tuple[bool, str]:
         """The loop and its inference workers run (the systemd watchdog and the container health check)."""
-        if self.loop is None or self.source is None:
+        if self.loop is None or not self.sources:
             return False, "starting"
         if self.loop.worker_error:
             return False, f"inspection loop failed: {self.loop.worker_error}"
@@ -294,11 +318,36 @@ class App:
         ok, reason = self.alive()
         if not ok:
             return ok, reason
-        if self.source.status != "ok" and not self.source.ended:
-            return False, f"camera {self.source.status}: {self.source.last_error}"
+        down = [(cam_id, s) for cam_id, s in self.sources.items() if s.status != "ok" and not s.ended]
+        if down:  # the other cameras keep inspecting; health names each one that does not
+            named = len(self.sources) > 1
+            return False, "; ".join(f"camera {cam_id + ' ' if named else ''}{s.status}: {s.last_error}"
+                                    for cam_id, s in down)
         if (store_problem := self.loop.store_failing()) is not None:
             return False, store_problem
-        return True, "ok (replay finished)" if self.source.ended else "ok"
+        return True, "ok (replay finished)" if all(s.ended for s in self.sources.values()) else "ok"
+
+    def _camera_status(self) -> str:
+        """The worst camera status (down > reconnecting > ok): one word for the MQTT state."""
+        if not self.sources:
+            return "down"
+        statuses = {s.status for s in self.sources.values()}
+        return next((st for st in ("down", "reconnecting") if st in statuses), "ok")
+
+    def cameras_status(self) -> list[dict[str, Any]]:
+        """Each camera for /api/status and the status page: source, status, SKU and its own counters."""
+        counters = {c.id: c.counters for c in self.loop.cameras} if self.loop is not None else {}
+        out = []
+        for cam in self.cameras:
+            src = self.sources.get(cam.id)
+            out.append({"id": cam.id, "sku": cam.sku, "status": src.status if src else "down",
+                        "source": redact(src.describe()) if src else "", "kind": src.kind if src else "",
+                        "ended": bool(src and src.ended),
+                        "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
+                        "last_error": redact(src.last_error) if src else "",
+                        "frames_corrupt": src.corrupt if src else 0, "source_reopens": src.reopens if src else 0,
+                        "counters": dict(counters.get(cam.id, {}))})
+        return out
 
     def state_summary(self) -> dict[str, Any]:
         """Small health figures for the retained MQTT state topic."""
@@ -307,7 +356,8 @@ class App:
         with self._read() as conn:
             out = backlog(conn) if conn else {"rows": 0, "bytes": 0}
         return {"model_id": clf.model_id if clf else None, "model_release": clf.release if clf else None,
-                "provider": clf.provider if clf else None, "camera": self.source.status if self.source else "down", "fps": round(m["fps"], 2),
+                "provider": clf.provider if clf else None, "camera": self._camera_status(),
+                "cameras": {cam_id: s.status for cam_id, s in self.sources.items()}, "fps": round(m["fps"], 2),
                 "latency_ms_p50": round(m["latency_ms_p50"], 2), "latency_ms_p99": round(m["latency_ms_p99"], 2),
                 "parts": m["parts_inspected"], "dropped": m["frames_dropped"], "defect_rate": round(m["defect_rate"], 4),
                 "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1)}
@@ -327,34 +377,34 @@ class App:
         m = self.metrics.snapshot()
         with self._read() as conn:
             out = backlog(conn) if conn else {"rows": 0, "bytes": 0}
-        src = self.source
+        srcs = list(self.sources.values())
         return {**m, "queue_depth": self.loop.queue.qsize() if self.loop else 0, "outbox_rows": out["rows"],
                 "outbox_bytes": out["bytes"], "rss_bytes": rss_bytes(),
-                "frames_corrupt": src.corrupt if src else 0, "source_reopens": src.reopens if src else 0,
-                "camera_up": 1 if src is not None and src.status == "ok" else 0,
+                "frames_corrupt": sum(s.corrupt for s in srcs), "source_reopens": sum(s.reopens for s in srcs),
+                "camera_up": 1 if srcs and all(s.status == "ok" for s in srcs) else 0,
                 **(self.sync.metric_values() if self.sync is not None else {})}
 
     def status(self) -> dict[str, Any]:
         ok, reason = self.health()
         v = self.values()
         clf = self.classifier
-        src = self.source
+        cameras = self.cameras_status()
         with self._read() as conn:
             stock = levels(conn) if conn else {}
             alerts = open_alerts(conn) if conn else []
         return {
             "device_id": self.config.device.device_id, "version": __version__, "healthy": ok, "health": reason,
-            "started_at": self.started_at, "sku": self.config.inspection.sku,
+            "started_at": self.started_at, "sku": self.cameras[0].sku,
+            "skus": self.config.camera_skus(),
             "counters": {k: v[k] for k in self.metrics.COUNTERS + ("frames_corrupt", "source_reopens")},
             "fps": v["fps"], "dropped": v["frames_dropped"], "queue_depth": v["queue_depth"],
             "latency_ms": {"p50": v["latency_ms_p50"], "p99": v["latency_ms_p99"]},
             "inference_ms": {"p50": v["inference_ms_p50"], "p99": v["inference_ms_p99"]},
             "defect_rate": v["defect_rate"], "outbox": {"rows": v["outbox_rows"], "bytes": v["outbox_bytes"]},
             "rss_bytes": v["rss_bytes"], "uptime_s": v["uptime_s"],
-            "camera": {"status": src.status if src else "down", "source": redact(src.describe()) if src else "",
-                       "kind": src.kind if src else "", "ended": bool(src and src.ended),
-                       "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
-                       "last_error": redact(src.last_error) if src else ""},
+            "camera": {k: cameras[0][k] for k in ("status", "source", "kind", "ended", "seconds_since_frame",
+                                                  "last_error")},  # the first camera, as before [[sources]]
+            "cameras": cameras,
             "model": {"id": clf.model_id if clf else None, "release": clf.release if clf else None,
                       "path": str(clf.model_path) if clf else "", "provider": clf.provider if clf else None,
                       "updates_unavailable": dict(self.ota.unavailable) if self.ota else {}},
@@ -369,7 +419,11 @@ class App:
     def metrics_text(self) -> str:
         clf = self.classifier
         model = {"model_id": clf.model_id, "release": str(clf.release), "provider": clf.provider} if clf else None
-        return prometheus_text(self.values(), labels={"device_id": self.config.device.device_id}, model=model)
+        return prometheus_text(self.values(), labels={"device_id": self.config.device.device_id}, model=model,
+                               cameras=self.cameras_status())
 
     def snapshot_path(self, name: str) -> Path | None:
-        return self.snapshots.path_of(name) if self.snapshots else None
+        for store in self.camera_snapshots.values():
+            if (p := store.path_of(name)) is not None:
+                return p
+        return None

@@ -11,6 +11,11 @@ writer thread: commits every result waiting (group commit, see recorder.py) whil
 the next batches, so the fsync overlaps inference instead of adding to it.
 `swap_classifier()` replaces the model between two batches: no part is lost or classified twice.
 
+Several cameras (`cameras=`): one capture thread per camera, each with its own trigger, all feeding
+the one queue with their camera, so the workers batch parts of every camera into one call of the
+shared model; each part is booked under its camera's SKU. A camera that stalls or ends only stops
+its own thread: a live camera never waits, and a replay waits only for queue space.
+
 Why several single-threaded workers: a small CNN parallelises badly inside one runtime call (two
 intra-op threads gave 1.37x one thread and burnt 46% more CPU in the shipped model's benchmark),
 while two calls in parallel on two cores give nearly 2x. Runtimes release the GIL while they run.
@@ -24,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -75,6 +80,29 @@ class Classifier(Protocol):
     def classify_batch(self, frames: Sequence[np.ndarray]) -> Sequence[Verdict]: ...
 
 
+CAMERA_COUNTERS = ("frames_captured", "parts_triggered", "frames_dropped", "parts_inspected", "defects")
+
+
+@dataclass
+class Camera:
+    """One camera the loop inspects: its source, trigger and SKU; counters are its own share of the totals."""
+
+    id: str
+    source: FrameSource
+    sku: str
+    trigger: Trigger = field(default_factory=EveryFrame)
+    snapshots: SnapshotStore | None = None
+    roi: tuple[int, int, int, int] | None = None   # crop before the model (None = the whole frame)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CAMERA_COUNTERS, 0))
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        if self.roi is None:
+            return image
+        x, y, w, h = self.roi
+        return image[y:y + h, x:x + w]
+
+
+Queued = tuple[Camera, Frame]
 Result = tuple[InspectedPart, float]  # an inspected part and its capture time (monotonic), on its way to the store
 
 
@@ -94,17 +122,28 @@ class LoopSettings:
 
 
 class InspectionLoop:
-    def __init__(self, source: FrameSource, classifier: Classifier, store: Store, settings: LoopSettings, *,
+    def __init__(self, source: FrameSource | None, classifier: Classifier, store: Store, settings: LoopSettings, *,
                  trigger: Trigger | None = None, snapshots: SnapshotStore | None = None,
-                 metrics: Metrics | None = None, on_batch: Callable[[list[InspectedPart]], None] | None = None) -> None:
-        self.source = source
+                 metrics: Metrics | None = None, on_batch: Callable[[list[InspectedPart]], None] | None = None,
+                 cameras: Sequence[Camera] | None = None) -> None:
+        """One camera (`source`, `trigger`, `snapshots`, booked as `settings.sku`), or several (`cameras`)."""
+        if cameras is None:
+            if source is None:
+                raise ValueError("InspectionLoop needs a source or cameras")
+            cameras = [Camera("cam1", source, settings.sku, trigger or EveryFrame(), snapshots)]
+        if not cameras:
+            raise ValueError("InspectionLoop needs at least one camera")
+        self.cameras = list(cameras)
+        self._by_id = {c.id: c for c in self.cameras}
+        if len(self._by_id) != len(self.cameras):
+            raise ValueError("camera ids must be unique")
+        self.source = self.cameras[0].source    # the first camera (one-camera callers)
         self.store = store
         self.settings = settings
-        self.trigger = trigger or EveryFrame()
         self.snapshots = snapshots
         self.metrics = metrics or Metrics()
         self.on_batch = on_batch
-        self.queue: FrameQueue[Frame] = FrameQueue(settings.queue_size)
+        self.queue: FrameQueue[Queued] = FrameQueue(settings.queue_size)
         self._classifier = classifier
         self._swap_lock = threading.Lock()
         self._stop_capture = threading.Event()
@@ -119,16 +158,21 @@ class InspectionLoop:
         self.done = threading.Event()       # set when max_parts reached or a replay is fully processed
         self.capture_finished = threading.Event()
         self._handed_over = 0               # parts put into the queue minus parts dropped from it
+        self._hand_lock = threading.Lock()   # the capture threads share the count above
+        self._captures_left = len(self.cameras)
         self._committed = 0
         self.worker_error: str | None = None
         self.store_failures = 0             # commits failed in a row; the next one that succeeds resets it
         self.store_error = ""               # why the last commit failed
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []      # capture threads first, then the workers and the writer
+        self._n_capture = len(self.cameras)
 
     # -- control -----------------------------------------------------------------------------
     def start(self) -> None:
         workers = max(1, self.settings.workers)
-        self._threads = [threading.Thread(target=self._capture_main, name="capture", daemon=True),
+        self._threads = [*(threading.Thread(target=self._capture_main, args=(cam,), daemon=True,
+                                            name="capture" if len(self.cameras) == 1 else f"capture-{cam.id}")
+                           for cam in self.cameras),
                          *(threading.Thread(target=self._worker_main, name=f"inference-{i}", daemon=True)
                            for i in range(workers)),
                          threading.Thread(target=self._writer_main, name="writer", daemon=True)]
@@ -139,17 +183,17 @@ class InspectionLoop:
         """Stop capturing, let the worker finish what is queued (drain), then return."""
         self._stop_capture.set()
         deadline = time.monotonic() + timeout
-        if self._threads:
-            self._threads[0].join(max(0.0, deadline - time.monotonic()))
+        for t in self._threads[:self._n_capture]:
+            t.join(max(0.0, deadline - time.monotonic()))
         self._stop_worker.set()
-        for t in self._threads[1:]:  # the workers first: the writer ends after them, with their last results
+        for t in self._threads[self._n_capture:]:  # the workers first: the writer ends after them, with their last results
             t.join(max(0.0, deadline - time.monotonic()))
         left = self.queue.clear()  # captured but never inspected: say how much
         if left:
             logger.warning("stopped with %d part(s) not inspected (drain timed out)", left)
 
     def alive(self) -> bool:
-        return bool(self._threads) and all(t.is_alive() for t in self._threads[1:])
+        return bool(self._threads) and all(t.is_alive() for t in self._threads[self._n_capture:])
 
     def store_failing(self) -> str | None:
         """Why the store is unhealthy (the last `store_failures_unhealthy` commits failed), else None.
@@ -174,40 +218,50 @@ class InspectionLoop:
         return old
 
     # -- capture -----------------------------------------------------------------------------
-    def _capture_main(self) -> None:
+    def _capture_main(self, cam: Camera) -> None:
         s = self.settings
         try:
             while not self._stop_capture.is_set():
                 if s.max_parts is not None and self._handed_over >= s.max_parts:
                     break
-                frame = self.source.read(s.read_timeout_s)
+                frame = cam.source.read(s.read_timeout_s)
                 if frame is None:
-                    if self.source.ended:
+                    if cam.source.ended:
                         break
                     continue
                 self.metrics.inc("frames_captured")
-                if not self.trigger.is_part(frame.image):
+                cam.counters["frames_captured"] += 1
+                if not cam.trigger.is_part(frame.image):
                     continue
                 self.metrics.inc("parts_triggered")
-                self._hand_over(frame)
+                cam.counters["parts_triggered"] += 1
+                self._hand_over(cam, frame)
         except Exception as e:  # noqa: BLE001 - logged; health reports the dead thread
-            self.worker_error = f"capture: {type(e).__name__}: {e}"
-            logger.exception("capture thread failed")
+            self.worker_error = f"capture {cam.id}: {type(e).__name__}: {e}"
+            logger.exception("capture thread of camera %s failed", cam.id)
         finally:
-            self.capture_finished.set()
-            self.queue.close()  # let the workers see the end without waiting for their timeout
+            with self._hand_lock:
+                self._captures_left -= 1
+                last = self._captures_left == 0
+            if last:  # the other cameras keep feeding the queue until they end too
+                self.capture_finished.set()
+                self.queue.close()  # let the workers see the end without waiting for their timeout
 
-    def _hand_over(self, frame: Frame) -> None:
-        if not self.source.realtime:  # replay: wait for the workers rather than lose parts
+    def _hand_over(self, cam: Camera, frame: Frame) -> None:
+        item = (cam, frame)
+        if not cam.source.realtime:  # replay: wait for the workers rather than lose parts
             while not self._stop_capture.is_set():
-                if self.queue.put_wait(frame, 0.2):
-                    self._handed_over += 1
+                if self.queue.put_wait(item, 0.2):
+                    with self._hand_lock:
+                        self._handed_over += 1
                     return
             return
-        if self.queue.put_drop_oldest(frame):  # the oldest went: the newest part is the one still in view
+        if self.queue.put_drop_oldest(item):  # the oldest went: the newest part is the one still in view
             self.metrics.inc("frames_dropped")
+            cam.counters["frames_dropped"] += 1  # counted against the camera that lost the slot's newest
         else:
-            self._handed_over += 1
+            with self._hand_lock:
+                self._handed_over += 1
 
     # -- inference ---------------------------------------------------------------------------
     def _worker_main(self) -> None:
@@ -272,7 +326,7 @@ class InspectionLoop:
         finally:
             self.done.set()
 
-    def _next_batch(self) -> tuple[int, list[Frame], Classifier]:
+    def _next_batch(self) -> tuple[int, list[Queued], Classifier]:
         """(batch number, frames, the model for them); no frames when nothing came within 0.2 s.
         The model is chosen as the batch is taken, so a swap is one clean cut in capture order even
         while several workers run."""
@@ -290,7 +344,7 @@ class InspectionLoop:
             self._classified += len(batch)
             return seq, batch, clf
 
-    def _classify(self, seq: int, frames: list[Frame], clf: Classifier) -> None:
+    def _classify(self, seq: int, frames: list[Queued], clf: Classifier) -> None:
         """Classify one batch and hand it to the writer; a batch that fails is handed over empty, so
         the writer does not wait for it (the worker then ends with its error)."""
         out: list[Result] = []
@@ -299,18 +353,21 @@ class InspectionLoop:
         finally:
             self._hand_to_writer(seq, out)
 
-    def _inspect(self, frames: list[Frame], clf: Classifier) -> list[Result]:
-        s = self.settings
-        results = clf.classify_batch([f.image for f in frames])
+    def _inspect(self, frames: list[Queued], clf: Classifier) -> list[Result]:
+        """One call of the shared model for parts of every camera; each booked under its camera's SKU."""
+        seen = [cam.crop(f.image) for cam, f in frames]
+        results = clf.classify_batch(seen)
         model_id, release = clf.model_id, clf.release
         out = []
-        for f, r in zip(frames, results):
+        for i, ((cam, f), r) in enumerate(zip(frames, results)):
             eid = new_event_id()
-            snap = (self.snapshots.save(f.image, eid, heatmap=getattr(r, "heatmap", None), roi=getattr(clf, "roi", None))
-                    if (r.is_defect and self.snapshots is not None) else None)
-            out.append((InspectedPart(event_id=eid, ts=f.ts, sku=s.sku, label=r.label, score=float(r.score),
+            # the snapshot shows what the model saw (the camera's ROI), so a heat map lands where it was made
+            snap = (cam.snapshots.save(seen[i], eid, heatmap=getattr(r, "heatmap", None), roi=getattr(clf, "roi", None))
+                    if (r.is_defect and cam.snapshots is not None) else None)
+            out.append((InspectedPart(event_id=eid, ts=f.ts, sku=cam.sku, label=r.label, score=float(r.score),
                                       is_defect=bool(r.is_defect), latency_ms=float(r.latency_ms),
-                                      model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap),
+                                      model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap,
+                                      source=cam.id),
                         f.t_mono))
         return out
 
@@ -340,6 +397,10 @@ class InspectionLoop:
             logger.warning("store writes succeed again after %d failed batch(es)", self.store_failures)
             self.store_failures = 0
         self._committed += len(parts)
+        for p in parts:  # the writer is the one thread counting these
+            counters = self._by_id[p.source].counters
+            counters["parts_inspected"] += 1
+            counters["defects"] += p.is_defect
         now = time.monotonic()
         self.metrics.parts_done([p.latency_ms for p in parts], [(now - t) * 1000.0 for _, t in items],
                                 sum(p.is_defect for p in parts))

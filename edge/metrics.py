@@ -89,10 +89,42 @@ _HELP = {
 }
 
 
+_CAMERA_HELP = {
+    "up": ("gauge", "1 when this camera delivers frames, 0 when reconnecting or down"),
+    "seconds_since_frame": ("gauge", "Seconds since this camera's last frame"),
+    "frames_captured": ("counter", "Frames read from this camera"),
+    "parts_triggered": ("counter", "Frames of this camera the trigger took as parts"),
+    "frames_dropped": ("counter", "Parts dropped because the queue was full when this camera delivered"),
+    "parts_inspected": ("counter", "Parts of this camera classified and committed"),
+    "defects": ("counter", "Parts of this camera classified as defective"),
+    "frames_corrupt": ("counter", "Frames of this camera that could not be decoded"),
+    "source_reopens": ("counter", "Times this camera was reopened by the watchdog"),
+}
+
+
+def _camera_lines(prefix: str, labels: dict[str, str], cameras: list[dict[str, Any]]) -> list[str]:
+    """Per-camera series, labelled `camera` and `sku` ([[sources]])."""
+    lines: list[str] = []
+    for key, (kind, help_text) in _CAMERA_HELP.items():
+        name = f"{prefix}_camera_{key}" + ("_total" if kind == "counter" else "")
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for cam in cameras:
+            lab = ",".join(f'{k}="{_esc(v)}"' for k, v in {**labels, "camera": cam["id"], "sku": cam["sku"]}.items())
+            if key == "up":
+                v = 1.0 if cam["status"] == "ok" else 0.0
+            elif key in ("seconds_since_frame", "frames_corrupt", "source_reopens"):
+                v = float(cam[key] or 0.0)
+            else:
+                v = float(cam["counters"].get(key, 0))
+            lines.append(f"{name}{{{lab}}} {v:g}")
+    return lines
+
+
 def prometheus_text(values: dict[str, Any], *, prefix: str = "smartstock", labels: dict[str, str] | None = None,
-                    model: dict[str, str] | None = None) -> str:
+                    model: dict[str, str] | None = None, cameras: list[dict[str, Any]] | None = None) -> str:
     """Prometheus exposition format (text 0.0.4) for the numeric values we know, plus latency summaries;
-    `model` (id, release, provider) becomes an info metric `<prefix>_model_info{...} 1`."""
+    `model` (id, release, provider) becomes an info metric `<prefix>_model_info{...} 1`; `cameras`
+    (App.cameras_status) become `<prefix>_camera_*{camera="...",sku="..."}` series."""
     lab = ",".join(f'{k}="{_esc(v)}"' for k, v in (labels or {}).items())
     lines: list[str] = []
     if model:
@@ -112,6 +144,8 @@ def prometheus_text(values: dict[str, Any], *, prefix: str = "smartstock", label
             v = float(values.get(f"{key}_p{q}", 0.0)) / 1000.0
             sep = "," if lab else ""
             lines.append(f'{name}{{{lab}{sep}quantile="0.{q}"}} {v:g}')
+    if cameras:
+        lines += _camera_lines(prefix, labels or {}, cameras)
     return "\n".join(lines) + "\n"
 
 

@@ -33,6 +33,7 @@ class InspectedPart:
     model_release: int | None
     frame_id: int
     snapshot: str | None = None
+    source: str = "cam1"   # the camera that saw the part ([[sources]] id)
 
     @property
     def ts_iso(self) -> str:
@@ -56,7 +57,8 @@ def record_parts(store: Store, parts: Sequence[InspectedPart], *, device_id: str
         events.append(dumps(event(device_id, event_id=p.event_id, ts=ts, sku=p.sku, label=p.label,
                                   score=round(float(p.score), 4), is_defect=p.is_defect,
                                   latency_ms=round(float(p.latency_ms), 2), model_id=p.model_id,
-                                  model_release=p.model_release, frame_id=p.frame_id, snapshot=p.snapshot)))
+                                  model_release=p.model_release, frame_id=p.frame_id, snapshot=p.snapshot,
+                                  source=p.source)))
     with store.transaction() as conn:
         insert_rows(conn, "inspections", _INSPECTION_COLUMNS, inspections)
         book_many(conn, movements)

@@ -158,15 +158,17 @@ class Refresher:
                     a = rules.low_stock(sku, stock.get(sku, {}).get("on_hand", 0.0), rop)
                     if a:
                         active.append(a)
-            sku = self.config.inspection.sku
-            n, d = conn.execute("SELECT COUNT(*), COALESCE(SUM(is_defect), 0) FROM (SELECT is_defect FROM inspections "
-                                "WHERE sku = ? ORDER BY id DESC LIMIT ?)", (sku, cfg.defect_window)).fetchone()
+            inspected = {sku: conn.execute("SELECT COUNT(*), COALESCE(SUM(is_defect), 0) FROM (SELECT is_defect "
+                                           "FROM inspections WHERE sku = ? ORDER BY id DESC LIMIT ?)",
+                                           (sku, cfg.defect_window)).fetchone()
+                         for sku in self.config.camera_skus()}  # every camera's SKU ([[sources]])
         a = rules.stale_sales(self.plans)
         if a:
             active.append(a)
-        a = rules.defect_rate(sku, int(d), int(n), cfg.defect_rate_threshold, min(cfg.defect_window, 50))
-        if a:
-            active.append(a)
+        for sku, (n, d) in inspected.items():
+            a = rules.defect_rate(sku, int(d), int(n), cfg.defect_rate_threshold, min(cfg.defect_window, 50))
+            if a:
+                active.append(a)
         name, status, since = self.camera()
         if since >= 0:
             a = rules.camera_down(name, status, since, cfg.camera_down_after_s)

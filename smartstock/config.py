@@ -62,6 +62,34 @@ class SourceConfig(Section):
     backoff_max_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reopen attempts")
 
 
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # one MQTT topic level: no '/', '+', '#' or spaces
+DEFAULT_CAMERA_ID = "cam1"
+
+
+class CameraConfig(SourceConfig):
+    """One of several cameras (`[[sources]]`): where frames come from plus what this camera inspects."""
+
+    id: str = Field(pattern=CAMERA_ID_PATTERN, description="Camera id, unique on this device; an MQTT topic level "
+                    "and a metrics label (letters, digits, '_' and '-', up to 32)")
+    sku: str = Field(min_length=1, max_length=64, description="SKU booked for parts this camera sees")
+    trigger: Literal["every", "nth", "motion"] = Field("every", description="Which frames are parts")
+    every_n: int = Field(1, ge=1, le=10000, description="With trigger=nth: inspect every Nth frame")
+    motion_threshold: float = Field(12.0, gt=0.0, le=255.0,
+                                    description="With trigger=motion: mean absolute ROI change that means a new part")
+    roi: tuple[int, int, int, int] | None = Field(None, description="Region of interest [x, y, width, height] in "
+                                                  "pixels for the motion trigger and the model (default: vision.roi)")
+    snapshot_max_mb: float | None = Field(None, ge=0.0, le=1_000_000.0,
+                                          description="This camera's snapshot quota (default: inspection.snapshot_max_mb)")
+
+    @field_validator("sku")
+    @classmethod
+    def _valid_sku(cls, v: str) -> str:
+        problem = sku_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
 class VisionConfig(Section):
     model: Path | None = Field(None, description="Defect model file (.onnx or .tflite) with manifest.json beside it; "
                                "empty = the shipped default model")
@@ -288,6 +316,9 @@ class Config(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     source: SourceConfig = Field(default_factory=SourceConfig)
+    sources: list[CameraConfig] = Field(default_factory=list, max_length=32,
+                                        description="Several cameras on this device ([[sources]]); empty = the one "
+                                        "camera of [source] and inspection.sku, with id \"cam1\"")
     vision: VisionConfig = Field(default_factory=VisionConfig)
     inspection: InspectionConfig = Field(default_factory=InspectionConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
@@ -297,6 +328,30 @@ class Config(Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     ota: OtaConfig = Field(default_factory=OtaConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+
+    @model_validator(mode="after")
+    def _unique_camera_ids(self) -> "Config":
+        seen: set[str] = set()
+        for cam in self.sources:
+            if cam.id in seen:
+                raise ValueError(f"sources: camera id {cam.id!r} is used twice; give every [[sources]] its own id")
+            seen.add(cam.id)
+        if self.sources and self.source.uri.strip():
+            raise ValueError("both [source] and [[sources]] are set: list the first camera as a [[sources]] entry too")
+        return self
+
+    def cameras(self) -> list[CameraConfig]:
+        """Every camera this device inspects: `[[sources]]`, or the one-camera shortcut ([source] with
+        inspection.sku, trigger and vision.roi) as camera "cam1"."""
+        if self.sources:
+            return list(self.sources)
+        ins = self.inspection
+        return [CameraConfig(**self.source.model_dump(), id=DEFAULT_CAMERA_ID, sku=ins.sku, trigger=ins.trigger,
+                             every_n=ins.every_n, motion_threshold=ins.motion_threshold, roi=self.vision.roi)]
+
+    def camera_skus(self) -> list[str]:
+        """The SKUs booked by the cameras, in camera order, each once."""
+        return list(dict.fromkeys(c.sku for c in self.cameras()))
 
 
 def _hint_for(loc: tuple[Any, ...]) -> str:

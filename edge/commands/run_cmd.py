@@ -45,7 +45,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     """Command-line values win over the file; each is validated like the file's."""
     cfg = config.model_copy(deep=True)
     try:
-        if args.source is not None:
+        if args.source is not None:  # the one-camera shortcut: it replaces any [[sources]] of the file
+            cfg.sources = []
             cfg.source.uri = args.source
         if args.loop:
             cfg.source.loop = True
