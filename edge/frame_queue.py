@@ -7,7 +7,9 @@ capture + queue alone took a quarter of the bare model's throughput). Here:
   * a worker takes a whole batch under one lock;
   * a replay's capture thread (which waits rather than drop parts) sleeps until the queue has
     drained to half, then refills it in one go;
-  * a live source never waits: a full queue drops its oldest frame (the newest part is in view).
+  * a live source never waits: a full queue drops its oldest frame (the newest part is in view);
+  * several cameras share one queue ([[sources]]): each put carries its camera, and a drained
+    queue wakes every waiting replay, so no camera is starved by another.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class FrameQueue(Generic[T]):
             n = min(max_items, len(self._items))
             out = [self._items.popleft() for _ in range(n)]
             if out and len(self._items) <= self.refill_at:
-                self._drained.notify()
+                self._drained.notify_all()  # every waiting camera: one woken alone refills the queue and starves the rest
         return out
 
     def close(self) -> None:

@@ -1,0 +1,144 @@
+"""Several cameras on one device ([[sources]]): config validation, one capture thread per camera
+feeding one queue (parts of both cameras in one model call, each booked under its camera's SKU),
+and one camera ending or vanishing while the other keeps booking (real folders, real SQLite, HTTP)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+
+import pytest
+
+from edge.app import App
+from edge.loop import Camera, InspectionLoop, LoopSettings
+from edge.samples import write_parts
+from smartstock.config import Config, load_config
+from smartstock.errors import ConfigError
+from smartstock.store.stock import levels
+from tests.conftest import wait_for
+from tests.edge_fakes import FakeClassifier, FakeFrameSource, flat_images
+
+
+def _toml(tmp_path, text: str):
+    p = tmp_path / "smartstock.toml"
+    p.write_text(text)
+    return p
+
+
+def test_sources_are_parsed_and_the_one_camera_shortcut_is_cam1(tmp_path):
+    cfg = load_config(_toml(tmp_path, """
+[[sources]]
+id = "left"
+uri = "/dev/video0"
+sku = "PART-L"
+trigger = "nth"
+every_n = 3
+roi = [0, 0, 10, 10]
+snapshot_max_mb = 5
+
+[[sources]]
+id = "right_2"
+uri = "rtsp://cam/right"
+sku = "PART-R"
+"""))
+    cams = cfg.cameras()
+    assert [(c.id, c.sku, c.trigger, c.every_n, c.roi) for c in cams] == [
+        ("left", "PART-L", "nth", 3, (0, 0, 10, 10)), ("right_2", "PART-R", "every", 1, None)]
+    assert cams[0].snapshot_max_mb == 5 and cams[1].snapshot_max_mb is None
+    assert cfg.camera_skus() == ["PART-L", "PART-R"]
+    one = Config()
+    one.source.uri, one.inspection.sku, one.inspection.trigger = "/dev/video1", "X-1", "motion"
+    (cam,) = one.cameras()
+    assert (cam.id, cam.uri, cam.sku, cam.trigger) == ("cam1", "/dev/video1", "X-1", "motion")
+
+
+@pytest.mark.parametrize("body, expect", [
+    ('[[sources]]\nid = "a"\nuri = "0"\nsku = "S1"\n[[sources]]\nid = "a"\nuri = "1"\nsku = "S2"\n', "used twice"),
+    ('[[sources]]\nid = "line/1"\nuri = "0"\nsku = "S1"\n', "sources.0.id"),
+    ('[[sources]]\nid = "a b"\nuri = "0"\nsku = "S1"\n', "sources.0.id"),
+    ('[[sources]]\nid = "a"\nuri = "0"\n', "sources.0.sku"),
+    ('[source]\nuri = "0"\n[[sources]]\nid = "a"\nuri = "1"\nsku = "S1"\n', "both [source] and [[sources]]"),
+])
+def test_bad_sources_name_the_field_and_the_fix(tmp_path, body, expect):
+    with pytest.raises(ConfigError) as e:
+        load_config(_toml(tmp_path, body))
+    assert expect in " ".join(e.value.problems)
+
+
+def test_one_model_call_serves_both_cameras_and_each_books_its_own_sku(store):
+    clf = FakeClassifier(delay_s=0.002)  # slower than capture: the queue holds parts of both cameras
+    seen: list[set[int]] = []
+    inner = clf.classify_batch
+    clf.classify_batch = lambda frames: (seen.append({int(f.mean()) for f in frames}), inner(frames))[1]  # type: ignore[method-assign]
+    cams = [Camera("a", FakeFrameSource(flat_images([10] * 60)), "SKU-A"),
+            Camera("b", FakeFrameSource(flat_images([200] * 40)), "SKU-B")]  # bright: every part of b is a defect
+    loop = InspectionLoop(None, clf, store, LoopSettings(sku="unused", device_id="dev1", events_topic="t",
+                                                         queue_size=16, batch_max=8), cameras=cams)
+    loop.start()
+    assert loop.done.wait(30)
+    loop.stop()
+    lv = levels(store.conn)
+    assert (lv["SKU-A"]["produced"], lv["SKU-A"]["scrapped"]) == (60, 0)
+    assert (lv["SKU-B"]["produced"], lv["SKU-B"]["scrapped"]) == (0, 40)
+    assert any(s == {10, 200} for s in seen), "no model call batched parts of both cameras"
+    events = [json.loads(r[0]) for r in store.query("SELECT payload FROM outbox")]
+    assert {(e["source"], e["sku"]) for e in events} == {("a", "SKU-A"), ("b", "SKU-B")}
+    assert cams[0].counters["parts_inspected"] == 60 and cams[1].counters["defects"] == 40
+
+
+def _booked(app: App, sku: str) -> int:
+    return app.store.query_one("SELECT COUNT(*) FROM inspections WHERE sku = ?", (sku,))[0]
+
+
+@pytest.mark.parametrize("how", ["ends", "vanishes"])
+def test_one_camera_going_away_never_stalls_the_other(tmp_path, how):
+    write_parts(tmp_path / "a", 6, size=32)
+    write_parts(tmp_path / "b", 6, size=32)
+    cfg = load_config(_toml(tmp_path, f"""
+[http]
+port = 0
+[ota]
+enabled = false
+[[sources]]
+id = "a"
+uri = "{tmp_path / 'a'}"
+sku = "SKU-A"
+fps = 50
+loop = {'true' if how == 'vanishes' else 'false'}
+stall_timeout_s = 0.5
+backoff_max_s = 1
+[[sources]]
+id = "b"
+uri = "{tmp_path / 'b'}"
+sku = "SKU-B"
+fps = 50
+loop = true
+"""))
+    app = App(cfg, tmp_path / "state", classifier=FakeClassifier())
+    app.start()
+    try:
+        assert wait_for(lambda: _booked(app, "SKU-A") >= 6, 20)
+        if how == "vanishes":
+            shutil.rmtree(tmp_path / "a")
+            assert wait_for(lambda: app.sources["a"].status != "ok", 20)
+            ok, reason = app.health()
+            assert not ok and reason.startswith("camera a ")
+        else:
+            assert wait_for(lambda: app.sources["a"].ended, 20)
+        b_then = _booked(app, "SKU-B")
+        assert wait_for(lambda: _booked(app, "SKU-B") >= b_then + 20, 20), "camera b stalled"
+        assert app.loop.alive() and app.alive() == (True, "alive")
+        with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/api/status", timeout=5) as r:
+            status = json.load(r)
+        cams = {c["id"]: c for c in status["cameras"]}
+        assert cams["b"]["status"] == "ok" and cams["b"]["sku"] == "SKU-B"
+        assert cams["b"]["counters"]["parts_inspected"] >= b_then + 20
+        assert cams["a"]["ended"] == (how == "ends") and status["camera"]["source"] == cams["a"]["source"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'smartstock_camera_up{device_id="line1-cam1",camera="b",sku="SKU-B"} 1' in metrics
+        assert ('smartstock_camera_up{device_id="line1-cam1",camera="a",sku="SKU-A"} '
+                + ("0" if how == "vanishes" else "1")) in metrics
+    finally:
+        app.stop()
