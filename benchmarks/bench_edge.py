@@ -10,6 +10,8 @@ Measures (on the shipped defect model, CPU, the product's default inference layo
   * the same loop vs bare comparison on a heavier CNN built here with `onnx` (about 8x the shipped
     model's work per frame), to show how the loop's fixed per-part cost weighs on a larger model;
   * frame-to-result latency p50/p99 with a camera paced at half the loop's throughput;
+  * the loop with 1, 2 and 4 replayed folder cameras ([[sources]]: one capture thread per camera,
+    one queue, one shared model), parts/s in total and each camera's share;
   * start-up time and RSS of `smartstock run` (time until the HTTP port is written);
   * RSS at the start and end of a long replay (SMARTSTOCK_BENCH_LONG_FRAMES, default 200000,
     capped by SMARTSTOCK_BENCH_LONG_MAX_S seconds; the frames actually done are reported).
@@ -30,7 +32,7 @@ import numpy as np
 
 from benchmarks._common import ROOT, rss_mb
 from edge.capture.base import Frame, FrameSource
-from edge.loop import InspectionLoop, LoopSettings
+from edge.loop import Camera, InspectionLoop, LoopSettings
 from smartstock.store import open_store
 
 BATCH = 8
@@ -196,6 +198,45 @@ def _latency(clf, images, loop_fps: float, workers: int) -> dict:
             "inference_ms_p50": snap["inference_ms_p50"], "inference_ms_p99": snap["inference_ms_p99"]}
 
 
+def _cameras(clf, images, workers: int, counts: tuple[int, ...] = (1, 2, 4), parts: int = 3000) -> dict:
+    """The loop fed by 1, 2, 4 folder cameras replaying PNGs as fast as they are taken (each decodes
+    its own files in its own capture thread); the same number of parts for every count, one run each."""
+    import cv2
+
+    from edge.capture import open_source
+    from smartstock.config import CameraConfig
+
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for k in range(max(counts)):
+            folder = Path(d) / f"cam{k}"
+            folder.mkdir()
+            for i, img in enumerate(images[:32]):
+                cv2.imwrite(str(folder / f"p{i:03d}.png"), img)
+        for n_cams in counts:
+            cfgs = [CameraConfig(id=f"cam{k}", uri=str(Path(d) / f"cam{k}"), sku=f"BENCH-{k}", loop=True)
+                    for k in range(n_cams)]
+            cams = [Camera(c.id, open_source(c), c.sku) for c in cfgs]
+            with tempfile.TemporaryDirectory() as sd:
+                store = open_store(sd)
+                loop = InspectionLoop(None, clf, store, LoopSettings(
+                    sku="BENCH", device_id="bench", events_topic="b/events", queue_size=64, batch_max=BATCH,
+                    workers=workers, max_parts=parts), cameras=cams)
+                t0 = time.perf_counter()
+                loop.start()
+                loop.done.wait()
+                dt = time.perf_counter() - t0
+                loop.stop()
+                for c in cams:
+                    c.source.close()
+                store.close()
+            done = sum(c.counters["parts_inspected"] for c in cams)
+            out[str(n_cams)] = {"parts": done, "seconds": dt, "parts_per_s": done / dt,
+                                "share_per_camera": [round(c.counters["parts_inspected"] / max(1, done), 3) for c in cams]}
+    return {"cameras": out, "parts_per_count": parts, "workers": workers, "batch": BATCH,
+            "frames": "32 sample-part PNGs per camera folder, looped, decoded by each camera's capture thread"}
+
+
 def _startup(model: Path, images) -> dict:
     import cv2
 
@@ -294,6 +335,9 @@ def main() -> dict | None:
     lat = _latency(clf, images, p["loop"], workers)
     print(f"latency at {lat['camera_fps']:.0f} fps: frame-to-result p50 {lat['frame_to_result_ms_p50']:.1f} ms, "
           f"p99 {lat['frame_to_result_ms_p99']:.1f} ms (inference p50 {lat['inference_ms_p50']:.1f} ms)")
+    cams = _cameras(clf, images, workers)
+    print("folder cameras -> loop parts/s: " + ", ".join(
+        f"{k} camera(s) {c['parts_per_s']:.0f} (shares {c['share_per_camera']})" for k, c in cams["cameras"].items()))
     st = _startup(model, images)
     print(f"service start-up: {st.get('startup_s', float('nan')):.2f} s to HTTP ready, RSS {st.get('service_rss_mb', 0):.0f} MB")
     lr = _long_replay(clf, images, workers)
@@ -301,7 +345,7 @@ def main() -> dict | None:
           f"RSS {lr['rss_mb_start']:.0f} MB after {lr['measured_from_frame']} frames -> {lr['rss_mb_end']:.0f} MB at the end "
           f"(max {lr['rss_mb_max']:.0f}); store {lr['store_mb']:.0f} MB")
     return {"model": {"id": clf.model_id, "release": clf.release, "file": model.name}, "frames": what,
-            "throughput": t, "heavier_model": heavy, "latency": lat, "startup": st, "long_replay": lr,
+            "throughput": t, "heavier_model": heavy, "latency": lat, "cameras": cams, "startup": st, "long_replay": lr,
             "note": "CPU timings on a shared machine; ratios are measured side by side in one run"}
 
 

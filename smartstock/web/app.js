@@ -73,7 +73,8 @@
     const parts = c.parts_inspected, defects = c.defects;
     const alerts = Array.isArray(s.alerts) ? s.alerts : [];
     const hasAlert = (kind) => alerts.some((a) => a.kind === kind);
-    setText("device", s.device_id ? s.device_id + (s.sku ? " · " + s.sku : "") : "–");
+    const skus = Array.isArray(s.skus) && s.skus.length ? s.skus.join(", ") : s.sku;
+    setText("device", s.device_id ? s.device_id + (skus ? " · " + skus : "") : "–");
     setText("health", s.health ? "health: " + s.health : "");
     setText("c-parts", num(parts));
     setText("c-good", typeof parts === "number" && typeof defects === "number" ? num(parts - defects) : "–");
@@ -94,9 +95,26 @@
     const m = s.model || {};
     setText("c-model", m.id ? m.id + (m.release != null ? " r" + m.release : "") : "–");
     $("c-model").title = m.path || "";
+    renderCameras(Array.isArray(s.cameras) ? s.cameras : []);
     renderAlerts(alerts);
     renderStock(s.stock || {}, Array.isArray(s.plans) ? s.plans : [], alerts);
     renderRecent(Array.isArray(s.recent) ? s.recent : []);
+  }
+
+  // One row per camera ([[sources]]): a camera that is down is red while the others keep counting.
+  function renderCameras(cameras) {
+    const rows = cameras.map((c) => {
+      const k = c.counters || {};
+      const status = c.ended ? "replay done" : (c.status || "–");
+      const bad = !c.ended && c.status && c.status !== "ok";
+      return el("tr", {}, el("td", { class: "l" }, c.id || ""), el("td", { class: "l" }, c.sku || ""),
+        el("td", { class: "l" + (bad ? " defect" : ""), title: c.last_error || "" }, status),
+        el("td", { class: "l small" }, c.source || ""), el("td", {}, num(k.parts_inspected)),
+        el("td", {}, num(k.defects)), el("td", {}, num(k.frames_dropped)),
+        el("td", {}, c.seconds_since_frame == null ? "–" : num(c.seconds_since_frame, 1) + " s"));
+    });
+    $("cameras").replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "8", class: "muted" }, "no camera"))]));
   }
 
   function renderAlerts(alerts) {
