@@ -42,10 +42,13 @@ class FrameQueue(Generic[T]):
 
     def put_drop_oldest(self, item: T) -> bool:
         """Add without ever waiting; returns True when the oldest item was dropped to make room."""
+        return bool(self.push_drop_oldest(item))
+
+    def push_drop_oldest(self, item: T) -> list[T]:
+        """As put_drop_oldest, returning the item dropped (empty list when none): with several
+        cameras on one queue, the drop is counted against the camera whose part it was."""
         with self._lock:
-            dropped = len(self._items) >= self.maxsize
-            if dropped:
-                self._items.popleft()
+            dropped = [self._items.popleft()] if len(self._items) >= self.maxsize else []
             self._items.append(item)
             self._not_empty.notify()
         return dropped

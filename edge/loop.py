@@ -247,21 +247,31 @@ class InspectionLoop:
                 self.capture_finished.set()
                 self.queue.close()  # let the workers see the end without waiting for their timeout
 
+    def _reserve(self, n: int) -> bool:
+        """Count `n` (1 or -1) parts as handed over; False (nothing counted) once max_parts is reached,
+        so several capture threads together hand over exactly max_parts."""
+        with self._hand_lock:
+            limit = self.settings.max_parts
+            if n > 0 and limit is not None and self._handed_over >= limit:
+                return False
+            self._handed_over += n
+            return True
+
     def _hand_over(self, cam: Camera, frame: Frame) -> None:
         item = (cam, frame)
+        if not self._reserve(1):
+            return
         if not cam.source.realtime:  # replay: wait for the workers rather than lose parts
             while not self._stop_capture.is_set():
                 if self.queue.put_wait(item, 0.2):
-                    with self._hand_lock:
-                        self._handed_over += 1
                     return
+            self._reserve(-1)
             return
-        if self.queue.put_drop_oldest(item):  # the oldest went: the newest part is the one still in view
+        for lost, _ in self.queue.push_drop_oldest(item):  # the oldest went: the newest part is the one still in view
+            self._reserve(-1)
             self.metrics.inc("frames_dropped")
-            cam.counters["frames_dropped"] += 1  # counted against the camera that lost the slot's newest
-        else:
-            with self._hand_lock:
-                self._handed_over += 1
+            with self._hand_lock:  # the part may be another camera's: its own capture thread counts too
+                lost.counters["frames_dropped"] += 1
 
     # -- inference ---------------------------------------------------------------------------
     def _worker_main(self) -> None:
