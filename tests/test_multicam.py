@@ -4,6 +4,7 @@ and one camera ending or vanishing while the other keeps booking (real folders, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import urllib.request
@@ -11,6 +12,7 @@ import urllib.request
 import pytest
 
 from edge.app import App
+from edge.commands.run_cmd import apply_overrides
 from edge.loop import Camera, InspectionLoop, LoopSettings
 from edge.samples import write_parts
 from smartstock.config import Config, load_config
@@ -51,6 +53,16 @@ sku = "PART-R"
     one.source.uri, one.inspection.sku, one.inspection.trigger = "/dev/video1", "X-1", "motion"
     (cam,) = one.cameras()
     assert (cam.id, cam.uri, cam.sku, cam.trigger) == ("cam1", "/dev/video1", "X-1", "motion")
+
+
+def test_run_source_is_the_one_camera_shortcut_even_with_sources_in_the_file(tmp_path):
+    cfg = load_config(_toml(tmp_path, '[[sources]]\nid = "a"\nuri = "0"\nsku = "S1"\n'
+                                      '[[sources]]\nid = "b"\nuri = "1"\nsku = "S2"\n'))
+    base = dict(source=None, loop=None, fps=None, model=None, sku=None, device_id=None, http_host=None,
+                http_port=None, mqtt=None, max_frames=None)
+    assert [c.id for c in apply_overrides(cfg, argparse.Namespace(**base)).cameras()] == ["a", "b"]
+    one = apply_overrides(cfg, argparse.Namespace(**{**base, "source": "/dev/video2", "sku": "S9"}))
+    assert [(c.id, c.uri, c.sku) for c in one.cameras()] == [("cam1", "/dev/video2", "S9")]
 
 
 @pytest.mark.parametrize("body, expect", [
@@ -130,6 +142,8 @@ loop = true
         b_then = _booked(app, "SKU-B")
         assert wait_for(lambda: _booked(app, "SKU-B") >= b_then + 20, 60), f"camera b stalled: {app.cameras_status()}"
         assert app.loop.alive() and app.alive() == (True, "alive")
+        state = app.state_summary()  # the retained MQTT state: the worst camera, and each one
+        assert state["cameras"]["b"] == "ok" and state["camera"] == ("ok" if how == "ends" else state["cameras"]["a"])
         with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/api/status", timeout=5) as r:
             status = json.load(r)
         cams = {c["id"]: c for c in status["cameras"]}

@@ -131,12 +131,12 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
 
 def plans_from_store(conn: sqlite3.Connection, config: Config, skus: list[str] | None = None, *,
                      today: dt.date | None = None) -> list[dict[str, Any]]:
-    """Plans of `skus` (default: the line's SKU, every SKU with stock, sales or a forecast), sorted."""
+    """Plans of `skus` (default: every camera's SKU, every SKU with stock, sales or a forecast), sorted."""
     window = window_from_store(conn, config.forecast, today)
     if skus is None:
         found = {r[0] for r in conn.execute("SELECT DISTINCT sku FROM sales UNION SELECT DISTINCT sku FROM "
                                             "stock_movements UNION SELECT DISTINCT sku FROM forecast_runs")}
-        skus = sorted({config.inspection.sku, *found})
+        skus = sorted({*config.camera_skus(), *found})
     return [plan_sku(conn, config, s, window=window) for s in skus]
 
 
