@@ -190,7 +190,7 @@ class App:
                           # the shortcut's vision.roi is the model's own crop; a [[sources]] roi crops before it
                           roi=c.roi if self.config.sources else None,
                           trigger=make_trigger(c.trigger, every_n=c.every_n, motion_threshold=c.motion_threshold,
-                                               roi=None if self.config.sources else c.roi))
+                                               roi=c.roi))
                    for c in self.cameras]
         self.loop = InspectionLoop(None, self.classifier, self.store, settings, cameras=cameras, metrics=self.metrics)
         self.loop.start()

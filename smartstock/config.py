@@ -62,6 +62,14 @@ class SourceConfig(Section):
     backoff_max_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reopen attempts")
 
 
+def _checked_sku(v: str) -> str:
+    """A SKU field's validator (inspection.sku and each [[sources]] sku)."""
+    problem = sku_problem(v)
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # one MQTT topic level: no '/', '+', '#' or spaces
 DEFAULT_CAMERA_ID = "cam1"
 
@@ -77,17 +85,12 @@ class CameraConfig(SourceConfig):
     motion_threshold: float = Field(12.0, gt=0.0, le=255.0,
                                     description="With trigger=motion: mean absolute ROI change that means a new part")
     roi: tuple[int, int, int, int] | None = Field(None, description="Region of interest [x, y, width, height] in "
-                                                  "pixels for the motion trigger and the model (default: vision.roi)")
+                                                  "pixels: the motion trigger watches it and the model sees only it "
+                                                  "(vision.roi, if set, then applies within it)")
     snapshot_max_mb: float | None = Field(None, ge=0.0, le=1_000_000.0,
                                           description="This camera's snapshot quota (default: inspection.snapshot_max_mb)")
 
-    @field_validator("sku")
-    @classmethod
-    def _valid_sku(cls, v: str) -> str:
-        problem = sku_problem(v)
-        if problem:
-            raise ValueError(problem)
-        return v
+    _valid_sku = field_validator("sku")(classmethod(lambda cls, v: _checked_sku(v)))
 
 
 class VisionConfig(Section):
@@ -135,13 +138,7 @@ class InspectionConfig(Section):
     trigger: Literal["every", "nth", "motion"] = Field("every", description="Which frames are parts")
     every_n: int = Field(1, ge=1, le=10000, description="With trigger=nth: inspect every Nth frame")
 
-    @field_validator("sku")
-    @classmethod
-    def _valid_sku(cls, v: str) -> str:
-        problem = sku_problem(v)
-        if problem:
-            raise ValueError(problem)
-        return v
+    _valid_sku = field_validator("sku")(classmethod(lambda cls, v: _checked_sku(v)))
     motion_threshold: float = Field(12.0, gt=0.0, le=255.0,
                                     description="With trigger=motion: mean absolute ROI change that means a new part")
     queue_size: int = Field(16, ge=1, le=4096, description="Frames buffered between capture and inference")

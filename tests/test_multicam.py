@@ -9,6 +9,7 @@ import json
 import shutil
 import urllib.request
 
+import numpy as np
 import pytest
 
 from edge.app import App
@@ -70,6 +71,7 @@ def test_run_source_is_the_one_camera_shortcut_even_with_sources_in_the_file(tmp
     ('[[sources]]\nid = "line/1"\nuri = "0"\nsku = "S1"\n', "sources.0.id"),
     ('[[sources]]\nid = "a b"\nuri = "0"\nsku = "S1"\n', "sources.0.id"),
     ('[[sources]]\nid = "a"\nuri = "0"\n', "sources.0.sku"),
+    ('[[sources]]\nid = "a"\nuri = "0"\nsku = "bad/sku"\n', "sources.0.sku"),
     ('[source]\nuri = "0"\n[[sources]]\nid = "a"\nuri = "1"\nsku = "S1"\n', "both [source] and [[sources]]"),
 ])
 def test_bad_sources_name_the_field_and_the_fix(tmp_path, body, expect):
@@ -98,6 +100,20 @@ def test_one_model_call_serves_both_cameras_and_each_books_its_own_sku(store):
     events = [json.loads(r[0]) for r in store.query("SELECT payload FROM outbox")]
     assert {(e["source"], e["sku"]) for e in events} == {("a", "SKU-A"), ("b", "SKU-B")}
     assert cams[0].counters["parts_inspected"] == 60 and cams[1].counters["defects"] == 40
+
+
+def test_a_camera_roi_is_all_the_shared_model_sees(store):
+    frame = np.full((32, 32, 3), 10, np.uint8)
+    frame[:8, :8] = 255  # a bright corner: the whole frame is dark on average, the corner alone is bright
+    cams = [Camera("whole", FakeFrameSource([frame] * 5), "SKU-W"),
+            Camera("corner", FakeFrameSource([frame] * 5), "SKU-C", roi=(0, 0, 8, 8))]
+    loop = InspectionLoop(None, FakeClassifier(), store, LoopSettings(sku="unused", device_id="d", events_topic="t"),
+                          cameras=cams)
+    loop.start()
+    assert loop.done.wait(30)
+    loop.stop()
+    lv = levels(store.conn)
+    assert (lv["SKU-W"]["produced"], lv["SKU-C"]["scrapped"]) == (5, 5)
 
 
 def _booked(app: App, sku: str) -> int:
