@@ -43,6 +43,17 @@ def python_subprocess(code: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, **kw)
 
 
+def wait_until(cond, timeout: float = 30.0, what: str = "condition"):
+    """Poll `cond` until it returns something true and return that, or fail the test naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 def wait_for(pred, timeout: float = 20.0) -> bool:
     """Poll `pred` until it is true (True) or `timeout` seconds passed (False): for threads under test."""
     deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from edge.samples import write_parts
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,14 +95,6 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def _wait_for(cond, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _count(state: Path, sql: str) -> int:
@@ -146,7 +139,7 @@ def test_known_number_of_parts_books_exactly_that_many(tmp_path, model_file, par
         port = _port(state, proc)
         code, body = _get(port, "/healthz")
         assert (code, body.strip()) == (200, "ok")
-        _wait_for(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 5, what="first inspections")
+        wait_until(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 5, what="first inspections")
         code, metrics = _get(port, "/metrics")
         assert code == 200 and 'smartstock_parts_inspected_total{device_id="test-cam"}' in metrics
         assert "smartstock_latency_seconds" in metrics and "smartstock_outbox_rows" in metrics
@@ -241,28 +234,28 @@ def test_source_that_disappears_is_reopened_and_sigterm_exits_cleanly(tmp_path, 
     systemd.watch(proc)
     try:
         port = _port(state, proc)
-        _wait_for(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
+        wait_until(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
         folder.rename(tmp_path / "cam-unplugged")
-        code, body = _wait_for(lambda: (r := _get(port, "/healthz"))[0] == 503 and r, what="503 from /healthz")
+        code, body = wait_until(lambda: (r := _get(port, "/healthz"))[0] == 503 and r, what="503 from /healthz")
         assert "camera" in body and ("reconnecting" in body or "down" in body)
         status = json.loads(_get(port, "/api/status")[1])
         assert status["camera"]["status"] in ("reconnecting", "down") and not status["healthy"]
-        _wait_for(lambda: any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
+        wait_until(lambda: any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
                   what="camera_down alert")
         assert proc.poll() is None, "the service stays up while the camera is gone"
         assert _get(port, "/livez")[0] == 200  # the container health check: alive, no restart
         gone = systemd.status_times(lambda text: text.startswith("camera "))
         assert gone, systemd.messages  # the camera's state is on STATUS= for `systemctl status`
-        _wait_for(lambda: time.monotonic() - gone[0] > 2 * systemd.watchdog_s, what="an outage over WatchdogSec")
+        wait_until(lambda: time.monotonic() - gone[0] > 2 * systemd.watchdog_s, what="an outage over WatchdogSec")
         assert proc.poll() is None and systemd.aborted_at is None, "the watchdog went quiet during the outage"
         before = _count(state, "SELECT COUNT(*) FROM inspections")
         (tmp_path / "cam-unplugged").rename(folder)
-        _wait_for(lambda: _get(port, "/healthz")[0] == 200, what="recovery")
-        back = _wait_for(lambda: [t for t in systemd.status_times(lambda text: text == "ok") if t > gone[0]],
+        wait_until(lambda: _get(port, "/healthz")[0] == 200, what="recovery")
+        back = wait_until(lambda: [t for t in systemd.status_times(lambda text: text == "ok") if t > gone[0]],
                          what="STATUS=ok again")[0]
         assert systemd.pings_between(gone[0], back) >= 2
-        _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") > before + 3, what="inspections resume")
-        _wait_for(lambda: not any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
+        wait_until(lambda: _count(state, "SELECT COUNT(*) FROM inspections") > before + 3, what="inspections resume")
+        wait_until(lambda: not any(a["kind"] == "camera_down" for a in json.loads(_get(port, "/api/status")[1])["alerts"]),
                   what="camera_down alert cleared")
         assert json.loads(_get(port, "/api/status")[1])["counters"]["source_reopens"] >= 1
         proc.send_signal(signal.SIGTERM)
@@ -286,7 +279,7 @@ def test_sigkill_at_random_moments_never_corrupts_or_loses(tmp_path, model_file,
     for _ in range(3):
         proc = _start(tmp_path, model_file, state, "--source", str(parts), "--loop", "--http-port", "0")
         try:
-            _wait_for(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") > seen, timeout=60,
+            wait_until(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") > seen, timeout=60,
                       what="inspections")
             time.sleep(rng.uniform(0.05, 1.5))
         finally:

@@ -20,6 +20,7 @@ import pytest
 
 from edge.samples import write_parts
 from smartstock.store import open_store
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -42,14 +43,6 @@ NETWORK_ERRORS = ("Failed to load resource", "net::ERR_")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (make test installs it)")
 
 
-def _wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +67,7 @@ def service(tmp_path_factory, request):
                             env={**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     port_file = state / "http.port"
     try:
-        port = _wait_for(lambda: port_file.exists() and port_file.read_text().strip()
+        port = wait_until(lambda: port_file.exists() and port_file.read_text().strip()
                          and int(port_file.read_text()) or (proc.poll() is not None and -1), 90, "http.port")
         assert port > 0, f"service exited early with {proc.returncode}: {(base / 'service.log').read_text()[-2000:]}"
         yield {"proc": proc, "url": f"http://127.0.0.1:{port}/", "base": base}
@@ -144,7 +137,7 @@ def test_live_counters_move_without_console_errors(page, service, tmp_path):
         with urllib.request.urlopen(service["url"] + "api/status", timeout=5) as r:
             return next((p for p in json.load(r)["plans"] if p["sku"] == SKU), None)
 
-    plan = _wait_for(service_plan, 90, f"the service's plan for {SKU}")
+    plan = wait_until(service_plan, 90, f"the service's plan for {SKU}")
     row_js = f"[...document.querySelectorAll('#stock tr')].find(tr => tr.cells[0].textContent === '{SKU}')"
     if plan.get("reorder_point") is not None:
         rop = f"{round(plan['reorder_point']):,}"
