@@ -134,7 +134,7 @@ def test_cli_forecast_from_store_writes_runs(cli, tmp_path):
     assert [x[0] for x in runs] == ["SPARE", "STEADY", "WEEKLY"]
     assert all(x[2] == "W" and x[3] == 5 for x in runs)
     assert json.loads(runs[0][4])["demand_class"] in ("intermittent", "lumpy")
-    assert runs[0][1] in ("croston", "sba", "tsb")
+    assert runs[0][1] in ("croston-mix", "croston", "sba", "tsb")
     n = db.execute("SELECT COUNT(*), MIN(lo <= forecast AND forecast <= hi) FROM forecasts").fetchone()
     assert n == (15, 1)
 

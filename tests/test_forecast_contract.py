@@ -42,8 +42,9 @@ def test_forecaster_contract(alias, name, h, lstm_dir):  # noqa: F811
     assert np.all(np.isfinite(fc.mean)) and np.all(np.isfinite(fc.lo)) and np.all(np.isfinite(fc.hi))
     assert np.all(fc.lo <= fc.mean + 1e-9) and np.all(fc.mean <= fc.hi + 1e-9)
     assert fc.level == 0.8
-    if name == "constant" and alias not in ("lstm", "sba"):
-        # a flat history has a flat forecast at its level (SBA deflates by design; the LSTM is learned)
+    if name == "constant" and alias not in ("lstm", "sba", "croston-mix"):
+        # a flat history has a flat forecast at its level (SBA, also inside the mix, deflates by design;
+        # the LSTM is learned)
         assert np.allclose(fc.mean, 7.0, atol=1e-6), fc.mean
     if name == "all-zero" and alias != "lstm":
         assert np.allclose(fc.mean, 0.0, atol=1e-9)
@@ -74,3 +75,54 @@ def test_seasonal_models_follow_the_season():
         fc = make_forecaster(alias, season_length=12).forecast(y, 12)
         naive_err = np.mean(np.abs(truth - y[-1]))
         assert np.mean(np.abs(fc.mean - truth)) < 0.6 * naive_err, alias
+
+
+def _daily_sunday_closed(weeks: int, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    weekday = np.array([20.0, 18.0, 19.0, 22.0, 30.0, 35.0, 0.0])  # Mon..Sat, closed on Sunday
+    return rng.poisson(weekday[np.arange(7 * weeks) % 7]).astype(float)
+
+
+@pytest.mark.parametrize("alias", ["auto", "combo"])
+def test_closed_weekday_is_forecast_zero_and_open_days_are_not_dragged_down(alias):
+    y = _daily_sunday_closed(30)  # y[0] is a Monday; 210 days, so the forecast starts on a Monday
+    fc = make_forecaster(alias, season_length=7, horizon=14).fit(y).predict(14, level=0.9)
+    sunday = np.arange(14) % 7 == 6
+    assert np.all(fc.mean[sunday] == 0.0) and np.all(fc.hi[sunday] == 0.0), fc.mean
+    open_truth = np.array([20.0, 18.0, 19.0, 22.0, 30.0, 35.0] * 2)
+    # an open day is forecast near its own level, not the weekly mean with a zero in it (~20.6)
+    np.testing.assert_allclose(fc.mean[~sunday], open_truth, rtol=0.2)
+    assert fc.mean[5] > 1.4 * fc.mean[1], "Saturday peak kept"
+
+
+def test_a_weekday_that_sells_now_and_then_is_not_closed():
+    from smartstock.forecasting.closed import closed_positions
+
+    y = _daily_sunday_closed(30)
+    assert np.flatnonzero(closed_positions(y, 7)).tolist() == [6]
+    y[6::7][::3] = 5.0  # sells one Sunday in three: open, just slow
+    assert closed_positions(y, 7) is None
+    assert closed_positions(np.random.default_rng(0).poisson(0.3, 210).astype(float), 7) is None  # intermittent
+
+
+@pytest.mark.parametrize("alias", ["auto", "combo", "theta", "ets"])
+def test_two_seasons_of_weekly_history_forecast_the_yearly_peak(alias):
+    rng = np.random.default_rng(4)
+    t = np.arange(104 + 13)
+    peak = np.where((t % 52 >= 4) & (t % 52 < 10), 80.0, 0.0)  # six peak weeks a year
+    y = 100 + 0.1 * t + peak + rng.normal(0, 4, len(t))
+    opts = {"horizon": 13} if alias in ("auto", "combo") else {}
+    fc = make_forecaster(alias, season_length=52, **opts).fit(y[:104]).predict(13)
+    future = t[104:]
+    in_peak = (future % 52 >= 4) & (future % 52 < 10)
+    assert in_peak.any() and (~in_peak).any()
+    assert fc.mean[in_peak].mean() > fc.mean[~in_peak].mean() + 50, fc.mean
+    assert np.mean(np.abs(fc.mean - (100 + 0.1 * future + peak[104:]))) < 15
+
+
+def test_season_length_override_is_used():
+    y = _daily_sunday_closed(30)
+    weekly = make_forecaster("auto", season_length=7, horizon=7).fit(y).predict(7)
+    flat = make_forecaster("auto", season_length=1, horizon=7).fit(y).predict(7)
+    assert weekly.mean[6] == 0.0 and np.ptp(weekly.mean) > 20
+    assert np.ptp(flat.mean) < 5  # no season given: no weekday pattern, no closed day

@@ -83,12 +83,20 @@ def test_auto_uses_croston_family_for_lumpy_spare_parts():
     y = (rng.random(120) < 0.15) * rng.gamma(0.8, 30, 120)
     auto = Auto(Auto.Config(horizon=6), season_length=1).fit(y)
     assert auto.demand_class == "lumpy"
-    assert auto.backtest is not None and set(auto.backtest.metrics) == {"croston", "sba", "tsb"}
-    assert auto.chosen in ("croston", "sba", "tsb")
+    assert auto.backtest is not None and set(auto.backtest.metrics) == {"croston-mix"}
+    assert auto.chosen == "croston-mix" and auto.errors().shape == (3, 6)
     fc = auto.predict(6)
     true_rate = 0.15 * 0.8 * 30
     assert 0.4 * true_rate < fc.mean[0] < 2.0 * true_rate
     assert np.all(fc.lo >= 0)
+
+
+def test_auto_still_selects_among_given_intermittent_candidates_by_rmsse():
+    rng = np.random.default_rng(3)
+    y = (rng.random(120) < 0.15) * rng.gamma(0.8, 30, 120)
+    auto = Auto(Auto.Config(horizon=6, models=["croston-mix", "sba", "tsb"]), season_length=1).fit(y)
+    assert set(auto.backtest.metrics) == {"croston-mix", "sba", "tsb"}
+    assert all(np.isfinite(m["rmsse"]) for m in auto.backtest.metrics.values())
 
 
 def test_auto_on_very_short_histories():
@@ -104,15 +112,19 @@ def test_auto_backtests_continuous_demand_and_keeps_errors():
     y = 100 + 10 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 3, 60)
     a = Auto(Auto.Config(horizon=6), season_length=12).fit(y)
     assert a.demand_class == "smooth"
-    assert {"ets", "theta", "ensemble", "seasonal-naive", "naive"} <= set(a.backtest.metrics)
-    assert a.errors().shape == (3, 6)
+    assert a.chosen == "combo" and {"median3", "mean2", "combo"} <= set(a.backtest.metrics)
+    assert a.errors().shape == (2, 6)
+    legacy = Auto(Auto.Config(horizon=6, models=["ets", "theta", "ensemble", "seasonal-naive", "naive"]),
+                  season_length=12).fit(y)
+    assert {"ets", "theta", "ensemble", "seasonal-naive", "naive"} <= set(legacy.backtest.metrics)
+    assert legacy.errors().shape == (3, 6)
 
 
 def test_seasonality_test():
     t = np.arange(48)
     assert is_seasonal(10 + 5 * np.sin(2 * np.pi * t / 12), 12)
     assert not is_seasonal(np.random.default_rng(1).normal(10, 1, 48), 12)
-    assert not is_seasonal(np.arange(20.0), 12)  # fewer than three seasons
+    assert not is_seasonal(np.arange(20.0), 12)  # fewer than two seasons
 
 
 def test_auto_widens_intervals_the_backtest_proved_too_narrow():

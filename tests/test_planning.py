@@ -65,7 +65,7 @@ def test_refresh_plans_forecasts_stores_and_plans(store):
     assert part["safety_stock"] > 0
 
     spare = plans["SPARE-9"]
-    assert spare["demand_class"] in ("intermittent", "lumpy") and spare["model"] in ("croston", "sba", "tsb")
+    assert spare["demand_class"] in ("intermittent", "lumpy") and spare["model"] in ("croston-mix", "croston", "sba", "tsb")
     rows = store.query("SELECT COUNT(*) FROM forecasts JOIN forecast_runs ON run_id = id GROUP BY sku")
     assert [r[0] for r in rows] == [8, 8]
 

@@ -120,7 +120,8 @@ def available() -> list[str]:
 
 def _load_builtin() -> None:
     """Import the built-in model modules (they register themselves); statsmodels stays lazy inside them."""
-    from smartstock.forecasting import auto, baselines, combination, intermittent, lstm, statistical, theta  # noqa: F401
+    from smartstock.forecasting import (  # noqa: F401
+        auto, baselines, combination, combo, intermittent, lstm, statistical, theta)
 
 
 def residual_sigma(residuals: np.ndarray, dof: int = 0) -> float:

@@ -37,12 +37,17 @@ def classify(y: np.ndarray) -> DemandClass:
 
 
 CONTINUOUS = ("naive", "seasonal-naive", "ets", "theta", "ensemble")  # arima: 5x the time, no gain on M3
-INTERMITTENT = ("sba", "croston", "tsb")  # the Croston family; naive would forecast 0 or a spike
+INTERMITTENT = ("croston-mix", "sba", "croston", "tsb")  # the Croston family; naive would forecast 0 or a spike
+
+
+def is_intermittent(demand_class: DemandClass) -> bool:
+    """Classes forecast by the Croston family (many zero buckets, or no demand at all)."""
+    return demand_class in ("intermittent", "lumpy", "empty")
 
 
 def candidates(demand_class: DemandClass, n: int, season_length: int) -> list[str]:
     """Models `auto` backtests for a history of this class and length."""
-    if demand_class in ("intermittent", "lumpy", "empty"):
+    if is_intermittent(demand_class):
         return list(INTERMITTENT)
     out = list(CONTINUOUS)
     if season_length <= 1 or n <= season_length:

@@ -50,6 +50,19 @@ def mase(y: np.ndarray, f: np.ndarray, insample: np.ndarray, season_length: int 
     return mae(y, f) / mase_scale(insample, season_length)
 
 
+def rmsse(y: np.ndarray, f: np.ndarray, insample: np.ndarray) -> float:
+    """Root mean squared scaled error (M5): RMSE over the in-sample RMS of one-step changes; NaN if 0.
+
+    Squared errors are minimised by the mean, so unlike MASE it cannot be won by forecasting 0 on
+    intermittent demand (where the median is 0); it is what a stock plan needs.
+    """
+    x = np.asarray(insample, float)
+    if len(x) < 2:
+        return float("nan")
+    s = float(np.mean(np.diff(x) ** 2))
+    return float(np.sqrt(np.mean((np.asarray(y, float) - np.asarray(f, float)) ** 2) / s)) if s > 0 else float("nan")
+
+
 def bias(y: np.ndarray, f: np.ndarray) -> float:
     """Mean forecast minus actual: positive = over-forecasting (too much stock)."""
     return float(np.mean(np.asarray(f, float) - np.asarray(y, float)))
@@ -65,4 +78,4 @@ def evaluate(y: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, in
              season_length: int = 1) -> dict[str, float]:
     """Every metric for one forecast against its actuals."""
     return {"mae": mae(y, mean), "rmse": rmse(y, mean), "mape": mape(y, mean), "smape": smape(y, mean),
-            "mase": mase(y, mean, insample, season_length), "bias": bias(y, mean), "coverage": coverage(y, lo, hi)}
+            "mase": mase(y, mean, insample, season_length), "rmsse": rmsse(y, mean, insample), "bias": bias(y, mean), "coverage": coverage(y, lo, hi)}

@@ -1,8 +1,10 @@
-"""Seasonality test and classical decomposition, shared by Theta, ETS and ARIMA.
+"""Seasonality test and classical decomposition, shared by Theta, ETS, ARIMA and `combo`.
 
 The M3/M4 recipe: test the autocorrelation at the seasonal lag at 90 %; when seasonal, divide the
 series by classical multiplicative seasonal indices (additive when the series touches zero), model
-the adjusted series, and put the season back on the forecast.
+the adjusted series, and put the season back on the forecast. Two full seasons are enough for the
+test (as in statsforecast's Theta): weekly shop data with a yearly season is mostly 2-3 years long,
+and asking for three seasons forecast its holiday peaks flat.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ def acf(y: np.ndarray, nlags: int) -> np.ndarray:
     return np.array([np.sum(x[k:] * x[:-k]) / denom for k in range(1, nlags + 1)])
 
 
+MIN_SEASONS = 2  # full seasons of history the test needs
+
+
 def is_seasonal(y: np.ndarray, m: int, z: float = 1.645) -> bool:
-    """90 % test of the lag-m autocorrelation against Bartlett's bound; needs three full seasons."""
+    """90 % test of the lag-m autocorrelation against Bartlett's bound; needs two full seasons."""
     n = len(y)
-    if m < 2 or n < 3 * m:
+    if m < 2 or n < MIN_SEASONS * m:
         return False
     r = acf(y, m)
     limit = z * np.sqrt((1.0 + 2.0 * np.sum(r[:-1] ** 2)) / n)
