@@ -120,10 +120,10 @@ class Tsb(_Intermittent):
         return tsb_rates(y, self.config.alpha, self.config.beta)
 
 
-class CrostonMixConfig(ForecasterConfig):
-    type: Literal["croston-mix"] = "croston-mix"
-    alpha: float = Field(0.1, gt=0.0, le=1.0, description="Smoothing of SBA's and TSB's sizes and intervals")
-    beta: float = Field(0.1, gt=0.0, le=1.0, description="Smoothing of TSB's demand probability")
+class CrostonMixConfig(TsbConfig):
+    """TSB's smoothing constants, used by both SBA (alpha) and TSB inside the mix."""
+
+    type: Literal["croston-mix"] = "croston-mix"  # type: ignore[assignment]
 
 
 @register
