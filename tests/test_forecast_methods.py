@@ -139,3 +139,20 @@ def test_auto_widens_intervals_the_backtest_proved_too_narrow():
     np.testing.assert_allclose(got.hi - got.mean, (own.hi - own.mean) * a.interval_scale)
     plain = Auto(Auto.Config(horizon=8, calibrate=False), season_length=1).fit(y)
     assert plain.interval_scale == 1.0
+
+
+def test_without_statsforecast_auto_warns_and_uses_the_hand_written_models(monkeypatch, caplog):
+    import sys
+
+    from smartstock.forecasting import engine
+
+    monkeypatch.setitem(sys.modules, "statsforecast.models", None)  # import fails as if not installed
+    monkeypatch.setattr(engine, "_state", {})
+    t = np.arange(60)
+    y = 100 + 10 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 3, 60)
+    with caplog.at_level("WARNING", logger="smartstock.forecasting.engine"):
+        a = Auto(Auto.Config(horizon=6), season_length=12).fit(y)
+    assert a.chosen != "combo" and "statsforecast is not installed" in caplog.text
+    assert np.all(np.isfinite(a.predict(6).mean))
+    combo = make_forecaster("combo", season_length=12, horizon=6).fit(y)  # still works, on the fallback members
+    assert np.all(np.isfinite(combo.predict(6).mean))
