@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartstock.errors import ConfigError
+from smartstock.forecasting import FORECASTERS
 from smartstock.sku import sku_problem
 from smartstock.runtime.backends import BACKEND_CHOICES
 from smartstock.runtime.providers import PROVIDER_CHOICES
@@ -147,7 +148,7 @@ class InspectionConfig(Section):
 
 
 class ForecastConfig(Section):
-    model: Literal["auto", "lstm", "ets", "arima", "theta", "croston", "seasonal-naive", "naive", "ensemble"] = Field(
+    model: Literal[FORECASTERS] = Field(  # type: ignore[valid-type]  # every registered forecaster
         "auto", description="Forecasting method; `auto` picks per SKU by backtest")
     freq: Literal["D", "W", "M", "Q"] = Field("W", description="Bucket size for demand history")
     horizon: int = Field(8, ge=1, le=365, description="Periods to forecast")

@@ -11,7 +11,7 @@ the class (Theta for continuous demand, SBA for intermittent, naive for one or t
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -48,8 +48,11 @@ class AutoConfig(ForecasterConfig):
 class Auto(Forecaster):
     """Model selection by rolling-origin backtest; exposes `chosen`, `demand_class` and `backtest`."""
 
-    alias = "auto"
     Config = AutoConfig
+
+    @classmethod
+    def job_options(cls, job: Any) -> dict[str, Any]:
+        return {"horizon": job.h, "windows": job.windows}
 
     def _fit(self, y: np.ndarray) -> None:
         self.demand_class: DemandClass = classify(y)

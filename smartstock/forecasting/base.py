@@ -1,4 +1,5 @@
-"""The one forecasting interface every model implements, and the registry of models by alias.
+"""The one forecasting interface every model implements, and the registry it fills (see the package's
+`__init__`, which imports every built-in model so the registry is complete).
 
 A forecaster is a plugin (STYLE rule 1): a pydantic config class with a `type` key and an
 implementation with `fit(y) -> self` and `predict(h, level) -> Forecast`. The shared contract test
@@ -55,6 +56,12 @@ class Forecaster(ABC):
         self.season_length = max(1, int(season_length))
         self._y: np.ndarray | None = None
 
+    @classmethod
+    def job_options(cls, job: Any) -> dict[str, Any]:
+        """Config options this model takes from a forecasting job (runner.Job: h, windows, lstm_model,
+        phase, season_length); most models need none. Keeps the runner free of per-model branches."""
+        return {}
+
     def fit(self, y: np.ndarray) -> "Forecaster":
         y = np.asarray(y, dtype=float)
         if y.ndim != 1 or len(y) < self.min_length:
@@ -98,14 +105,20 @@ REGISTRY: dict[str, type[Forecaster]] = {}
 
 
 def register(cls: F) -> F:
-    """Class decorator adding a forecaster to the registry under its alias."""
-    REGISTRY[cls.alias] = cls
+    """Class decorator adding a forecaster to the registry. Its name is said once, as the `type` key of
+    its config class (`type: Literal["theta"] = "theta"`); `alias` is taken from there."""
+    alias = cls.Config.model_fields["type"].default
+    if not isinstance(alias, str) or not alias:
+        raise TypeError(f"{cls.__name__}.Config needs a `type` key with its name as default")
+    if alias in REGISTRY and REGISTRY[alias] is not cls:
+        raise TypeError(f"forecaster {alias!r} registered twice ({REGISTRY[alias].__name__}, {cls.__name__})")
+    cls.alias = alias
+    REGISTRY[alias] = cls
     return cls
 
 
 def make_forecaster(alias: str, *, season_length: int = 1, **options: Any) -> Forecaster:
     """Build a registered forecaster by alias; options go to its config (unknown ones are refused)."""
-    _load_builtin()
     cls = REGISTRY.get(alias)
     if cls is None:
         raise ConfigError(f"unknown forecasting model {alias!r}",
@@ -114,14 +127,7 @@ def make_forecaster(alias: str, *, season_length: int = 1, **options: Any) -> Fo
 
 
 def available() -> list[str]:
-    _load_builtin()
     return sorted(REGISTRY)
-
-
-def _load_builtin() -> None:
-    """Import the built-in model modules (they register themselves); statsmodels stays lazy inside them."""
-    from smartstock.forecasting import (  # noqa: F401
-        auto, baselines, combination, combo, intermittent, lstm, statistical, theta)
 
 
 def residual_sigma(residuals: np.ndarray, dof: int = 0) -> float:

@@ -18,7 +18,6 @@ class NaiveConfig(ForecasterConfig):
 class Naive(Forecaster):
     """Last value carried forward; random-walk intervals widen with sqrt(h)."""
 
-    alias = "naive"
     Config = NaiveConfig
 
     def _fit(self, y: np.ndarray) -> None:
@@ -37,7 +36,6 @@ class SeasonalNaiveConfig(ForecasterConfig):
 class SeasonalNaive(Forecaster):
     """Value of the same period one season ago; falls back to naive when there is less than a season."""
 
-    alias = "seasonal-naive"
     Config = SeasonalNaiveConfig
 
     def _fit(self, y: np.ndarray) -> None:
@@ -63,7 +61,6 @@ class MovingAverageConfig(ForecasterConfig):
 class MovingAverage(Forecaster):
     """Flat mean of the last `window` points: a robust choice for noisy, level demand."""
 
-    alias = "moving-average"
     Config = MovingAverageConfig
 
     def _fit(self, y: np.ndarray) -> None:

@@ -33,7 +33,6 @@ class EnsembleConfig(ForecasterConfig):
 class Ensemble(Forecaster):
     """Combination of member forecasters fitted on the same history."""
 
-    alias = "ensemble"
     Config = EnsembleConfig
 
     def _fit(self, y: np.ndarray) -> None:

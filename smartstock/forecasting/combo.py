@@ -76,7 +76,6 @@ def combine(parts: Parts, name: str) -> tuple[np.ndarray, np.ndarray]:
 class Combo(Forecaster):
     """Median/mean of statsforecast members; exposes `combination`, `closed` and `backtest`."""
 
-    alias = "combo"
     Config = ComboConfig
 
     def _fit(self, y: np.ndarray) -> None:

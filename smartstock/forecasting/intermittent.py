@@ -80,7 +80,6 @@ class CrostonConfig(ForecasterConfig):
 class Croston(_Intermittent):
     """Croston (1972): smoothed size / smoothed interval between demands."""
 
-    alias = "croston"
     Config = CrostonConfig
 
     def _rates(self, y: np.ndarray) -> np.ndarray:
@@ -96,7 +95,6 @@ class SbaConfig(ForecasterConfig):
 class Sba(_Intermittent):
     """Syntetos-Boylan approximation: Croston times (1 - alpha/2), removing Croston's upward bias."""
 
-    alias = "sba"
     Config = SbaConfig
 
     def _rates(self, y: np.ndarray) -> np.ndarray:
@@ -113,7 +111,6 @@ class TsbConfig(ForecasterConfig):
 class Tsb(_Intermittent):
     """TSB: like Croston but the rate decays when demand stops (obsolescent parts)."""
 
-    alias = "tsb"
     Config = TsbConfig
 
     def _rates(self, y: np.ndarray) -> np.ndarray:
@@ -131,7 +128,6 @@ class CrostonMix(_Intermittent):
     """Mean of SBA, TSB and the historic average rate: on generated spare-part demand (76 % zero weeks)
     it had a lower RMSSE than each member and than statsforecast's CrostonSBA and ADIDA."""
 
-    alias = "croston-mix"
     Config = CrostonMixConfig
 
     def _rates(self, y: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -88,8 +88,11 @@ class LstmConfig(ForecasterConfig):
 class Lstm(Forecaster):
     """Global LSTM forecaster; longer horizons than the model's are produced recursively."""
 
-    alias = "lstm"
     Config = LstmConfig
+
+    @classmethod
+    def job_options(cls, job: Any) -> dict[str, Any]:
+        return {"model_path": job.lstm_model, "phase": job.phase % max(1, job.season_length)}
 
     def _fit(self, y: np.ndarray) -> None:
         if self.config.model_path is None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from smartstock.forecasting.auto import Auto
 from smartstock.forecasting.backtest import MIN_TRAIN, backtest, origins
-from smartstock.forecasting.base import Forecast, make_forecaster
+from smartstock.forecasting.base import REGISTRY, Forecast, make_forecaster
 from smartstock.forecasting.demand import classify
 from smartstock.logs import Progress
 
@@ -62,13 +62,8 @@ class Job:
 
 
 def _build(job: Job) -> Any:
-    opts: dict[str, Any] = {}
-    if job.model == "lstm":
-        opts["model_path"] = job.lstm_model
-        opts["phase"] = job.phase % max(1, job.season_length)
-    elif job.model == "auto":
-        opts["horizon"] = job.h
-        opts["windows"] = job.windows
+    cls = REGISTRY.get(job.model)
+    opts = cls.job_options(job) if cls is not None else {}  # an unknown name: make_forecaster says which exist
     return make_forecaster(job.model, season_length=job.season_length, **opts)
 
 

@@ -70,7 +70,6 @@ class EtsConfig(ForecasterConfig):
 class Ets(_Deseasonalised):
     """Exponential smoothing state-space model (additive errors), damped trend unless told otherwise."""
 
-    alias = "ets"
     Config = EtsConfig
 
     def _fit_adjusted(self, x: np.ndarray) -> None:
@@ -120,7 +119,6 @@ class ArimaConfig(ForecasterConfig):
 class Arima(_Deseasonalised):
     """ARIMA(p,d,q) with drift: d from KPSS tests, (p,q) by AICc over a small grid."""
 
-    alias = "arima"
     Config = ArimaConfig
 
     def _fit_adjusted(self, x: np.ndarray) -> None:

@@ -12,8 +12,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.optimize import minimize
-from scipy.signal import lfilter
 
 from smartstock.forecasting.base import Forecaster, ForecasterConfig, register, residual_sigma
 from smartstock.forecasting.seasonality import Season, season_for
@@ -21,6 +19,8 @@ from smartstock.forecasting.seasonality import Season, season_for
 
 def ses_levels(x: np.ndarray, alpha: float, level0: float) -> np.ndarray:
     """Levels l_0..l_n of simple exponential smoothing (l_t = a*x_t + (1-a)*l_{t-1}), vectorised."""
+    from scipy.signal import lfilter  # lazy: scipy costs 0.6 s at import and the config imports this package
+
     filtered, _ = lfilter([alpha], [1.0, -(1.0 - alpha)], x, zi=[(1.0 - alpha) * level0])
     return np.r_[level0, filtered]
 
@@ -39,6 +39,8 @@ def fit_ses(x: np.ndarray) -> tuple[float, float, np.ndarray]:
 
     best = None
     for a0 in (0.2, 0.7):
+        from scipy.optimize import minimize
+
         r = minimize(sse, np.array([a0, x[0] / scale]), method="L-BFGS-B",
                      bounds=[(1e-4, 0.9999), (None, None)])
         if best is None or r.fun < best.fun:
@@ -58,7 +60,6 @@ class ThetaConfig(ForecasterConfig):
 class Theta(Forecaster):
     """Classic Theta: SES on the seasonally adjusted series plus drift of (1 - 1/theta) of the OLS slope."""
 
-    alias = "theta"
     Config = ThetaConfig
     min_length = 1
 
