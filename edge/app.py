@@ -34,6 +34,7 @@ from smartstock.redact import redact
 from smartstock.store import STORE_FILENAME, Store, open_store
 from smartstock.store.alerts import open_alerts
 from smartstock.store.db import pending_migrations
+from smartstock.store.snapshots import FOLDER as SNAPSHOT_FOLDER, recent_uncertain
 from smartstock.store.stock import levels
 from smartstock.sync.outbox import backlog
 from smartstock.sync.topics import Topics
@@ -163,7 +164,7 @@ class App:
         ins = self.config.inspection
         if not ins.snapshots:
             return
-        root = self.state_dir / "snapshots"
+        root = self.state_dir / SNAPSHOT_FOLDER
         for cam in self.cameras:
             quota = ins.snapshot_max_mb if cam.snapshot_max_mb is None else cam.snapshot_max_mb
             folder = root / cam.id if self.config.sources else root
@@ -185,7 +186,8 @@ class App:
         ins, v = self.config.inspection, self.config.vision
         settings = LoopSettings(sku=self.cameras[0].sku, device_id=self.config.device.device_id,
                                 events_topic=self.topics.inspection_events, queue_size=ins.queue_size,
-                                batch_max=v.batch_max, workers=v.worker_count, max_parts=self.max_parts)
+                                batch_max=v.batch_max, workers=v.worker_count, max_parts=self.max_parts,
+                                uncertain_margin=ins.uncertain_margin)
         cameras = [Camera(c.id, self.sources[c.id], c.sku, snapshots=self.camera_snapshots.get(c.id),
                           # the shortcut's vision.roi is the model's own crop; a [[sources]] roi crops before it
                           roi=c.roi if self.config.sources else None,
@@ -392,6 +394,7 @@ class App:
         with self._read() as conn:
             stock = levels(conn) if conn else {}
             alerts = open_alerts(conn) if conn else []
+            uncertain = recent_uncertain(conn, 10) if conn else []
         return {
             "device_id": self.config.device.device_id, "version": __version__, "healthy": ok, "health": reason,
             "started_at": self.started_at, "sku": self.cameras[0].sku,
@@ -410,7 +413,7 @@ class App:
                       "updates_unavailable": dict(self.ota.unavailable) if self.ota else {}},
             "stock": stock, "plans": self.refresher.plans if self.refresher else [],
             "plan_error": self.refresher.plan_error if self.refresher else None, "alerts": alerts,
-            "recent": self.recent(10),
+            "recent": self.recent(10), "uncertain": uncertain,
         }
 
     def recent(self, limit: int) -> list[dict[str, Any]]:

@@ -103,6 +103,14 @@ class Camera:
 
 
 Queued = tuple[Camera, Frame]
+
+
+def snapshot_reason(result: Any, uncertain_margin: float) -> str | None:
+    """"uncertain" for a part scored within `uncertain_margin` of the decision (an operator's label
+    teaches the model most there), "defect" for other defective parts, None for sure good parts."""
+    if uncertain_margin > 0 and getattr(result, "margin", 1.0) < uncertain_margin:
+        return "uncertain"
+    return "defect" if result.is_defect else None
 Result = tuple[InspectedPart, float]  # an inspected part and its capture time (monotonic), on its way to the store
 
 
@@ -119,6 +127,7 @@ class LoopSettings:
     commit_interval_s: float = 0.02    # group commit window: results wait at most this long for their fsync
     # health goes red once this many commits in a row failed (one write that lost a lock race is no outage)
     store_failures_unhealthy: int = 3
+    uncertain_margin: float = 0.0      # snapshot parts this close to the decision as `uncertain` (0 = off)
 
 
 class InspectionLoop:
@@ -372,12 +381,14 @@ class InspectionLoop:
         for i, ((cam, f), r) in enumerate(zip(frames, results)):
             eid = new_event_id()
             # the snapshot shows what the model saw (the camera's ROI), so a heat map lands where it was made
+            reason = snapshot_reason(r, self.settings.uncertain_margin) if cam.snapshots is not None else None
             snap = (cam.snapshots.save(seen[i], eid, heatmap=getattr(r, "heatmap", None), roi=getattr(clf, "roi", None))
-                    if (r.is_defect and cam.snapshots is not None) else None)
+                    if reason else None)
             out.append((InspectedPart(event_id=eid, ts=f.ts, sku=cam.sku, label=r.label, score=float(r.score),
                                       is_defect=bool(r.is_defect), latency_ms=float(r.latency_ms),
                                       model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap,
-                                      source=cam.id),
+                                      source=cam.id, snapshot_reason=reason if snap else None,
+                                      scores=getattr(r, "scores", None) if snap else None),
                         f.t_mono))
         return out
 

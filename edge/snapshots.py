@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -13,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from smartstock.store.snapshots import snapshot_file
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.jpg$")
+logger = logging.getLogger(__name__)
 
 
 class SnapshotStore:
@@ -76,10 +75,7 @@ class SnapshotStore:
 
     def path_of(self, name: str) -> Path | None:
         """The file for a snapshot name, or None for anything that is not a plain name in the folder."""
-        if not _NAME.match(name) or name.startswith("."):
-            return None
-        p = self.folder / name
-        return p if p.is_file() else None
+        return snapshot_file(self.folder, name)
 
     def _enforce(self) -> None:
         while self.bytes > self.max_bytes and self._files:

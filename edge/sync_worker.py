@@ -23,11 +23,12 @@ from edge.loop import Classifier
 from smartstock.config import Config, DeviceConfig, MqttConfig
 from smartstock.errors import InputError, SmartStockError
 from smartstock.store.db import Store
+from smartstock.store.snapshots import label_snapshot
 from smartstock.sync import outbox
 from smartstock.sync.client import InboundMessage, MqttClient, STATUS_ONLINE
 from smartstock.sync.discovery import discovery_messages
 from smartstock.sync.drain import OutboxDrainer
-from smartstock.sync.inbound import CommandHandler, CommandRouter, Reply, SalesInbox, parse_set_threshold
+from smartstock.sync.inbound import CommandHandler, CommandRouter, Reply, SalesInbox, parse_label, parse_set_threshold
 from smartstock.sync.payloads import dumps, message
 from smartstock.sync.topics import Topics
 
@@ -332,6 +333,16 @@ def set_threshold_command(classifier: Callable[[], Classifier | None]) -> Comman
     return set_threshold
 
 
+def label_command(store: Store) -> CommandHandler:
+    """The `label` command: an operator's label for a stored snapshot (for `smartstock dataset export`)."""
+
+    def label(args: dict[str, Any]) -> dict[str, Any]:
+        snapshot_id, name = parse_label(args)
+        return label_snapshot(store, snapshot_id, name, by="mqtt")
+
+    return label
+
+
 def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, skus: Sequence[str],
                state: Callable[[], dict[str, Any]], classifier: Callable[[], Classifier | None],
                republish: Callable[[], None], max_packet_bytes: int | None = None) -> SyncService:
@@ -341,6 +352,7 @@ def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, 
     svc = SyncService(mqtt_cfg, device_cfg, store, state_provider=state,
                       skus_provider=lambda: _skus_of(store, list(skus)), max_packet_bytes=max_packet_bytes)
     svc.register_command("set-threshold", set_threshold_command(classifier))
+    svc.register_command("label", label_command(store))
     svc.on_republish(republish)
     svc.start()
     return svc

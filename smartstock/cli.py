@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "smartstock.commands.mqtt_cmd",
     "smartstock.commands.ota_cmd",
     "smartstock.commands.report_cmd",
+    "smartstock.commands.dataset_cmd",
 ]
 
 Register = Callable[[argparse._SubParsersAction], None]

@@ -145,6 +145,10 @@ class InspectionConfig(Section):
     queue_size: int = Field(16, ge=1, le=4096, description="Frames buffered between capture and inference")
     snapshots: bool = Field(True, description="Save a JPEG of each defective part")
     snapshot_max_mb: float = Field(200.0, ge=0.0, le=1_000_000.0, description="Disk quota for snapshots (oldest deleted first)")
+    uncertain_margin: float = Field(0.1, ge=0.0, le=1.0,
+                                    description="Also snapshot parts whose score is within this of the decision "
+                                                "threshold, as `uncertain` (for operator labels and `smartstock "
+                                                "dataset export`); 0 = off. Shares the snapshot quota")
 
 
 class ForecastConfig(Section):

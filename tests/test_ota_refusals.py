@@ -97,6 +97,16 @@ def test_wrong_labels(rig):
     assert_refused(rig, "wrong_output", rig.push, rig.model("m2", 2, labels=["ok", "scratch"]), 2)
 
 
+def test_model_marked_unfit_at_training(rig):
+    """`train cnn --accept-weak` writes fit_for_use=false: signed and valid, yet never installed."""
+    fitness = {"fit_for_use": False, "reasons": ["defect recall 0.000 on its own test split is below the floor 0.9"]}
+    e = assert_refused(rig, "unfit_model", rig.push, rig.model("m2", 2, metrics={"fit_for_use": False,
+                                                                                  "fitness": fitness}), 2)
+    assert "defect recall 0.000" in str(e)
+    rig.push(rig.model("m3", 3, metrics={"fit_for_use": True}), 3)  # the same path takes a fit model
+    assert rig.installer.trial is not None
+
+
 def test_lower_release_replay(rig):
     rig.push(rig.model("m3", 3), 3)
     rig.run_frames(60, defect_share=0.05)

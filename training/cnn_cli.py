@@ -1,6 +1,10 @@
 """`smartstock train cnn`: image folder -> trained CNN -> ONNX + TFLite float + TFLite int8 + manifest + evaluation.
 
 The recipe (TrainRecipe) is the one place the defaults live; make_defect_model and the tests use it.
+Small imbalanced sets: every class is drawn equally often, early stopping watches a defect-aware
+validation score (never before a minimum of epochs), a run that fails to learn is restarted with another
+seed, and the result is judged on its own test split: an unfit model is not exported (exit 4) unless
+--accept-weak, and then its manifest says fit_for_use=false so an over-the-air install refuses it.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,23 +21,32 @@ from typing import Any
 
 import numpy as np
 
-from smartstock.errors import InputError
+from smartstock.errors import InputError, ModelError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainRecipe:
-    image_size: int = 96
+    image_size: int | None = None  # None: chosen from the images (training.data.auto_image_size)
     color: str = "auto"  # auto | gray | bgr
+    fit: str = "letterbox"  # letterbox | stretch: how frames of another aspect meet the square input
     alpha: float = 1.0  # width multiplier of the CNN
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 3e-3
-    patience: int = 10  # early stopping on validation loss
+    patience: int | None = None  # epochs without a better validation score; None: from the set size
+    min_epochs: int | None = None  # never stop before this; None: from the epochs
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     augment: bool = True
+    flip: bool = True  # flips are valid unless the part has a handedness (text, asymmetric parts)
+    balanced: bool = True  # every class drawn equally often per epoch (instead of class weights)
+    restarts: int = 2  # extra runs with other seeds when a run fails to learn (judged on validation)
+    recall_floor: float = 0.9  # below this defect recall on the test split the model is unfit
+    accept_weak: bool = False  # export an unfit model anyway (marked fit_for_use=false in the manifest)
+    good_class: str | None = None  # the good-part folder's name (default: ok/good/pass/normal)
+    no_good_class: bool = False  # every folder is a defect kind (defect-type classifier)
     target_recall: float = 0.99
     seed: int = 0
     model_id: str = "defect-cnn"
@@ -52,58 +66,165 @@ def _configure_tf(seed: int) -> None:
     keras.utils.set_random_seed(seed)
     threads = int(os.environ.get("SMARTSTOCK_TRAIN_THREADS", "0"))
     if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already set for this process (a restart): the first setting holds
+            pass
+
+
+def auto_patience(n_train: int) -> int:
+    """Validation scores on a small set move in big steps and plateau for longer before they rise
+    (the 939-image set of issue 14 stopped at 24% training accuracy with patience 10 on val loss)."""
+    return 10 if n_train >= 2000 else 15 if n_train >= 500 else 20
+
+
+def validation_score(y: np.ndarray, scores: np.ndarray, labels: list[str], defect_labels: list[str]) -> float:
+    """What early stopping and restarts maximise: the mean of the per-class balanced accuracy and the
+    defect-vs-good balanced accuracy at P(defect) >= 0.5 (only the former without a good class)."""
+    from smartstock.vision.metrics import balanced_accuracy, confusion_matrix
+
+    per_class = balanced_accuracy(confusion_matrix(y, scores.argmax(1), len(labels)))
+    defect_idx = [i for i, name in enumerate(labels) if name in defect_labels]
+    if len(defect_idx) == len(labels):
+        return per_class
+    is_def = np.isin(y, defect_idx)
+    flagged = scores[:, defect_idx].sum(1) >= 0.5
+    detection = (flagged[is_def].mean() + (1.0 - flagged[~is_def].mean())) / 2
+    return float((per_class + detection) / 2)
+
+
+def _stopping_callback(keras, val, labels, defect_labels, patience: int, min_epochs: int):
+    class DefectAwareStopping(keras.callbacks.Callback):
+        """Early stopping on validation_score (ties: lower validation loss), never before min_epochs;
+        the best epoch's weights are restored at the end."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best: tuple[float, float] = (-1.0, 0.0)
+            self.best_epoch = -1
+            self.best_weights = None
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            scores = self.model.predict(val.x.astype(np.float32), verbose=0, batch_size=256)
+            score = validation_score(val.y, scores, labels, defect_labels)
+            loss = float(-np.mean(np.log(np.clip(scores[np.arange(len(val.y)), val.y], 1e-7, 1.0))))
+            if logs is not None:
+                logs["val_score"] = score
+            if (round(score, 6), -loss) > (round(self.best[0], 6), -self.best[1]):
+                self.best, self.best_epoch, self.best_weights = (score, loss), epoch, self.model.get_weights()
+            elif epoch + 1 >= min_epochs and epoch - self.best_epoch >= patience:
+                logger.info("early stop after epoch %d: best validation score %.4f at epoch %d", epoch + 1,
+                            self.best[0], self.best_epoch + 1)
+                self.model.stop_training = True
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return DefectAwareStopping()
+
+
+def _fit_once(ds, recipe: TrainRecipe, seed: int):
+    """Train one model from scratch with `seed`; returns (model, epochs run, best validation score)."""
+    _configure_tf(seed)
+    import keras
+
+    from training.cnn import build_model
+    from training.data import balanced_indices, class_weights, tf_dataset
+
+    n = len(ds.labels)
+    model = build_model(ds.spec.height, ds.spec.channels, n, alpha=recipe.alpha,
+                        backbone_weights=Path(recipe.backbone_weights) if recipe.backbone_weights else None)
+    per_epoch = len(balanced_indices(ds.train.y, np.random.default_rng(0))) if recipe.balanced else len(ds.train.y)
+    steps = max(1, int(np.ceil(per_epoch / recipe.batch_size))) * recipe.epochs
+    lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    patience = recipe.patience if recipe.patience is not None else auto_patience(len(ds.train.y))
+    min_epochs = recipe.min_epochs if recipe.min_epochs is not None else min(recipe.epochs, max(10, recipe.epochs // 3))
+    stop = _stopping_callback(keras, ds.val, ds.labels, ds.defect_labels, patience, min_epochs)
+    history = model.fit(tf_dataset(ds.train, recipe.batch_size, augment=recipe.augment, seed=seed,
+                                   balanced=recipe.balanced, flip=recipe.flip),
+                        epochs=recipe.epochs, callbacks=[stop], verbose=recipe.verbose,
+                        class_weight=None if recipe.balanced else class_weights(ds.train.y, n))
+    return model, len(history.history["loss"]), stop.best[0]
+
+
+def _train_with_restarts(ds, recipe: TrainRecipe):
+    """Up to 1 + restarts runs with different seeds; stops at the first run that is fit on validation,
+    else keeps the best. A from-scratch CNN on a small set sometimes never leaves "everything is good"."""
+    from training.evaluate import choose_thresholds, evaluate, judge_fitness
+
+    best = None
+    runs = []
+    for attempt in range(1 + max(0, recipe.restarts)):
+        seed = recipe.seed + 1000 * attempt
+        model, epochs, score = _fit_once(ds, recipe, seed)
+        val_scores = model.predict(ds.val.x.astype(np.float32), verbose=0, batch_size=128)
+        thresholds = choose_thresholds(ds.val.y, val_scores, ds.labels, ds.defect_labels, recipe.target_recall)
+        val_fit = judge_fitness(evaluate(ds.val.y, val_scores, ds.labels, ds.defect_labels, thresholds),
+                                recipe.recall_floor)
+        runs.append({"seed": seed, "epochs": epochs, "val_score": round(score, 4), "val_fit": val_fit["fit_for_use"]})
+        logger.info("run %d (seed %d): %d epochs, validation score %.4f, %s on validation", attempt + 1, seed,
+                    epochs, score, "fit" if val_fit["fit_for_use"] else "unfit: " + "; ".join(val_fit["reasons"]))
+        if best is None or (val_fit["fit_for_use"], score) > (best[3], best[2]):
+            best = (model, thresholds, score, val_fit["fit_for_use"], epochs)
+        if val_fit["fit_for_use"]:
+            break
+        if attempt < recipe.restarts:
+            logger.warning("run %d failed to learn well enough on validation; restarting with another seed",
+                           attempt + 1)
+    model, thresholds, _, _, epochs = best
+    return model, thresholds, epochs, runs
 
 
 def train_and_export(data: Path, out: Path, recipe: TrainRecipe | None = None) -> dict[str, Any]:
-    """Whole pipeline; returns a summary (paths, evaluation, parity). Writes everything into `out`."""
+    """Whole pipeline; returns a summary (paths, evaluation, parity, fitness). Writes everything into `out`.
+
+    An unfit model (judge_fitness on the test split) is not exported unless recipe.accept_weak: then
+    only evaluation.json/.txt are written, and the summary says fit_for_use False.
+    """
     recipe = recipe or TrainRecipe()
-    if recipe.image_size < 16 or recipe.image_size > 512:
-        raise InputError(f"--image-size {recipe.image_size} is out of range", hint="use 16..512 (default 96)")
+    if recipe.image_size is not None and (recipe.image_size < 16 or recipe.image_size > 512):
+        raise InputError(f"--image-size {recipe.image_size} is out of range", hint="use 16..512 (default: auto)")
     if recipe.epochs < 1:
         raise InputError(f"--epochs {recipe.epochs} must be at least 1")
+    if not 0.0 <= recipe.recall_floor <= 1.0:
+        raise InputError(f"--recall-floor {recipe.recall_floor} must be between 0 and 1")
     t0 = time.perf_counter()
-    from training.data import class_weights, load_dataset, tf_dataset
+    from training.data import load_dataset
 
     ds = load_dataset(data, image_size=recipe.image_size, color=recipe.color, val_fraction=recipe.val_fraction,
-                      test_fraction=recipe.test_fraction, seed=recipe.seed)
+                      test_fraction=recipe.test_fraction, seed=recipe.seed, good_class=recipe.good_class,
+                      no_good_class=recipe.no_good_class, fit=recipe.fit)
     logger.info("dataset %s: %s", data, ds.summary())
-    _configure_tf(recipe.seed)
-    import keras
-
-    from training.cnn import build_model, count_flops
-    from training.evaluate import choose_thresholds, evaluate, write_evaluation
+    from training.cnn import count_flops
+    from training.evaluate import evaluate, judge_fitness, write_evaluation
     from training.export import Exporter
 
-    n = len(ds.labels)
-    model = build_model(recipe.image_size, ds.spec.channels, n, alpha=recipe.alpha,
-                        backbone_weights=Path(recipe.backbone_weights) if recipe.backbone_weights else None)
-    steps = max(1, int(np.ceil(len(ds.train.y) / recipe.batch_size))) * recipe.epochs
-    lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience,
-                                               restore_best_weights=True)]
-    history = model.fit(tf_dataset(ds.train, recipe.batch_size, augment=recipe.augment, seed=recipe.seed),
-                        validation_data=tf_dataset(ds.val, 128, augment=False, seed=recipe.seed),
-                        epochs=recipe.epochs, class_weight=class_weights(ds.train.y, n), callbacks=callbacks,
-                        verbose=recipe.verbose)
+    model, thresholds, epochs, runs = _train_with_restarts(ds, recipe)
     train_s = time.perf_counter() - t0
-
-    val_scores = model.predict(ds.val.x.astype(np.float32), verbose=0, batch_size=128)
-    thresholds = choose_thresholds(ds.val.y, val_scores, ds.labels, ds.defect_labels, recipe.target_recall)
     test_scores = model.predict(ds.test.x.astype(np.float32), verbose=0, batch_size=128)
     report = evaluate(ds.test.y, test_scores, ds.labels, ds.defect_labels, thresholds, recipe.target_recall)
-    report.update(split="test", data=str(data), epochs_run=len(history.history["loss"]),
-                  train_seconds=round(train_s, 1), parameters=int(model.count_params()), flops=count_flops(model),
+    fitness = judge_fitness(report, recipe.recall_floor)
+    report.update(split="test", data=str(data), epochs_run=epochs, runs=runs, fitness=fitness,
+                  fit_for_use=fitness["fit_for_use"], train_seconds=round(train_s, 1),
+                  parameters=int(model.count_params()), flops=count_flops(model), input=ds.spec.model_dump(),
                   recipe={k: v for k, v in asdict(recipe).items() if k != "verbose"}, skipped=ds.skipped)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {k: report[k] for k in ("accuracy", "argmax_accuracy", "defect_recall", "defect_precision",
-                                      "false_alarm_rate", "roc_auc", "images") if k in report}
-    metrics.update(flops=report["flops"], parameters=report["parameters"], split="test")
     write_evaluation(out, report)  # written again below with the export parity figures
+    summary = {"out": str(out), "files": {}, "evaluation": report, "fit_for_use": fitness["fit_for_use"],
+               "model": model, "dataset": ds}
+    if not fitness["fit_for_use"] and not recipe.accept_weak:
+        logger.error("model unfit for use: %s; no model files written", "; ".join(fitness["reasons"]))
+        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        return summary
+    metrics = {k: report[k] for k in ("accuracy", "argmax_accuracy", "balanced_accuracy", "defect_recall",
+                                      "defect_precision", "false_alarm_rate", "roc_auc", "images") if k in report}
+    metrics.update(flops=report["flops"], parameters=report["parameters"], split="test",
+                   fit_for_use=fitness["fit_for_use"], fitness=fitness)
     exporter = Exporter(model, out, spec=ds.spec, labels=ds.labels, defect_labels=ds.defect_labels,
                         thresholds=thresholds, heldout_x=ds.test.x, heldout_y=ds.test.y,
                         representative_x=ds.train.x[np.random.default_rng(recipe.seed).permutation(len(ds.train.y))],
@@ -117,8 +238,22 @@ def train_and_export(data: Path, out: Path, recipe: TrainRecipe | None = None) -
         paths["keras"] = str(out / "defect.keras")
     report["parity"] = {fmt: a.parity.model_dump() for fmt, a in exporter.manifest.artifacts.items() if a.parity}
     write_evaluation(out, report)
-    return {"out": str(out), "files": paths, "evaluation": report, "seconds": round(time.perf_counter() - t0, 1),
-            "model": model, "dataset": ds}
+    summary.update(files=paths, seconds=round(time.perf_counter() - t0, 1))
+    return summary
+
+
+def recipe_from_args(args: argparse.Namespace) -> TrainRecipe:
+    recipe = TrainRecipe(seed=args.seed)
+    for name in ("epochs", "image_size", "good_class", "recall_floor", "restarts", "patience", "min_epochs"):
+        if getattr(args, name, None) is not None:
+            setattr(recipe, name, getattr(args, name))
+    recipe.no_good_class = bool(getattr(args, "no_good_class", False))
+    recipe.accept_weak = bool(getattr(args, "accept_weak", False))
+    recipe.flip = not getattr(args, "no_flip", False)
+    recipe.fit = getattr(args, "fit", None) or recipe.fit
+    if getattr(args, "backbone_weights", None):  # optional local ImageNet MobileNetV2 weights (.h5)
+        recipe.backbone_weights = str(args.backbone_weights)
+    return recipe
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,34 +263,34 @@ def run(args: argparse.Namespace) -> int:
         from training.goodonly_export import run as run_good_only
 
         return run_good_only(args)
-    recipe = TrainRecipe(seed=args.seed)
-    if args.epochs is not None:
-        recipe.epochs = args.epochs
-    if args.image_size is not None:
-        recipe.image_size = args.image_size
-    if getattr(args, "backbone_weights", None):  # optional local ImageNet MobileNetV2 weights (.h5)
-        recipe.backbone_weights = str(args.backbone_weights)
-    result = train_and_export(args.data, args.out, recipe)
+    result = train_and_export(args.data, args.out, recipe_from_args(args))
     ev = result["evaluation"]
     from smartstock.vision.metrics import format_report
 
     print(format_report(ev))
     print()
-    for fmt, p in ev["parity"].items():
+    for fmt, p in ev.get("parity", {}).items():
         print(f"{fmt:12s} parity with Keras on {p['images']} test images: labels agree {p['label_agreement']:.2%}, "
               f"max |score diff| {p['max_abs_diff']:.2g}, accuracy {p['accuracy']:.4f}")
+    fitness = ev["fitness"]
+    if not fitness["fit_for_use"]:
+        why = "; ".join(fitness["reasons"])
+        if not args.accept_weak:
+            raise ModelError(f"UNFIT MODEL, not exported: {why} (evaluation.json in {result['out']})",
+                             hint="add images of the weak classes, or train longer (--epochs); --accept-weak "
+                                  "exports it marked fit_for_use=false, which OTA installs refuse")
+        print(f"WARNING: UNFIT MODEL exported because of --accept-weak: {why}. The manifest says "
+              "fit_for_use=false; over-the-air installs refuse it.", file=sys.stderr)
     print(f"wrote {', '.join(Path(p).name for p in result['files'].values())}, manifest.json, evaluation.json "
           f"to {result['out']} in {result['seconds']:.0f} s")
     return 0
 
 
 def main() -> int:  # `python -m training.cnn_cli --data D --out O` (same as `smartstock train cnn`)
+    from smartstock.commands.train_cmd import add_cnn_arguments
+
     p = argparse.ArgumentParser(prog="python -m training.cnn_cli")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    add_cnn_arguments(p)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run(p.parse_args())
 

@@ -15,11 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     cnn = tsub.add_parser("cnn", help="train the defect classifier on an image folder (one subfolder per "
                          "class); a folder with only ok/ builds a good-parts-only detector")
-    cnn.add_argument("--data", type=Path, required=True, help="folder with one subfolder of images per class")
-    cnn.add_argument("--out", type=Path, required=True, help="output folder for the models, manifest and evaluation")
-    cnn.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
-    cnn.add_argument("--image-size", type=int, default=None, help="square input size in pixels")
-    cnn.add_argument("--seed", type=int, default=0)
+    add_cnn_arguments(cnn)
     cnn.add_argument("--false-alarm-rate", type=float, default=None,
                      help="good-only folders (only ok/): share of good parts the calibrated threshold may flag "
                           "(default 0.01)")
@@ -36,6 +32,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     lstm.add_argument("--epochs", type=int, default=None)
     lstm.add_argument("--seed", type=int, default=0)
     lstm.set_defaults(func=_lazy("training.lstm_cli"))
+
+
+def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
+    """The options of `train cnn` (also used by `python -m training.cnn_cli`)."""
+    cnn.add_argument("--data", type=Path, required=True, help="folder with one subfolder of images per class")
+    cnn.add_argument("--out", type=Path, required=True, help="output folder for the models, manifest and evaluation")
+    cnn.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
+    cnn.add_argument("--image-size", type=int, default=None,
+                     help="square input size in pixels (default: 96, or 128/160 for larger images)")
+    cnn.add_argument("--fit", choices=["letterbox", "stretch"], default=None,
+                     help="frames of another aspect ratio: letterbox (default, keeps the aspect) or stretch")
+    good = cnn.add_mutually_exclusive_group()
+    good.add_argument("--good-class", metavar="NAME", default=None,
+                      help="the folder holding good parts (default: ok, good, pass or normal)")
+    good.add_argument("--no-good-class", action="store_true",
+                      help="every folder is a defect kind: a defect-type classifier (every part it sees is "
+                           "counted defective, of the predicted kind)")
+    cnn.add_argument("--recall-floor", type=float, default=None,
+                     help="defect recall on the test split below which the model is unfit (default 0.9)")
+    cnn.add_argument("--accept-weak", action="store_true",
+                     help="export an unfit model anyway, marked fit_for_use=false (OTA installs refuse it)")
+    cnn.add_argument("--restarts", type=int, default=None,
+                     help="extra runs with other seeds when a run fails to learn (default 2)")
+    cnn.add_argument("--patience", type=int, default=None,
+                     help="epochs without a better validation score before stopping (default: from the set size)")
+    cnn.add_argument("--min-epochs", type=int, default=None, help="never stop before this many epochs")
+    cnn.add_argument("--no-flip", action="store_true", help="no flips in augmentation (parts with a handedness)")
+    cnn.add_argument("--seed", type=int, default=0)
 
 
 def _lazy(module: str):

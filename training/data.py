@@ -65,11 +65,26 @@ def stratified_split(y: np.ndarray, fractions: tuple[float, float], seed: int) -
     return tuple(np.array(sorted(p), dtype=np.int64) for p in parts)
 
 
-def load_dataset(root: Path, *, image_size: int = 96, color: str = "auto", val_fraction: float = 0.15,
-                 test_fraction: float = 0.15, seed: int = 0) -> Dataset:
-    """Read a class folder, preprocess every image, split stratified into train/val/test."""
+def auto_image_size(images: list[np.ndarray]) -> int:
+    """Input size for a set: 96 px for part crops up to ~144 px, larger inputs for larger frames.
+
+    A defect a few pixels wide on a 400 px part shrinks below one pixel at 96 px; 128/160 px keep it
+    visible at 1.8x/2.8x the compute of 96 px (the FLOPs scale with the pixel count).
+    """
+    side = float(np.median([max(img.shape[:2]) for img in images])) if images else 96.0
+    return 96 if side <= 144 else 128 if side <= 256 else 160
+
+
+def load_dataset(root: Path, *, image_size: int | None = 96, color: str = "auto", val_fraction: float = 0.15,
+                 test_fraction: float = 0.15, seed: int = 0, good_class: str | None = None,
+                 no_good_class: bool = False, fit: str = "letterbox") -> Dataset:
+    """Read a class folder, preprocess every image, split stratified into train/val/test.
+
+    `image_size=None` picks the size from the images (auto_image_size); `fit` is how frames of another
+    aspect meet the square input (the device does the same: it is part of the manifest's input spec).
+    """
     folder = scan_image_folder(root)
-    defect_labels = default_defect_labels(folder.labels)
+    defect_labels = default_defect_labels(folder.labels, good_class, no_good_class=no_good_class)
     counts = folder.counts()
     few = {k: v for k, v in counts.items() if v < 3}
     if few:
@@ -85,7 +100,10 @@ def load_dataset(root: Path, *, image_size: int = 96, color: str = "auto", val_f
             logger.warning("skipped %s", e)
     if color == "auto":
         color = detect_color(images)
-    spec = InputSpec(shape=[-1, image_size, image_size, 1 if color == "gray" else 3], color=color)
+    if image_size is None:
+        image_size = auto_image_size(images)
+        logger.info("input size %d px chosen from the images (median longest side)", image_size)
+    spec = InputSpec(shape=[-1, image_size, image_size, 1 if color == "gray" else 3], color=color, fit=fit)
     x = np.stack([preprocess(img, spec).astype(np.uint8) for img in images])
     y = np.array(ys, dtype=np.int64)
     missing = [folder.labels[i] for i in range(len(folder.labels)) if not (y == i).any()]
@@ -102,21 +120,37 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {i: float(len(y) / (n_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def make_augmenter(seed: int):
-    """Batch augmentation for parts on a line: flips, small rotations, brightness/contrast, blur, noise."""
+def balanced_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One epoch of indices in which every class appears as often as the largest one (rare classes are
+    repeated, each image as evenly as possible), shuffled. A 22-image class then fills as many batches
+    as the 600-image good class instead of a weight on a handful of gradient steps."""
+    classes, counts = np.unique(y, return_counts=True)
+    target = int(counts.max())
+    parts = []
+    for c in classes:
+        idx = rng.permutation(np.where(y == c)[0])
+        parts.append(np.concatenate([np.tile(idx, target // len(idx)), idx[:target % len(idx)]]))
+    return rng.permutation(np.concatenate(parts))
+
+
+def make_augmenter(seed: int, *, flip: bool = True, rotate_deg: float = 10.0):
+    """Batch augmentation for parts on a line: flips (when the part has no handedness), small rotations
+    and shifts, brightness/contrast, blur, noise."""
     import keras
     import tensorflow as tf
 
-    rotate = keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed)
+    rotate = keras.layers.RandomRotation(rotate_deg / 360.0, fill_mode="reflect", seed=seed)
+    shift = keras.layers.RandomTranslation(0.05, 0.05, fill_mode="reflect", seed=seed + 1)
     blur_k = tf.constant(np.outer([1, 2, 1], [1, 2, 1]) / 16.0, tf.float32)[:, :, None, None]
 
     def augment(x, y):
         x = tf.cast(x, tf.float32)
         n = tf.shape(x)[0]
         c = x.shape[-1]
-        x = tf.image.random_flip_left_right(x)
-        x = tf.image.random_flip_up_down(x)
-        x = rotate(x, training=True)
+        if flip:
+            x = tf.image.random_flip_left_right(x)
+            x = tf.image.random_flip_up_down(x)
+        x = shift(rotate(x, training=True), training=True)
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         contrast = tf.random.uniform([n, 1, 1, 1], 0.8, 1.2)
         bright = tf.random.uniform([n, 1, 1, 1], -20.0, 20.0)
@@ -129,13 +163,27 @@ def make_augmenter(seed: int):
     return augment
 
 
-def tf_dataset(split: Split, batch_size: int, *, augment: bool, seed: int):
+def tf_dataset(split: Split, batch_size: int, *, augment: bool, seed: int, balanced: bool = False,
+               flip: bool = True):
+    """Batches of float32 images; `balanced` draws every class equally often per epoch (balanced_indices)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
-    if augment:
-        ds = ds.shuffle(len(split.y), seed=seed, reshuffle_each_iteration=True)
+    if balanced:
+        rng = np.random.default_rng(seed)
+        n = len(balanced_indices(split.y, rng))
+
+        def gen():
+            for i in balanced_indices(split.y, rng):  # a fresh draw each epoch
+                yield split.x[i], split.y[i]
+
+        ds = tf.data.Dataset.from_generator(gen, output_signature=(
+            tf.TensorSpec(split.x.shape[1:], tf.uint8), tf.TensorSpec((), tf.int64)))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
+        if augment:
+            ds = ds.shuffle(len(split.y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(make_augmenter(seed) if augment else (lambda x, y: (tf.cast(x, tf.float32), y)),
+    ds = ds.map(make_augmenter(seed, flip=flip) if augment else (lambda x, y: (tf.cast(x, tf.float32), y)),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -58,3 +58,48 @@ def write_evaluation(out_dir: Path, report: dict[str, Any], name: str = "evaluat
     j.write_text(json.dumps(report, indent=2) + "\n")
     t.write_text(format_report(report) + "\n")
     return j, t
+
+
+CHANCE_MARGIN = 0.1  # balanced accuracy must beat chance (1/k, or 0.5 for defect vs good) by this much
+
+
+def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9) -> dict[str, Any]:
+    """Is a model fit to run on a line, judged on a held-out split's report (evaluate())?
+
+    With a good class: defect recall (any defect kind called a defect) must reach `recall_floor`, and
+    telling defects from good parts must beat chance (a model that flags every part has recall 1.0 and
+    is useless). Without a good class (a defect-type classifier) the mean recall over the kinds must
+    reach the floor and beat 1/k. Returns {fit_for_use, reasons, ...}; the reasons are plain sentences.
+    """
+    labels, defect_labels = report["labels"], report["defect_labels"]
+    reasons: list[str] = []
+    out: dict[str, Any] = {"recall_floor": recall_floor, "images": report["images"]}
+    if len(defect_labels) < len(labels):
+        recall = report.get("defect_recall")
+        far = report.get("false_alarm_rate")
+        cm = np.asarray(report["confusion"])
+        defect_idx = [i for i, name in enumerate(labels) if name in defect_labels]
+        out["defect_images"] = int(cm[defect_idx].sum())
+        if recall is None or far is None:
+            reasons.append("the test split lacks defect or good images, so defect recall cannot be measured")
+        else:
+            detection = (recall + 1.0 - far) / 2
+            out.update(defect_recall=recall, false_alarm_rate=far, detection_balanced_accuracy=detection)
+            if recall < recall_floor:
+                reasons.append(f"defect recall {recall:.3f} on its own test split ({out['defect_images']} defect "
+                               f"images) is below the floor {recall_floor:g}")
+            if detection <= 0.5 + CHANCE_MARGIN:
+                reasons.append(f"no better than chance at telling defects from good parts (balanced accuracy "
+                               f"{detection:.3f}: recall {recall:.3f}, false alarms {far:.3f})")
+    else:
+        bal = report["balanced_accuracy"]
+        chance = 1.0 / len(labels)
+        out["balanced_accuracy"] = bal
+        if bal < recall_floor:
+            reasons.append(f"mean recall over the defect kinds {bal:.3f} on its own test split is below the floor "
+                           f"{recall_floor:g}")
+        if bal <= chance + CHANCE_MARGIN:
+            reasons.append(f"no better than chance at telling the kinds apart (mean recall {bal:.3f}, chance "
+                           f"{chance:.3f})")
+    out.update(fit_for_use=not reasons, reasons=reasons)
+    return out

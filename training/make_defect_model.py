@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         generate(work / "train", args.n, seed=TRAIN_SEED, size=SYNTH_SIZE, classes=args.classes)
         generate(work / "check", N_CHECK, seed=CHECK_SEED, size=SYNTH_SIZE, classes=args.classes)
-        recipe = TrainRecipe(model_id="defect-demo-synthetic", release=1,
+        recipe = TrainRecipe(model_id="defect-demo-synthetic", release=1, image_size=96,
                              description="DEMO model trained on synthetic images (training/synth.py); "
                                          "not for production inspection")
         if args.epochs:

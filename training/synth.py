@@ -189,3 +189,20 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def generate_counts(out: Path, counts: dict[str, int], *, seed: int = 0, sizes: tuple[int, int] = (96, 96),
+                    color: bool = False) -> dict[str, int]:
+    """Imbalanced sets: out/<class>/ with counts[class] images ("ok" or a DEFECT_KINDS name), each image
+    a square side drawn from `sizes` (parts of varying size). Returns the counts written."""
+    unknown = set(counts) - set(DEFECT_KINDS) - {"ok"}
+    if unknown:
+        raise ValueError(f"unknown classes {sorted(unknown)}; choose from ok, {', '.join(DEFECT_KINDS)}")
+    for c, (kind, n) in enumerate(sorted(counts.items())):
+        d = Path(out) / kind
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            rng = np.random.default_rng([seed, c, i])
+            size = int(rng.integers(sizes[0], sizes[1] + 1))
+            cv2.imwrite(str(d / f"{kind}_{seed}_{i:06d}.png"), make_image(kind, rng, size, color))
+    return dict(counts)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from smartstock.errors import BackendUnavailable, ModelError, SmartStockError
 from smartstock.ota.refusal import (
-    GOLDEN_FAILED, LOAD_FAILED, MALFORMED, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused,
+    GOLDEN_FAILED, LOAD_FAILED, MALFORMED, UNFIT_MODEL, WRONG_INPUT, WRONG_OUTPUT, UpdateRefused,
 )
 from smartstock.ota.release import ReleaseManifest
 from smartstock.ota.trial import ObservedModel, TrialLimits, TrialModel, judge
@@ -96,6 +96,12 @@ class DefectClassifierKind:
         if mm.kind != release.kind or mm.release != release.release or mm.model_id != release.model_id:
             raise UpdateRefused(MALFORMED, f"model manifest says {mm.kind} {mm.model_id} release {mm.release}, "
                                 f"the release says {release.kind} {release.model_id} release {release.release}")
+        if mm.metrics.get("fit_for_use") is False:  # exported with `train cnn --accept-weak`
+            reasons = (mm.metrics.get("fitness") or {}).get("reasons") or ["no reason recorded"]
+            raise UpdateRefused(UNFIT_MODEL, f"{mm.model_id} release {mm.release} was judged unfit at training: "
+                                f"{'; '.join(str(r) for r in reasons)[:300]}",
+                                hint="train a better model; a model marked fit_for_use=false is never installed "
+                                     "over the air")
 
     def load(self, path: Path) -> Any:
         from smartstock.vision.classifier import DefectClassifier

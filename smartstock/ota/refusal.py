@@ -31,6 +31,7 @@ HASH_MISMATCH = "hash_mismatch"          # sha256 of the received bytes differs 
 LOAD_FAILED = "load_failed"              # the runtime cannot load the model file
 WRONG_INPUT = "wrong_input"              # input name/shape/dtype differs from the running model's
 WRONG_OUTPUT = "wrong_output"            # labels / output meaning differ from the running model's
+UNFIT_MODEL = "unfit_model"              # its training judged it unfit for use (manifest metrics.fit_for_use false)
 GOLDEN_FAILED = "golden_failed"          # the model does not reproduce its own golden samples
 TRIAL_FAILED = "trial_failed"            # rolled back: error rate, speed or outputs went wrong in the trial
 INSTALL_FAILED = "install_failed"        # disk problem while installing

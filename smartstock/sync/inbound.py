@@ -159,6 +159,17 @@ def parse_set_threshold(args: dict[str, Any]) -> tuple[str, float]:
     return label, float(value)
 
 
+def parse_label(args: dict[str, Any]) -> tuple[str, str]:
+    """Validate `label` args `{"id": "<32 hex snapshot id>", "label": "scratch"}` (hostile input: only
+    these two fields, an id of the store's own form, a short plain label; never a path)."""
+    from smartstock.store.snapshots import check_label, check_snapshot_id
+
+    extra = sorted(set(args) - {"id", "label"})
+    if extra:
+        raise InputError(f"unknown argument(s) {', '.join(repr(str(k)[:32]) for k in extra)}; expected id and label")
+    return check_snapshot_id(args.get("id")), check_label(args.get("label"))
+
+
 # -- sales -----------------------------------------------------------------------------------
 def validate_sale(rec: Any) -> dict[str, Any]:
     """One sales record, normalised; InputError naming the field and what is expected."""

@@ -39,6 +39,7 @@ class Classification:
     latency_ms: float = 0.0
     #: Good-only detectors: per-patch anomaly map in [0, 1] (0.5 = on the threshold); None for classifiers.
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    margin: float = 1.0  # distance of the scores from the decision boundary (decision_margin); small = unsure
 
 
 def default_model_path() -> Path:
@@ -91,6 +92,21 @@ def _decide(scores: np.ndarray, rule: DecisionRule) -> tuple[np.ndarray, np.ndar
         return np.where(any_defect, best_defect, scores.argmax(axis=1)), np.ones(len(scores), bool)
     best_good = np.where(rule.is_defect_label, -np.inf, scores).argmax(axis=1)
     return np.where(any_defect, best_defect, best_good), any_defect
+
+
+def decision_margin(scores: np.ndarray, rule: DecisionRule) -> np.ndarray:
+    """How far each row of scores is from flipping the decision, in score units (0 = on the boundary).
+
+    With a good label the decision is "some defect score reaches its threshold", so the margin is the
+    smallest |score - threshold| over the defect labels; without one (a defect-type model) it is the gap
+    between the top two scores. Parts with a small margin are the ones worth an operator's label.
+    """
+    scores = np.asarray(scores, np.float64)
+    if not rule.has_good:
+        top2 = np.sort(scores, axis=1)[:, -2:] if scores.shape[1] > 1 else np.c_[np.zeros(len(scores)), scores]
+        return top2[:, 1] - top2[:, 0]
+    gaps = np.abs(scores - rule.limit)[:, rule.is_defect_label]
+    return gaps.min(axis=1) if gaps.shape[1] else np.ones(len(scores))
 
 
 class DefectClassifier:
@@ -181,9 +197,10 @@ class DefectClassifier:
         per_frame_ms = (time.perf_counter() - t0) * 1e3 / max(len(frames), 1)
         labels = self.manifest.labels
         winners, defects = _decide(scores, self._rule)
+        margins = decision_margin(scores, self._rule)
         return [Classification(label=labels[i], score=row[i], scores=dict(zip(labels, row)), is_defect=d,
-                               latency_ms=per_frame_ms)
-                for i, d, row in zip(winners.tolist(), defects.tolist(), scores.tolist())]
+                               latency_ms=per_frame_ms, margin=m)
+                for i, d, row, m in zip(winners.tolist(), defects.tolist(), scores.tolist(), margins.tolist())]
 
 
 def check_backend_matches(impl: InferenceBackend, manifest: Manifest, model_path: Path) -> None:

@@ -77,10 +77,25 @@ def scan_image_folder(root: Path, *, min_classes: int = 2) -> ImageFolder:
     return ImageFolder(root, labels, files)
 
 
-def default_defect_labels(labels: list[str]) -> list[str]:
-    """Every label except the good one(s) (ok/good/pass/normal); no good label is an InputError."""
+def default_defect_labels(labels: list[str], good_class: str | None = None, *, no_good_class: bool = False) -> list[str]:
+    """The defect labels of a class folder: every label except the good one.
+
+    The good folder is `good_class` when given (any name), else the one named ok/good/pass/normal; with
+    `no_good_class` every folder is a defect kind (a defect-type classifier). No good folder otherwise
+    is an InputError that names both ways out.
+    """
+    if no_good_class:
+        if good_class is not None:
+            raise InputError("--good-class and --no-good-class contradict each other", hint="pass one of them")
+        return list(labels)
+    if good_class is not None:
+        if good_class not in labels:
+            raise InputError(f"--good-class {good_class!r} is not one of the class folders {labels}",
+                             hint="pass the name of the folder that holds the good parts")
+        return [label for label in labels if label != good_class]
     good = [label for label in labels if label.lower() in GOOD_LABEL_NAMES]
     if not good:
         raise InputError(f"no class folder for good parts among {labels}",
-                         hint=f"name the good-part folder one of: {', '.join(GOOD_LABEL_NAMES)}")
+                         hint=f"name the good-part folder one of: {', '.join(GOOD_LABEL_NAMES)}, pass "
+                              "--good-class NAME, or --no-good-class when every folder is a defect kind")
     return [label for label in labels if label not in good]

@@ -44,6 +44,14 @@ def per_class(cm: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, floa
     return out
 
 
+def balanced_accuracy(cm: np.ndarray) -> float:
+    """Mean recall over the classes present: a model that calls everything the common class scores 1/k."""
+    cm = np.asarray(cm)
+    support = cm.sum(1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present])) if present.any() else 0.0
+
+
 def roc_curve(y_defect: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) for a binary defect score, thresholds descending (score >= t is a defect)."""
     y = np.asarray(y_defect, bool)
@@ -87,6 +95,7 @@ def evaluate_scores(y_true: np.ndarray, scores: np.ndarray, labels: Sequence[str
         "defect_labels": list(defect_labels),
         "per_class": per_class(cm, labels),
         "confusion": cm.tolist(),
+        "balanced_accuracy": balanced_accuracy(cm),
         "defect_recall": float(pred_def[is_def].mean()) if is_def.any() else None,
         "defect_precision": float(is_def[pred_def].mean()) if pred_def.any() else None,
         "false_alarm_rate": float(pred_def[~is_def].mean()) if (~is_def).any() else None,

@@ -31,6 +31,9 @@ class InputSpec(BaseModel):
     layout: Literal["NHWC", "NCHW"] = Field("NHWC", description="Axis order of the tensor")
     color: Literal["gray", "bgr", "rgb"] = Field("gray", description="Channel meaning (gray = 1 channel)")
     resize: Literal["area", "linear"] = Field("area", description="Interpolation used to resize to the input size")
+    fit: Literal["stretch", "letterbox"] = Field(
+        "stretch", description="How a frame of another aspect ratio meets the input: stretch to the size, or "
+                               "letterbox (scale the longer side, keep the aspect, pad with the frame's mean grey)")
 
     @property
     def height(self) -> int:
@@ -109,14 +112,38 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec, roi: Roi | N
         crops = list(batch)
     else:
         crops = [_colour(c, cv2, gray, rgb) for c in crops]
+    letterbox = spec.fit == "letterbox"
     for i, img in enumerate(crops):
         if img.shape[1] != size[0] or img.shape[0] != size[1]:
-            shrinking = img.shape[0] > size[1] or img.shape[1] > size[0]
-            interp = cv2.INTER_AREA if area and shrinking else cv2.INTER_LINEAR
-            img = cv2.resize(img, size, interpolation=interp)
+            img = _letterbox(img, size, area, cv2) if letterbox else _resize(img, size, area, cv2)
         if img.ndim == 2:
             img = img[:, :, None]
         out[i] = np.transpose(img, (2, 0, 1)) if nchw else img
+    return out
+
+
+def _resize(img: np.ndarray, size: tuple[int, int], area: bool, cv2) -> np.ndarray:
+    shrinking = img.shape[0] > size[1] or img.shape[1] > size[0]
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if area and shrinking else cv2.INTER_LINEAR)
+
+
+def _letterbox(img: np.ndarray, size: tuple[int, int], area: bool, cv2) -> np.ndarray:
+    """Scale so the whole frame fits `size` with its aspect ratio kept; centre it on the frame's mean grey.
+
+    Stretching a 600x200 part into a square squeezes a thin scratch along one axis only, so the model
+    sees defects of one kind at shapes that depend on the part's aspect; letterboxing keeps them alike.
+    """
+    h, w = img.shape[:2]
+    scale = min(size[0] / w, size[1] / h)
+    nw, nh = max(1, min(size[0], round(w * scale))), max(1, min(size[1], round(h * scale)))
+    inner = _resize(img, (nw, nh), area, cv2) if (nw, nh) != (w, h) else img
+    if (nw, nh) == size:
+        return inner
+    fill = inner.reshape(-1, 1 if inner.ndim == 2 else inner.shape[2]).mean(axis=0).round().astype(np.uint8)
+    out = np.empty((size[1], size[0], *inner.shape[2:]), np.uint8)
+    out[...] = fill if inner.ndim == 3 else fill[0]
+    top, left = (size[1] - nh) // 2, (size[0] - nw) // 2
+    out[top:top + nh, left:left + nw] = inner
     return out
 
 

@@ -99,6 +99,17 @@
     renderAlerts(alerts);
     renderStock(s.stock || {}, Array.isArray(s.plans) ? s.plans : [], alerts);
     renderRecent(Array.isArray(s.recent) ? s.recent : []);
+    renderUncertain(Array.isArray(s.uncertain) ? s.uncertain : []);
+  }
+
+  function renderUncertain(list) {
+    const rows = list.map((u) => el("tr", {}, el("td", {}, time(u.ts)),
+      el("td", { class: "l" }, el("a", { href: "snapshots/" + encodeURIComponent(u.snapshot || "") }, u.id || "")),
+      el("td", { class: "l" }, u.label || ""),
+      el("td", { class: "l small" }, Object.entries(u.scores || {}).map(([k, v]) => k + " " + num(v, 2)).join(" · ")),
+      el("td", { class: "l" }, u.operator_label || "–")));
+    $("uncertain").replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no uncertain parts"))]));
   }
 
   // One row per camera ([[sources]]): a camera that is down is red while the others keep counting.
