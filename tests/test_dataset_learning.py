@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import cv2
-import numpy as np
 import pytest
 
 from edge.loop import InspectionLoop, LoopSettings
@@ -16,6 +15,7 @@ from smartstock.errors import InputError
 from smartstock.store.snapshots import FOLDER, label_snapshot, recent_uncertain
 from smartstock.sync.inbound import parse_label
 from smartstock.vision.classifier import DefectClassifier
+from smartstock.vision.manifest import load_manifest
 from tests.edge_fakes import FakeFrameSource, flat_images
 from tests.fixtures.ota import make_model_dir
 
@@ -109,7 +109,8 @@ def test_cli_label_and_export_make_a_class_folder_for_training(cli, tmp_path):
     assert cli("dataset", "export", "--since", "yesterday", "--out", out).rc == 2
     later = cli("dataset", "export", "--since", "2999-01-01", "--out", tmp_path / "empty")
     assert later.rc == 0 and "exported 0" in later.out
+    trained = cli("train", "cnn", "--data", out, "--out", tmp_path / "retrained", "--image-size", "32", "--epochs", "1",
+                  "--restarts", "0", "--accept-weak", timeout=900, SMARTSTOCK_TRAIN_THREADS="2")
+    assert trained.rc == 0, trained.err[-3000:]  # `train cnn` takes the exported folder as it is
+    assert load_manifest(tmp_path / "retrained").labels == ["ok", "scratch"]
 
-
-def test_flat_images_fixture_brightness():
-    assert np.asarray(flat_images([98])[0]).mean() == 98

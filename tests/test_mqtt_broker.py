@@ -312,6 +312,22 @@ def test_start_sync_step_wires_set_threshold_and_republish(store, broker):
         while not republished and time.monotonic() < deadline:
             time.sleep(0.05)
         assert republished == [1]
+        # cmd/label: an operator's label for a stored snapshot; hostile arguments are refused
+        from smartstock.store.snapshots import insert_snapshots, snapshot_row
+
+        sid = "0190f3c2a1b27c4e9d3f8a6b5c4d3e2f"
+        with store.transaction() as conn:
+            insert_snapshots(conn, [snapshot_row(sid, "2026-11-30T10:00:00.000Z", f"x_{sid}.jpg", "uncertain",
+                                                 "ok", {"ok": 0.55, "defect": 0.45}, "m", 1)])
+        for rid, args in (("l1", {"id": sid, "label": "scratch"}), ("l2", {"id": sid, "label": "../../etc/x"}),
+                          ("l3", {"id": "f" * 32, "label": "ok"}), ("l4", {"id": sid, "label": "ok", "file": "/x"})):
+            probe.publish(f"{BASE}/cmd/label", json.dumps({"request_id": rid, "args": args}))
+        answers = {r: payload(probe.wait_for(lambda m, r=r: f'"{r}"'.encode() in m.payload)[0]) for r in
+                   ("l1", "l2", "l3", "l4")}
+        assert answers["l1"]["ok"] and answers["l1"]["result"]["label"] == "scratch"
+        assert [answers[r]["ok"] for r in ("l2", "l3", "l4")] == [False, False, False]
+        assert "label must be" in answers["l2"]["error"] and "no snapshot" in answers["l3"]["error"]
+        assert store.query_one("SELECT operator_label, labelled_by FROM snapshots")[:] == ("scratch", "mqtt")
         sync = payload(probe.wait_for(lambda m: m.topic == f"{BASE}/sync")[0])
         assert {"published", "acked", "resent", "dropped", "backlog", "connected"} <= set(sync)
         sku_obj = f"/{object_id('PCB-9')}_on_hand/"

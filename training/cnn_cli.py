@@ -131,12 +131,12 @@ def _fit_once(ds, recipe: TrainRecipe, seed: int):
     import keras
 
     from training.cnn import build_model
-    from training.data import balanced_indices, class_weights, tf_dataset
+    from training.data import class_weights, epoch_size, tf_dataset
 
     n = len(ds.labels)
     model = build_model(ds.spec.height, ds.spec.channels, n, alpha=recipe.alpha,
                         backbone_weights=Path(recipe.backbone_weights) if recipe.backbone_weights else None)
-    per_epoch = len(balanced_indices(ds.train.y, np.random.default_rng(0))) if recipe.balanced else len(ds.train.y)
+    per_epoch = epoch_size(ds.train.y, recipe.batch_size) if recipe.balanced else len(ds.train.y)
     steps = max(1, int(np.ceil(per_epoch / recipe.batch_size))) * recipe.epochs
     lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -163,17 +163,38 @@ def make_augmenter(seed: int, *, flip: bool = True, rotate_deg: float = 10.0):
     return augment
 
 
+MIN_STEPS_PER_EPOCH = 25  # BatchNorm's moving averages (momentum 0.9) need ~20 steps to follow the weights
+
+
+def epoch_indices(y: np.ndarray, rng: np.random.Generator, min_size: int) -> np.ndarray:
+    """Balanced draws (balanced_indices) joined until there are at least `min_size` indices.
+
+    On a 160-image set an epoch was 4 steps: training accuracy reached 0.9 while the validation score
+    stayed at chance for 12 epochs, because the BatchNorm moving statistics used at inference lagged
+    far behind; with at least 25 steps per epoch early stopping judges what the model has learned.
+    """
+    parts = [balanced_indices(y, rng)]
+    while sum(len(p) for p in parts) < min_size:
+        parts.append(balanced_indices(y, rng))
+    return np.concatenate(parts)
+
+
+def epoch_size(y: np.ndarray, batch_size: int) -> int:
+    return len(epoch_indices(y, np.random.default_rng(0), MIN_STEPS_PER_EPOCH * batch_size))
+
+
 def tf_dataset(split: Split, batch_size: int, *, augment: bool, seed: int, balanced: bool = False,
                flip: bool = True):
-    """Batches of float32 images; `balanced` draws every class equally often per epoch (balanced_indices)."""
+    """Batches of float32 images; `balanced` draws every class equally often per epoch (balanced_indices),
+    at least MIN_STEPS_PER_EPOCH batches."""
     import tensorflow as tf
 
     if balanced:
         rng = np.random.default_rng(seed)
-        n = len(balanced_indices(split.y, rng))
+        n = epoch_size(split.y, batch_size)
 
         def gen():
-            for i in balanced_indices(split.y, rng):  # a fresh draw each epoch
+            for i in epoch_indices(split.y, rng, n)[:n]:  # a fresh draw each epoch, always n long
                 yield split.x[i], split.y[i]
 
         ds = tf.data.Dataset.from_generator(gen, output_signature=(
