@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:  # `python -m training.cnn_cli --data D --out O` (same as `smartstock train cnn`)
-    from smartstock.commands.train_cmd import add_cnn_arguments
+    from training.commands import add_cnn_arguments
 
     p = argparse.ArgumentParser(prog="python -m training.cnn_cli")
     add_cnn_arguments(p)

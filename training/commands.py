@@ -8,7 +8,6 @@ import importlib
 from pathlib import Path
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train and export models (needs the 'train' extra)")
     tsub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
