@@ -5,7 +5,7 @@ Exit codes (documented in the README):
     1  unexpected failure (a bug: the traceback is logged)
     2  bad usage or bad configuration
     3  bad input data (some rows rejected; the good ones were kept)
-    4  model file or manifest rejected
+    4  model file or manifest rejected (also: `train cnn` judged the trained model unfit)
     5  an optional runtime is not installed
     6  state store problem (locked, corrupt, not writable)
     7  over-the-air update refused

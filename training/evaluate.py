@@ -63,7 +63,7 @@ def write_evaluation(out_dir: Path, report: dict[str, Any], name: str = "evaluat
 CHANCE_MARGIN = 0.1  # balanced accuracy must beat chance (1/k, or 0.5 for defect vs good) by this much
 
 
-def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9) -> dict[str, Any]:
+def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9, split: str = "test") -> dict[str, Any]:
     """Is a model fit to run on a line, judged on a held-out split's report (evaluate())?
 
     With a good class: defect recall (any defect kind called a defect) must reach `recall_floor`, and
@@ -86,7 +86,7 @@ def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9) -> dict[str
             detection = (recall + 1.0 - far) / 2
             out.update(defect_recall=recall, false_alarm_rate=far, detection_balanced_accuracy=detection)
             if recall < recall_floor:
-                reasons.append(f"defect recall {recall:.3f} on its own test split ({out['defect_images']} defect "
+                reasons.append(f"defect recall {recall:.3f} on its own {split} split ({out['defect_images']} defect "
                                f"images) is below the floor {recall_floor:g}")
             if detection <= 0.5 + CHANCE_MARGIN:
                 reasons.append(f"no better than chance at telling defects from good parts (balanced accuracy "
@@ -96,8 +96,8 @@ def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9) -> dict[str
         chance = 1.0 / len(labels)
         out["balanced_accuracy"] = bal
         if bal < recall_floor:
-            reasons.append(f"mean recall over the defect kinds {bal:.3f} on its own test split is below the floor "
-                           f"{recall_floor:g}")
+            reasons.append(f"mean recall over the defect kinds {bal:.3f} on its own {split} split is below the "
+                           f"floor {recall_floor:g}")
         if bal <= chance + CHANCE_MARGIN:
             reasons.append(f"no better than chance at telling the kinds apart (mean recall {bal:.3f}, chance "
                            f"{chance:.3f})")
