@@ -167,30 +167,6 @@ def generate(out: Path, n: int, *, seed: int = 0, size: int = 128, classes: str 
     logger.info("wrote %d synthetic images to %s: %s", len(plan), out, counts)
     return counts
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.synth", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="output folder (class subfolders are created)")
-    p.add_argument("--n", type=int, default=1000, help="number of images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=128, help="image size in pixels (square)")
-    p.add_argument("--classes", choices=["multi", "binary"], default="multi",
-                   help="multi: ok/ + one folder per defect kind; binary: ok/ and defect/")
-    p.add_argument("--color", action="store_true", help="tinted BGR images instead of gray")
-    p.add_argument("--ok-fraction", type=float, default=0.5, help="share of good parts")
-    args = p.parse_args(argv)
-    if args.n < 1 or args.size < 16 or not 0.0 <= args.ok_fraction <= 1.0:
-        p.error("need --n >= 1, --size >= 16 and 0 <= --ok-fraction <= 1")
-    counts = generate(args.out, args.n, seed=args.seed, size=args.size, classes=args.classes, color=args.color,
-                      ok_fraction=args.ok_fraction)
-    print(f"wrote {sum(counts.values())} images to {args.out}: {counts}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def generate_counts(out: Path, counts: dict[str, int], *, seed: int = 0, sizes: tuple[int, int] = (96, 96),
                     color: bool = False) -> dict[str, int]:
     """Imbalanced sets: out/<class>/ with counts[class] images ("ok" or a DEFECT_KINDS name), each image
@@ -206,3 +182,41 @@ def generate_counts(out: Path, counts: dict[str, int], *, seed: int = 0, sizes: 
             size = int(rng.integers(sizes[0], sizes[1] + 1))
             cv2.imwrite(str(d / f"{kind}_{seed}_{i:06d}.png"), make_image(kind, rng, size, color))
     return dict(counts)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.synth", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="output folder (class subfolders are created)")
+    p.add_argument("--n", type=int, default=1000, help="number of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="image size in pixels (square)")
+    p.add_argument("--classes", choices=["multi", "binary"], default="multi",
+                   help="multi: ok/ + one folder per defect kind; binary: ok/ and defect/")
+    p.add_argument("--color", action="store_true", help="tinted BGR images instead of gray")
+    p.add_argument("--ok-fraction", type=float, default=0.5, help="share of good parts")
+    p.add_argument("--counts", default=None, metavar="CLASS=N,...",
+                   help="imbalanced set instead of --n/--classes, e.g. ok=300,scratch=60,inclusion=20")
+    p.add_argument("--sizes", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="with --counts: image sides drawn from MIN..MAX (default: --size)")
+    args = p.parse_args(argv)
+    if args.counts:
+        try:
+            counts = {k.strip(): int(v) for k, v in (item.split("=") for item in args.counts.split(","))}
+            written = generate_counts(args.out, counts, seed=args.seed, sizes=tuple(args.sizes or (args.size, args.size)),
+                                      color=args.color)
+        except ValueError as e:
+            p.error(f"--counts: {e} (expected CLASS=N,... with classes ok, {', '.join(DEFECT_KINDS)})")
+        print(f"wrote {sum(written.values())} images to {args.out}: {written}")
+        return 0
+    if args.n < 1 or args.size < 16 or not 0.0 <= args.ok_fraction <= 1.0:
+        p.error("need --n >= 1, --size >= 16 and 0 <= --ok-fraction <= 1")
+    counts = generate(args.out, args.n, seed=args.seed, size=args.size, classes=args.classes, color=args.color,
+                      ok_fraction=args.ok_fraction)
+    print(f"wrote {sum(counts.values())} images to {args.out}: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
