@@ -53,10 +53,10 @@ def record_parts(store: Store, parts: Sequence[InspectedPart], *, device_id: str
     the inference workers instead measured worse: 0.81 vs 0.84 of the bare model.)"""
     inspections, movements, events, snaps = [], [], [], []
     for p in parts:
-        if p.snapshot:
-            snaps.append(snapshot_row(p.event_id, p.ts_iso, p.snapshot, p.snapshot_reason or "defect", p.label,
-                                      p.scores or {p.label: p.score}, p.model_id, p.model_release))
         ts = p.ts_iso
+        if p.snapshot:
+            snaps.append(snapshot_row(p.event_id, ts, p.snapshot, p.snapshot_reason or "defect", p.label,
+                                      p.scores or {p.label: p.score}, p.model_id, p.model_release))
         inspections.append((p.event_id, ts, p.sku, p.label, float(p.score), int(p.is_defect), float(p.latency_ms),
                             p.model_id, p.model_release, p.frame_id, p.snapshot))
         movements.append((p.sku, "scrapped" if p.is_defect else "produced", 1.0, p.event_id, ts))
