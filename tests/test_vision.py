@@ -418,3 +418,22 @@ def test_shipped_models_are_found_through_smartstock_models_dir(tmp_path, monkey
     assert shipped_demand_model() == tmp_path / "demand" / "demand_lstm.onnx"
     monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))  # falls back to the checkout's models/
     assert DefectClassifier.load(threads=1).model_path == root / "defect" / "defect.onnx"
+
+
+def test_letterbox_keeps_the_aspect_and_pads_with_the_frame_mean():
+    frame = np.zeros((100, 300), np.uint8)
+    frame[:, 150:] = 200  # mean 100
+    frame[50, :] = 255    # a one-pixel scratch across the part
+    spec = InputSpec(shape=[-1, 48, 48, 1], fit="letterbox")
+    x = preprocess(frame, spec)[..., 0]
+    assert x.shape == (48, 48)
+    assert (x[:15] == round(frame.mean())).all() and (x[-15:] == round(frame.mean())).all()  # 300x100 -> 48x16
+    inner = x[16:32]
+    assert inner[:, :20].mean() < 40 and inner[:, 28:].mean() > 160  # left dark, right bright, not squeezed
+    stretched = preprocess(frame, InputSpec(shape=[-1, 48, 48, 1]))[..., 0]  # the default stays "stretch"
+    assert stretched[0, :20].max() < 40 and x[0, :20].min() == round(frame.mean())  # no padding when stretched
+    same = np.full((48, 48), 7, np.uint8)
+    assert (preprocess(same, spec) == 7).all()  # already the model's size: untouched
+    batch = preprocess_batch([frame, frame.T.copy(), same], spec)
+    assert batch.shape == (3, 48, 48, 1) and (batch[0] == preprocess(frame, spec)).all()
+    assert (batch[1][:, :15] == round(frame.mean())).all()  # a tall frame is padded left and right
