@@ -165,8 +165,8 @@ def _train_with_restarts(ds, recipe: TrainRecipe):
         val_fit = judge_fitness(evaluate(ds.val.y, val_scores, ds.labels, ds.defect_labels, thresholds),
                                 recipe.recall_floor, split="validation")
         runs.append({"seed": seed, "epochs": epochs, "val_score": round(score, 4), "val_fit": val_fit["fit_for_use"]})
-        logger.info("run %d (seed %d): %d epochs, validation score %.4f, %s on validation", attempt + 1, seed,
-                    epochs, score, "fit" if val_fit["fit_for_use"] else "unfit on validation: " + "; ".join(val_fit["reasons"]))
+        logger.info("run %d (seed %d): %d epochs, validation score %.4f, %s", attempt + 1, seed, epochs, score,
+                    "fit on validation" if val_fit["fit_for_use"] else "unfit: " + "; ".join(val_fit["reasons"]))
         if best is None or (val_fit["fit_for_use"], score) > (best[3], best[2]):
             best = (model, thresholds, score, val_fit["fit_for_use"], epochs)
         if val_fit["fit_for_use"]:
