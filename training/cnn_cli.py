@@ -273,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{fmt:12s} parity with Keras on {p['images']} test images: labels agree {p['label_agreement']:.2%}, "
               f"max |score diff| {p['max_abs_diff']:.2g}, accuracy {p['accuracy']:.4f}")
     fitness = ev["fitness"]
+    for w in fitness["warnings"]:
+        print(f"WARNING: {w}", file=sys.stderr)
     if not fitness["fit_for_use"]:
         why = "; ".join(fitness["reasons"])
         if not args.accept_weak:

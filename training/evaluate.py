@@ -61,6 +61,7 @@ def write_evaluation(out_dir: Path, report: dict[str, Any], name: str = "evaluat
 
 
 CHANCE_MARGIN = 0.1  # balanced accuracy must beat chance (1/k, or 0.5 for defect vs good) by this much
+FALSE_ALARM_WARNING = 0.1  # fit, but this share of good parts scrapped is worth a loud warning
 
 
 def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9, split: str = "test") -> dict[str, Any]:
@@ -73,6 +74,7 @@ def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9, split: str 
     """
     labels, defect_labels = report["labels"], report["defect_labels"]
     reasons: list[str] = []
+    warnings: list[str] = []
     out: dict[str, Any] = {"recall_floor": recall_floor, "images": report["images"]}
     if len(defect_labels) < len(labels):
         recall = report.get("defect_recall")
@@ -88,6 +90,9 @@ def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9, split: str 
             if recall < recall_floor:
                 reasons.append(f"defect recall {recall:.3f} on its own {split} split ({out['defect_images']} defect "
                                f"images) is below the floor {recall_floor:g}")
+            if far > FALSE_ALARM_WARNING:
+                warnings.append(f"{far:.1%} of the good parts in the {split} split are flagged as defects (they "
+                                "would be scrapped): add good images, or raise the threshold (vision.thresholds)")
             if detection <= 0.5 + CHANCE_MARGIN:
                 reasons.append(f"no better than chance at telling defects from good parts (balanced accuracy "
                                f"{detection:.3f}: recall {recall:.3f}, false alarms {far:.3f})")
@@ -101,5 +106,5 @@ def judge_fitness(report: dict[str, Any], recall_floor: float = 0.9, split: str 
         if bal <= chance + CHANCE_MARGIN:
             reasons.append(f"no better than chance at telling the kinds apart (mean recall {bal:.3f}, chance "
                            f"{chance:.3f})")
-    out.update(fit_for_use=not reasons, reasons=reasons)
+    out.update(fit_for_use=not reasons, reasons=reasons, warnings=warnings)
     return out
