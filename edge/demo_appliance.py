@@ -191,7 +191,8 @@ def run_appliance(ctx: Any, say: Callable[[str], None], *, model: Path | None = 
     else:
         say(f"outbox backlog (offline): {st['outbox']['rows']} messages, {st['outbox']['bytes']} bytes")
     snaps = out / "state" / "snapshots"
-    say(f"defect snapshots: {snaps} ({len(list(snaps.glob('*.jpg'))) if snaps.is_dir() else 0} JPEGs); "
+    say(f"defect and uncertain-part snapshots: {snaps} ({len(list(snaps.glob('*.jpg'))) if snaps.is_dir() else 0} "
+        "JPEGs); "
         f"status: {out / 'status.json'}, metrics: {out / 'metrics.txt'}")
     (out / "appliance.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "status"}, indent=2))
     return summary
