@@ -15,11 +15,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     cnn = tsub.add_parser("cnn", help="train the defect classifier on an image folder (one subfolder per "
                          "class); a folder with only ok/ builds a good-parts-only detector")
     add_cnn_arguments(cnn)
-    cnn.add_argument("--false-alarm-rate", type=float, default=None,
-                     help="good-only folders (only ok/): share of good parts the calibrated threshold may flag "
-                          "(default 0.01)")
-    cnn.add_argument("--border", type=int, default=None,
-                     help="good-only folders: patch rows/columns at each image edge left out of the score (default 0)")
     cnn.set_defaults(func=_lazy("training.cnn_cli"))
 
     lstm = tsub.add_parser("lstm", help="train the global demand LSTM on a sales CSV")
@@ -59,6 +54,11 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--min-epochs", type=int, default=None, help="never stop before this many epochs")
     cnn.add_argument("--no-flip", action="store_true", help="no flips in augmentation (parts with a handedness)")
     cnn.add_argument("--seed", type=int, default=0)
+    cnn.add_argument("--false-alarm-rate", type=float, default=None,
+                     help="good-only folders (only ok/): share of good parts the calibrated threshold may flag "
+                          "(default 0.01)")
+    cnn.add_argument("--border", type=int, default=None,
+                     help="good-only folders: patch rows/columns at each image edge left out of the score (default 0)")
 
 
 def _lazy(module: str):
