@@ -32,7 +32,7 @@ def test_exported_cnn_update_from_onnx_to_litert(tmp_path, store, defect_model_d
         rig.updater.poll()
     assert rig.last_state()["status"] == "committed", rig.history()
     assert rig.serving_release == 2 and rig.loop.classifier.model_path.suffix == ".tflite"
-    assert "tflite: " in [h for h in rig.history() if h[0] == "trial"][0][2]  # its golden samples ran on LiteRT
+    assert "tflite on cpu" in [h for h in rig.history() if h[0] == "trial"][0][2]  # its golden samples ran on LiteRT
 
     # the same weights signed again as another release: idempotent, nothing reinstalled
     env, _ = rig.sign(make_release(defect_model_dir, tmp_path / "r3", release=3) / "defect.tflite", 3)

@@ -86,7 +86,11 @@ def test_load_dataset_errors(tmp_path):
 
 
 def test_train_cli_refuses_a_one_class_folder_quickly(cli, tmp_path):
-    generate(tmp_path / "data", 6, seed=0, size=32, ok_fraction=1.0)
+    """One defect class and no good parts cannot train a classifier (an ok/-only folder trains a good-only
+    detector instead: tests/test_goodonly.py)."""
+    generate(tmp_path / "gen", 6, seed=0, size=32, ok_fraction=1.0)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "gen" / "ok").rename(tmp_path / "data" / "scratch")
     r = cli("train", "cnn", "--data", tmp_path / "data", "--out", tmp_path / "out")
     assert r.rc == 3, r.err
     assert "need at least 2" in r.err and "Traceback" not in r.err
