@@ -14,7 +14,7 @@ import numpy as np
 
 from smartstock.forecasting import metrics
 from smartstock.forecasting.base import Forecast, make_forecaster
-from smartstock.forecasting.combination import EnsembleConfig
+from smartstock.forecasting.combination import EnsembleConfig, combine_point
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class BacktestResult:
 
 
 def _combine(parts: list[Forecast], method: str, level: float) -> Forecast:
-    means = np.vstack([p.mean for p in parts])
-    mean = np.median(means, axis=0) if method == "median" else np.mean(means, axis=0)
+    mean = combine_point([p.mean for p in parts], method)
     down = np.mean(np.vstack([p.mean - p.lo for p in parts]), axis=0)
     up = np.mean(np.vstack([p.hi - p.mean for p in parts]), axis=0)
     return Forecast(mean, mean - down, mean + up, "ensemble", level)

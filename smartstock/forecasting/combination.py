@@ -14,11 +14,16 @@ from pydantic import Field
 from smartstock.forecasting.base import REGISTRY, Forecaster, ForecasterConfig, register
 
 
-def combine(means: list[np.ndarray], sigmas: list[np.ndarray], method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Combined mean and a conservative sigma (mean of the members' sigmas)."""
+def combine_point(means: list[np.ndarray], method: str) -> np.ndarray:
+    """The combined point forecast: median or mean of the members, step by step (the one rule for
+    `ensemble`, `combo` and the backtest's ensemble)."""
     m = np.vstack(means)
-    mean = np.median(m, axis=0) if method == "median" else np.mean(m, axis=0)
-    return mean, np.mean(np.vstack(sigmas), axis=0)
+    return np.median(m, axis=0) if method == "median" else np.mean(m, axis=0)
+
+
+def combine(means: list[np.ndarray], sigmas: list[np.ndarray], method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Combined mean and a conservative sigma (mean of the members' sigmas: their errors are highly correlated)."""
+    return combine_point(means, method), np.mean(np.vstack(sigmas), axis=0)
 
 
 class EnsembleConfig(ForecasterConfig):

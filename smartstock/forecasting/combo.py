@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from smartstock.forecasting import metrics
+from smartstock.forecasting import combination, metrics
 from smartstock.forecasting.backtest import BacktestResult
 from smartstock.forecasting.base import Forecaster, ForecasterConfig, register
 from smartstock.forecasting.closed import closed_positions, open_mask
@@ -67,9 +67,7 @@ def _core(x: np.ndarray, m: int, h: int) -> Parts:
 def combine(parts: Parts, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Combined mean and sigma (mean of the members' sigmas: their errors are highly correlated)."""
     how, members = COMBINATIONS[name]
-    means = np.vstack([parts[k][0] for k in members])
-    mean = np.median(means, axis=0) if how == "median" else np.mean(means, axis=0)
-    return mean, np.mean(np.vstack([parts[k][1] for k in members]), axis=0)
+    return combination.combine([parts[k][0] for k in members], [parts[k][1] for k in members], how)
 
 
 @register
