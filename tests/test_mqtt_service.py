@@ -8,7 +8,8 @@ import json
 
 from smartstock.sync.discovery import node_id, object_id
 from tests.fixtures.broker import Probe
-from tests.test_service import _count, _get, _port, _start, _wait_for, model_file, parts  # noqa: F401 (fixtures)
+from tests.conftest import wait_until
+from tests.test_service import _count, _get, _port, _start, model_file, parts  # noqa: F401 (fixtures)
 
 BASE = "smartstock/plant/line1/test-cam"
 
@@ -25,7 +26,7 @@ def test_service_publishes_every_part_and_answers_commands(tmp_path, model_file,
         probe.publish(f"{BASE}/cmd/ping", json.dumps({"request_id": "svc-1"}))
         pong = json.loads(probe.wait_for(lambda m: m.topic == f"{BASE}/response/ping")[0].payload)
         assert pong["ok"] and pong["request_id"] == "svc-1"
-        _wait_for(lambda: _count(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
+        wait_until(lambda: _count(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
         code, metrics = _get(port, "/metrics")
         assert code == 200 and 'smartstock_mqtt_connected{device_id="test-cam"} 1' in metrics
         assert "smartstock_mqtt_acked_total" in metrics
