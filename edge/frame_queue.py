@@ -15,6 +15,7 @@ capture + queue alone took a quarter of the bare model's throughput). Here:
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -64,11 +65,20 @@ class FrameQueue(Generic[T]):
             self._not_empty.notify()
         return True
 
-    def take(self, max_items: int, timeout: float) -> list[T]:
-        """Up to `max_items` of the oldest items; waits up to `timeout` for the first one unless closed."""
+    def take(self, max_items: int, timeout: float, fill_wait_s: float = 0.0) -> list[T]:
+        """Up to `max_items` of the oldest items; waits up to `timeout` for the first one unless closed.
+        `fill_wait_s`: once one item is there, wait up to this long for the batch to fill (a GPU runs a
+        full batch for about the cost of one; on a CPU it only adds latency, so the default is 0)."""
         with self._lock:
             if not self._items and not self._closed:
                 self._not_empty.wait(timeout)
+            if fill_wait_s > 0 and self._items and len(self._items) < max_items and not self._closed:
+                deadline = time.monotonic() + fill_wait_s
+                while len(self._items) < max_items and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._not_empty.wait(left)
             n = min(max_items, len(self._items))
             out = [self._items.popleft() for _ in range(n)]
             if out and len(self._items) <= self.refill_at:

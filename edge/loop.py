@@ -121,6 +121,7 @@ class LoopSettings:
     events_topic: str
     queue_size: int = 16
     batch_max: int = 8
+    batch_wait_s: float = 0.0          # wait this long for a batch to fill once its first part is there (GPUs)
     workers: int = 1                   # inference workers running batches in parallel (the classifier must be thread-safe)
     max_parts: int | None = None       # stop after this many committed parts (replays, tests)
     read_timeout_s: float = 0.5
@@ -353,7 +354,7 @@ class InspectionLoop:
             limit = self.settings.batch_max
             if self.settings.max_parts is not None:
                 limit = min(limit, self.settings.max_parts - self._classified)
-            batch = self.queue.take(limit, 0.2) if limit > 0 else []
+            batch = self.queue.take(limit, 0.2, self.settings.batch_wait_s) if limit > 0 else []
             with self._swap_lock:
                 clf = self._classifier
             if not batch:

@@ -110,6 +110,9 @@ class VisionConfig(Section):
                          "thread, each with a single-threaded runtime (on a small CNN this beats one runtime "
                          "using all threads: see benchmarks/bench_edge.py)")
     batch_max: int = Field(8, ge=1, le=256, description="Largest batch a worker takes when it is behind")
+    batch_wait_ms: float = Field(0.0, ge=0.0, le=100.0, description=(
+        "Once a part is waiting, wait up to this long for the batch to fill (a GPU runs a full batch for "
+        "about the cost of one; 0 on a CPU, where it only adds latency)"))
     roi: tuple[int, int, int, int] | None = Field(None, description="Region of interest [x, y, width, height] in pixels")
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Per-class score thresholds overriding the manifest's")

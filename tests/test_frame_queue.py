@@ -71,3 +71,25 @@ def test_clear_counts_what_was_left_and_frees_a_waiting_producer():
 def test_zero_size_is_refused():
     with pytest.raises(ValueError):
         FrameQueue(0)
+
+
+def test_fill_wait_gathers_a_fuller_batch_but_never_waits_past_its_bound():
+    q: FrameQueue[int] = FrameQueue(32)
+    q.put_drop_oldest(0)
+
+    def feed() -> None:
+        for i in range(1, 8):
+            time.sleep(0.01)
+            q.put_drop_oldest(i)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    batch = q.take(8, 1.0, fill_wait_s=10.0)  # returns as soon as the batch is full, not after 10 s
+    t.join()
+    assert batch == list(range(8))
+    q.put_drop_oldest(8)
+    start = time.monotonic()
+    assert q.take(8, 1.0, fill_wait_s=0.05) == [8]  # nothing more came: the bound ends the wait
+    assert time.monotonic() - start >= 0.04
+    q.put_drop_oldest(9)
+    assert q.take(8, 1.0) == [9]  # default: no waiting for a fuller batch (CPU)
