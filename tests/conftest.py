@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +42,30 @@ def store(state_dir: Path):
 
 def python_subprocess(code: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def service_port(state: Path, proc: subprocess.Popen, log: Path | None = None, timeout: float = 90.0) -> int:
+    """The HTTP port a `smartstock run` child wrote to STATE/http.port; fails with its log if it died."""
+    f = state / "http.port"
+    tail = (lambda: log.read_text()[-3000:]) if log is not None else (lambda: "")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f.exists() and f.read_text().strip():
+            return int(f.read_text())
+        assert proc.poll() is None, f"service exited early with {proc.returncode}: {tail()}"
+        time.sleep(0.1)
+    raise AssertionError(f"service did not write http.port: {tail()}")
+
+
+def stop_service(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM (the service drains and publishes offline), then SIGKILL if it does not end in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def wait_until(cond, timeout: float = 30.0, what: str = "condition"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, service_port, stop_service
 from tests.fixtures.broker import Probe, free_port
 from tests.fixtures.ota import make_model_dir
 
@@ -35,27 +34,6 @@ def _run(tmp_path: Path, *args: str, config: str = "") -> tuple[subprocess.Popen
     return proc, state, log
 
 
-def _http_port(state: Path, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> int:
-    f = state / "http.port"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if f.exists() and f.read_text().strip():
-            return int(f.read_text())
-        assert proc.poll() is None, f"service exited early with {proc.returncode}: {log.read_text()[-3000:]}"
-        time.sleep(0.1)
-    raise AssertionError(f"service did not write http.port: {log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 # -- 1. camera credentials ------------------------------------------------------------------------
 def test_camera_credentials_never_shown_in_status_logs_or_snapshot_reply(tmp_path, broker):
     model = make_model_dir(tmp_path / "model")
@@ -65,7 +43,7 @@ def test_camera_credentials_never_shown_in_status_logs_or_snapshot_reply(tmp_pat
                             "--mqtt", broker.url, "--log-level", "DEBUG",
                             config="[source]\nstall_timeout_s = 1.0\nbackoff_max_s = 1.0\n")
     try:
-        port = _http_port(state, proc, log)
+        port = service_port(state, proc, log)
         deadline = time.monotonic() + 30
         while True:  # the watchdog has tried (and logged) at least one reopen
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as r:
@@ -81,7 +59,7 @@ def test_camera_credentials_never_shown_in_status_logs_or_snapshot_reply(tmp_pat
         assert json.loads(reply.payload)["ok"] is True
         assert SECRET not in reply.payload.decode()
     finally:
-        _stop(proc)
+        stop_service(proc)
         probe.close()
     text = log.read_text(errors="replace")
     assert "127.0.0.1" in text and "reconnecting" in text, text[-3000:]  # the watchdog did log the source
@@ -112,7 +90,7 @@ def test_envelope_bombs_are_refused_as_malformed_and_do_not_hold_up_a_real_updat
         watch.wait(lambda s: s["status"] == "committed" and s["installed_version"] == "2", 120)
         assert proc.poll() is None, dev.log()
     finally:
-        _stop(proc)
+        stop_service(proc)
         watch.close()
         probe.close()
     refused = [r[0] for r in dev.db("SELECT detail FROM model_history WHERE status = 'refused'")]
@@ -141,7 +119,7 @@ def test_artifact_over_mqtt_never_writes_through_a_symlink_planted_in_staging(tm
         dev.push(dev.model2, 2)
         watch.wait(lambda s: s["status"] == "committed" and s["installed_version"] == "2", 120)
     finally:
-        _stop(proc)
+        stop_service(proc)
         watch.close()
     assert victim.read_bytes() == b"precious\n"  # not overwritten with the model
     assert not (staging / f"{sha}.part").is_symlink()
@@ -226,7 +204,7 @@ def test_keyring_refuses_symlinked_and_writable_key_files(tmp_path, broker):
         dev.push(dev.model2, 4)
         watch.wait(lambda s: s["status"] == "committed" and s["installed_version"] == "4", 120)
     finally:
-        _stop(proc)
+        stop_service(proc)
         watch.close()
     assert [r[0] for r in dev.db("SELECT release FROM model_history WHERE status = 'committed'")] == [4]
 
@@ -252,7 +230,7 @@ def test_http_half_sent_requests_neither_pile_up_threads_nor_block_the_server(tm
                             config="[http]\nport = 0\nread_timeout_s = 1.0\nmax_connections = 8\n")
     socks: list[socket.socket] = []
     try:
-        port = _http_port(state, proc, log)
+        port = service_port(state, proc, log)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10):
             pass
         before = _threads(proc.pid)
@@ -280,7 +258,7 @@ def test_http_half_sent_requests_neither_pile_up_threads_nor_block_the_server(tm
     finally:
         for s in socks:
             s.close()
-        _stop(proc)
+        stop_service(proc)
 
 
 # -- 9. a trial model runs in shadow: the trusted model's verdicts are booked ----------------------
@@ -303,7 +281,7 @@ def test_all_defect_candidate_in_trial_books_no_verdict_and_is_rolled_back(tmp_p
         while dev.db("SELECT COUNT(*) FROM inspections")[0][0] < n + 20 and time.monotonic() < deadline:
             time.sleep(0.2)  # a few parts after the rollback too
     finally:
-        _stop(proc)
+        stop_service(proc)
         watch.close()
     rows = dev.db("SELECT model_release, is_defect FROM inspections")
     assert {r[0] for r in rows} == {1}, "a verdict of the candidate was booked"
@@ -343,7 +321,7 @@ def test_repush_after_a_junk_retained_artifact_installs(tmp_path, broker):
         done = watch.wait(lambda s: watch.states.index(s) >= n and s["status"] in ("committed", "refused"), 120)
         assert done["status"] == "committed" and done["installed_version"] == "2", done
     finally:
-        _stop(proc)
+        stop_service(proc)
         watch.close()
 
 
@@ -359,7 +337,7 @@ def test_oversized_command_is_dropped_by_the_broker_before_it_reaches_the_device
     proc, state, log = _run(tmp_path, "--source", str(parts), "--model", str(model), "--loop", "--fps", "2",
                             "--device-id", "cam1", "--mqtt", broker.url, config="[mqtt]\nmax_payload_kb = 64\n")
     try:
-        _http_port(state, proc, log)
+        service_port(state, proc, log)
         deadline = time.monotonic() + 60
         while not probe.messages:  # the device answers commands
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
@@ -372,7 +350,7 @@ def test_oversized_command_is_dropped_by_the_broker_before_it_reaches_the_device
         refusals = [json.loads(m.payload)["error"] for m in probe.messages if b"max_payload_kb" in m.payload]
         assert not refusals, f"the 20 MB command reached the device, which read it and answered: {refusals}"
     finally:
-        _stop(proc)
+        stop_service(proc)
         probe.close()
 
 
@@ -463,7 +441,7 @@ def test_push_to_a_device_without_keyring_says_updates_are_disabled(tmp_path, br
         status = _ota_cli("status", "--device", "cam1", "--url", broker.url)
         assert status.returncode == 7 and json.loads(status.stdout)["status"] == "disabled", status.stderr
     finally:
-        _stop(proc)
+        stop_service(proc)
         watch_probe.close()
 
 
@@ -500,7 +478,7 @@ def test_push_wait_follows_the_update_and_status_exit_codes(tmp_path, broker):
         after = _ota_cli("status", *where)
         assert after.returncode == 7 and json.loads(after.stdout)["installed_version"] == "6", after.stderr
     finally:
-        _stop(proc)
+        stop_service(proc)
 
 
 # -- 12. make demo's closing lines: real paths and a command that runs without an activated venv ---

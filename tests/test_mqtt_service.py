@@ -8,8 +8,8 @@ import json
 
 from smartstock.sync.discovery import node_id, object_id
 from tests.fixtures.broker import Probe
-from tests.conftest import wait_until
-from tests.test_service import _count, _get, _port, _start, model_file, parts  # noqa: F401 (fixtures)
+from tests.conftest import service_port, wait_until
+from tests.test_service import _count, _get, _start, model_file, parts  # noqa: F401 (fixtures)
 
 BASE = "smartstock/plant/line1/test-cam"
 
@@ -21,7 +21,7 @@ def test_service_publishes_every_part_and_answers_commands(tmp_path, model_file,
     proc = _start(tmp_path, model_file, state, "--source", str(parts), "--loop", "--fps", "15", "--max-frames",
                   str(n), "--mqtt", broker.url)
     try:
-        port = _port(state, proc)
+        port = service_port(state, proc)
         probe.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == b"online", timeout=30)
         probe.publish(f"{BASE}/cmd/ping", json.dumps({"request_id": "svc-1"}))
         pong = json.loads(probe.wait_for(lambda m: m.topic == f"{BASE}/response/ping")[0].payload)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from edge.samples import write_parts
-from tests.conftest import wait_until
+from tests.conftest import service_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,25 +76,12 @@ def _start(tmp_path: Path, model: Path, state: Path, *args: str, **env: str) -> 
                             env=_env(tmp_path, **env), cwd=tmp_path)
 
 
-def _port(state: Path, proc: subprocess.Popen, timeout: float = 60.0) -> int:
-    f = state / "http.port"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if f.exists() and f.read_text().strip():
-            return int(f.read_text())
-        assert proc.poll() is None, f"service exited early with {proc.returncode}"
-        time.sleep(0.1)
-    raise AssertionError("service did not write http.port")
-
-
 def _get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
 
 
 def _count(state: Path, sql: str) -> int:
@@ -136,7 +123,7 @@ def test_known_number_of_parts_books_exactly_that_many(tmp_path, model_file, par
     proc = _start(tmp_path, model_file, state, "--source", str(parts), "--loop", "--fps", "15", "--max-frames", str(n),
                   NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")
     try:
-        port = _port(state, proc)
+        port = service_port(state, proc)
         code, body = _get(port, "/healthz")
         assert (code, body.strip()) == (200, "ok")
         wait_until(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 5, what="first inspections")
@@ -233,7 +220,7 @@ def test_source_that_disappears_is_reopened_and_sigterm_exits_cleanly(tmp_path, 
     proc = _start(tmp_path, model_file, state, "--source", str(folder), "--loop", "--fps", "20", **systemd.env())
     systemd.watch(proc)
     try:
-        port = _port(state, proc)
+        port = service_port(state, proc)
         wait_until(lambda: _count_soon(state, "SELECT COUNT(*) FROM inspections") >= 3, what="first inspections")
         folder.rename(tmp_path / "cam-unplugged")
         code, body = wait_until(lambda: (r := _get(port, "/healthz"))[0] == 503 and r, what="503 from /healthz")
