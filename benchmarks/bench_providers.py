@@ -53,7 +53,7 @@ def main() -> dict[str, Any]:
     from smartstock.runtime.backends import load_backend
     from smartstock.vision.classifier import default_model_path
     from smartstock.vision.manifest import load_manifest
-    from smartstock.vision.preprocess import InputSpec, preprocess_batch
+    from smartstock.vision.preprocess import preprocess_batch
 
     shipped = default_model_path()
     spec = load_manifest(shipped).input

@@ -53,8 +53,11 @@ class Verdict(Protocol):
 
     label: str
     score: float
+    scores: dict[str, float]
     is_defect: bool
     latency_ms: float
+    margin: float                    # distance from the decision (small = unsure: snapshot as `uncertain`)
+    heatmap: np.ndarray | None       # good-only detectors: where the part looks unlike the good ones
 
 
 class Classifier(Protocol):
@@ -65,6 +68,7 @@ class Classifier(Protocol):
     `labels` and `thresholds` serve the set-threshold command, which assigns a whole new dict."""
 
     thresholds: dict[str, float]
+    roi: tuple[int, int, int, int] | None
 
     @property
     def model_id(self) -> str: ...
@@ -105,10 +109,10 @@ class Camera:
 Queued = tuple[Camera, Frame]
 
 
-def snapshot_reason(result: Any, uncertain_margin: float) -> str | None:
+def snapshot_reason(result: Verdict, uncertain_margin: float) -> str | None:
     """"uncertain" for a part scored within `uncertain_margin` of the decision (an operator's label
     teaches the model most there), "defect" for other defective parts, None for sure good parts."""
-    if uncertain_margin > 0 and getattr(result, "margin", 1.0) < uncertain_margin:
+    if uncertain_margin > 0 and result.margin < uncertain_margin:
         return "uncertain"
     return "defect" if result.is_defect else None
 Result = tuple[InspectedPart, float]  # an inspected part and its capture time (monotonic), on its way to the store
@@ -383,13 +387,13 @@ class InspectionLoop:
             eid = new_event_id()
             # the snapshot shows what the model saw (the camera's ROI), so a heat map lands where it was made
             reason = snapshot_reason(r, self.settings.uncertain_margin) if cam.snapshots is not None else None
-            snap = (cam.snapshots.save(seen[i], eid, heatmap=getattr(r, "heatmap", None), roi=getattr(clf, "roi", None))
+            snap = (cam.snapshots.save(seen[i], eid, heatmap=r.heatmap, roi=clf.roi)
                     if reason else None)
             out.append((InspectedPart(event_id=eid, ts=f.ts, sku=cam.sku, label=r.label, score=float(r.score),
                                       is_defect=bool(r.is_defect), latency_ms=float(r.latency_ms),
                                       model_id=model_id, model_release=release, frame_id=f.index, snapshot=snap,
                                       source=cam.id, snapshot_reason=reason if snap else None,
-                                      scores=getattr(r, "scores", None) if snap else None),
+                                      scores=r.scores if snap else None),
                         f.t_mono))
         return out
 

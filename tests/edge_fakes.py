@@ -68,6 +68,8 @@ class FakeClassification:
     scores: dict[str, float]
     is_defect: bool
     latency_ms: float
+    margin: float = 1.0
+    heatmap: None = None
 
 
 @dataclass
@@ -80,6 +82,7 @@ class FakeClassifier:
     labels: list[str] = field(default_factory=lambda: ["ok", "defect"])
     thresholds: dict[str, float] = field(default_factory=lambda: {"defect": 0.5})
     provider: str = "cpu"
+    roi: tuple[int, int, int, int] | None = None
     delay_s: float = 0.0
     calls: list[int] = field(default_factory=list)
 

@@ -10,7 +10,6 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import cv2
 import numpy as np

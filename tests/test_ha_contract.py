@@ -29,7 +29,7 @@ from edge.sync_worker import SyncService
 from smartstock.config import Config
 from smartstock.ota.refusal import DOWNGRADE, TRIAL_FAILED
 from smartstock.store.stock import book
-from smartstock.sync.discovery import INVENTORY_KEYS, UPDATE_KEYS, discovery_messages
+from smartstock.sync.discovery import UPDATE_KEYS, discovery_messages
 from smartstock.sync.payloads import message
 from smartstock.sync.topics import Topics
 

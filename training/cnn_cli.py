@@ -10,7 +10,6 @@ seed, and the result is judged on its own test split: an unfit model is not expo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

@@ -21,7 +21,7 @@ class Topics:
     @classmethod
     def from_config(cls, mqtt_cfg, device_cfg) -> "Topics":  # MqttConfig, DeviceConfig
         return cls(mqtt_cfg.prefix.strip("/"), device_cfg.site, device_cfg.line, device_cfg.device_id,
-                   (getattr(mqtt_cfg, "reply_prefix", None) or "").strip("/"))
+                   (mqtt_cfg.reply_prefix or "").strip("/"))
 
     @property
     def base(self) -> str:
