@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "smartstock.commands.forecast_cmd",
     "smartstock.commands.mqtt_cmd",
     "smartstock.commands.ota_cmd",
+    "smartstock.commands.fleet_cmd",
     "smartstock.commands.report_cmd",
     "smartstock.commands.dataset_cmd",
 ]

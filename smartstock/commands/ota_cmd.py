@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smartstock.commands._common import add_config_option, load, print_json
+from smartstock.commands._broker import add_broker_options as _add_broker_options
+from smartstock.commands._broker import broker_config
+from smartstock.commands._common import print_json
 from smartstock.errors import ConfigError, InputError, OtaRejected
 
 
@@ -61,16 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the retained state")
     _add_broker_options(st)
     st.set_defaults(func=_status)
-
-
-def _add_broker_options(p: argparse.ArgumentParser) -> None:
-    add_config_option(p)
-    p.add_argument("--url", default=None, help="broker, mqtt://[user:pass@]host:port or mqtts://... "
-                   "(default: the config's mqtt.host/port)")
-    p.add_argument("--ca-file", type=Path, default=None, help="CA certificate for mqtts://")
-    p.add_argument("--site", default=None, help="site topic level (default: the config's device.site)")
-    p.add_argument("--line", default=None, help="line topic level (default: the config's device.line)")
-    p.add_argument("--prefix", default=None, help="topic prefix (default: the config's mqtt.prefix)")
 
 
 # -- keygen / sign ------------------------------------------------------------------------------
@@ -124,10 +116,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 # -- push / status ------------------------------------------------------------------------------
 def _broker(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    cfg = load(args)
-    from smartstock.sync.client import config_from_url  # the one MQTT URL parser
-
-    m, password = config_from_url(cfg.mqtt, args.url) if args.url else (cfg.mqtt, None)
+    m, password, cfg = broker_config(args)
     conn = {"host": m.host, "port": m.port, "tls": m.tls is not None, "username": m.username,
             "password": password if password is not None else m.password()}
     return conn, cfg

@@ -1,0 +1,34 @@
+"""Broker options shared by the technician's MQTT tools (`ota push|status`, `fleet status|serve`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from smartstock.commands._common import add_config_option, load
+from smartstock.config import Config, MqttConfig, TlsConfig
+from smartstock.errors import ConfigError
+
+
+def add_broker_options(p: argparse.ArgumentParser, *, site_help: str = "site topic level (default: the config's "
+                       "device.site)", line_help: str = "line topic level (default: the config's device.line)") -> None:
+    add_config_option(p)
+    p.add_argument("--url", default=None, help="broker, mqtt://[user:pass@]host:port or mqtts://... "
+                   "(default: the config's mqtt.host/port)")
+    p.add_argument("--ca-file", type=Path, default=None, help="CA certificate for mqtts://")
+    p.add_argument("--site", default=None, help=site_help)
+    p.add_argument("--line", default=None, help=line_help)
+    p.add_argument("--prefix", default=None, help="topic prefix (default: the config's mqtt.prefix)")
+
+
+def broker_config(args: argparse.Namespace) -> tuple[MqttConfig, str | None, Config]:
+    """(mqtt config with --url and --ca-file applied, the URL's password or None, the whole config)."""
+    cfg = load(args)
+    from smartstock.sync.client import config_from_url  # the one MQTT URL parser
+
+    m, password = config_from_url(cfg.mqtt, args.url) if args.url else (cfg.mqtt, None)
+    if getattr(args, "ca_file", None) is not None:
+        if m.tls is None:
+            raise ConfigError("--ca-file is for a TLS broker", hint="use an mqtts:// --url, or drop --ca-file")
+        m = m.model_copy(update={"tls": (m.tls or TlsConfig()).model_copy(update={"ca_file": args.ca_file})})
+    return m, password, cfg

@@ -1,0 +1,54 @@
+"""`smartstock fleet serve`: the plant page (smartstock/fleet/web/) and `/api/fleet` over a live FleetWatch.
+
+Read-only, on the library's bounded HTTP server (smartstock/httpd.py). Every request builds the rows
+afresh from the watch's latest messages, so a device turns stale on the page without a new message.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from smartstock import httpd
+from smartstock.fleet.watch import FleetWatch
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+DEVICE_WEB_DIR = Path(__file__).resolve().parents[1] / "web"  # style.css is the device status page's
+
+
+class _Handler(httpd.Handler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        path = urlsplit(self.path).path
+        srv = self.server
+        try:
+            if path == "/api/fleet":
+                self.send_json(srv.watch.view(srv.stale_minutes).to_json())  # type: ignore[attr-defined]
+            elif path == "/healthz":
+                ok = srv.watch.client.connected  # type: ignore[attr-defined]
+                self.send_body(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
+                               b"ok\n" if ok else b"broker disconnected\n", "text/plain")
+            elif not (self.send_static(WEB_DIR, path) or path == "/style.css" and self.send_static(DEVICE_WEB_DIR, path)):
+                self.send_body(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+        except BrokenPipeError:
+            pass
+        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+            logger.exception("HTTP %s failed", path)
+            self.send_body(HTTPStatus.INTERNAL_SERVER_ERROR, f"error: {type(e).__name__}\n".encode(), "text/plain")
+
+
+class FleetServer(httpd.HttpServer):
+    """The plant page for one watch; `port` is the real port (0 picks a free one)."""
+
+    def __init__(self, watch: FleetWatch, host: str = "127.0.0.1", port: int = 8090, *,
+                 stale_minutes: float = 10.0) -> None:
+        super().__init__(host, port, _Handler, port_option="--http-port")
+        self.server.watch = watch  # type: ignore[attr-defined]
+        self.server.stale_minutes = stale_minutes  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        super().start()
+        logger.info("fleet page on http://%s:%d/ (/api/fleet)", self.host, self.port)
