@@ -70,7 +70,8 @@ class DeviceRow:
     ota_status: str | None = None
     ota_installed: str | None = None
     ota_latest: str | None = None
-    ota_error: str | None = None
+    ota_error: str | None = None       # the refusal/rollback code of the last step (smartstock/ota/refusal.py)
+    ota_detail: str | None = None
     camera: str | None = None          # the worst camera: down > reconnecting > ok
     cameras: dict[str, str] = field(default_factory=dict)
     fps: float | None = None
@@ -257,8 +258,8 @@ def _model(row: DeviceRow, doc: dict[str, Any], _ts: dt.datetime | None) -> list
     row.ota_status = _text(doc, "status", bad)
     row.ota_installed = _version(doc, "installed_version", bad)
     row.ota_latest = _version(doc, "latest_version", bad)
-    err, detail = _text(doc, "error", bad), _text(doc, "detail", bad)
-    row.ota_error = f"{err}: {detail}"[:MAX_TEXT] if err and detail else err
+    row.ota_error = _text(doc, "error", bad)
+    row.ota_detail = _text(doc, "detail", bad) or None
     return bad
 
 

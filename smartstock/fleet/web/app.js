@@ -63,19 +63,22 @@
   function deviceRow(d) {
     const model = d.model_release ? (d.model_id || "?") + " r" + d.model_release : "–";
     const ota = (d.ota_status || "–") + (d.ota_error ? " (" + d.ota_error + ")" : "");
+    const problems = d.problems || [];
     const tr = el("tr", { class: "health-" + d.health, "data-device": d.device_id },
       el("td", { class: "l" }, d.device_id),
       el("td", { class: "l" }, d.site + " / " + d.line),
       el("td", { class: "l health" }, d.health),
       el("td", {}, age(d.state_age_s)),
       el("td", { class: "l" }, model),
-      el("td", { class: "l" + (d.ota_status === "rolled_back" || d.ota_status === "refused" ? " bad" : "") }, ota),
+      el("td", { class: "l" + (d.ota_status === "rolled_back" || d.ota_status === "refused" ? " bad" : ""),
+                 title: d.ota_detail || "" }, ota),
       el("td", { class: "l" + (d.camera && d.camera !== "ok" ? " bad" : "") }, camera(d)),
       el("td", {}, num(d.fps, 1)),
       el("td", {}, pct(d.defect_rate)),
       el("td", { class: d.open_alerts ? "bad" : "" }, isNum(d.open_alerts) ? d.open_alerts : "–"),
       el("td", {}, num(d.backlog)),
-      el("td", { class: "l problems" }, (d.problems || []).join("; ")));
+      el("td", { class: "l problems", title: problems.join("\n") },
+        problems.length ? (problems.length > 1 ? problems.length + " problems: " : "") + problems[0] : ""));
     return tr;
   }
 
@@ -93,7 +96,7 @@
     for (const d of devices) {
       for (const a of (Array.isArray(d.alerts) ? d.alerts : [])) {
         alerts.push(el("li", { class: a.severity || "warning", "data-device": d.device_id },
-          el("b", {}, d.device_id), " · " + (a.kind || "alert") + (a.sku ? " · " + a.sku : "") + ": " + (a.message || "")));
+          el("b", {}, d.device_id), " · " + (a.kind || "alert") + ": " + (a.message || "")));
       }
       if (d.open_alerts > (d.alerts || []).length) {
         alerts.push(el("li", { class: "warning" }, d.device_id + ": " + (d.open_alerts - d.alerts.length) + " more"));
