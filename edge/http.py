@@ -11,7 +11,7 @@ import logging
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from smartstock import httpd
 
@@ -33,38 +33,30 @@ class StatusProvider(Protocol):
 
 
 class _Handler(httpd.Handler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        url = urlsplit(self.path)
-        path = url.path
+    def get(self, path: str, query: str) -> None:
         p: StatusProvider = self.server.provider  # type: ignore[attr-defined]
-        try:
-            if path in ("/healthz", "/livez"):  # livez: loop and workers only (a camera outage is not a restart)
-                ok, reason = p.health() if path == "/healthz" else p.alive()
-                self.send_body(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, (reason + "\n").encode(),
-                               "text/plain")
-            elif path == "/api/status":
-                self.send_json(p.status())
-            elif path == "/api/recent":
-                limit = httpd.int_param(parse_qs(url.query).get("limit", ["50"])[0], 50, 1, 1000)
-                self.send_json({"inspections": p.recent(limit)})
-            elif path == "/metrics":
-                self.send_body(HTTPStatus.OK, p.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
-            elif path.startswith("/snapshots/"):
-                f = p.snapshot_path(path.removeprefix("/snapshots/"))
-                if f is None:
-                    self.send_body(HTTPStatus.NOT_FOUND, b"no such snapshot\n", "text/plain")
-                else:
-                    self.send_body(HTTPStatus.OK, f.read_bytes(), "image/jpeg")
-            elif not self.send_static(self.server.web_dir, path):  # type: ignore[attr-defined]
-                if path in ("/", "/index.html"):
-                    self.send_body(HTTPStatus.OK, NO_PAGE, "text/html; charset=utf-8")
-                else:
-                    self.send_body(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-        except BrokenPipeError:
-            pass
-        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
-            logger.exception("HTTP %s failed", path)
-            self.send_body(HTTPStatus.INTERNAL_SERVER_ERROR, f"error: {type(e).__name__}\n".encode(), "text/plain")
+        if path in ("/healthz", "/livez"):  # livez: loop and workers only (a camera outage is not a restart)
+            ok, reason = p.health() if path == "/healthz" else p.alive()
+            self.send_body(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, (reason + "\n").encode(),
+                           "text/plain")
+        elif path == "/api/status":
+            self.send_json(p.status())
+        elif path == "/api/recent":
+            limit = httpd.int_param(parse_qs(query).get("limit", ["50"])[0], 50, 1, 1000)
+            self.send_json({"inspections": p.recent(limit)})
+        elif path == "/metrics":
+            self.send_body(HTTPStatus.OK, p.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path.startswith("/snapshots/"):
+            f = p.snapshot_path(path.removeprefix("/snapshots/"))
+            if f is None:
+                self.send_body(HTTPStatus.NOT_FOUND, b"no such snapshot\n", "text/plain")
+            else:
+                self.send_body(HTTPStatus.OK, f.read_bytes(), "image/jpeg")
+        elif not self.send_static(self.server.web_dir, path):  # type: ignore[attr-defined]
+            if path in ("/", "/index.html"):
+                self.send_body(HTTPStatus.OK, NO_PAGE, "text/html; charset=utf-8")
+            else:
+                self.send_body(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
 
 class HttpServer(httpd.HttpServer):

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from smartstock.errors import ConfigError
 
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Base for a GET-only handler: subclasses implement `do_GET` with `send_json` / `send_static`."""
+    """Base for a GET-only handler: subclasses implement `get(path, query)` with `send_json` / `send_static`."""
 
     server: "BoundedServer"
     server_version = "smartstock"
@@ -31,6 +32,19 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.read_timeout_s  # StreamRequestHandler applies it to the socket
         super().setup()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        url = urlsplit(self.path)
+        try:
+            self.get(url.path, url.query)
+        except BrokenPipeError:
+            pass
+        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+            logger.exception("HTTP %s failed", url.path)
+            self.send_body(HTTPStatus.INTERNAL_SERVER_ERROR, f"error: {type(e).__name__}\n".encode(), "text/plain")
+
+    def get(self, path: str, query: str) -> None:
+        raise NotImplementedError
 
     def send_static(self, web_dir: Path, path: str) -> bool:
         """Serve `path` from `web_dir` (`/` is index.html); False when there is no such file there."""

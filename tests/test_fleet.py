@@ -169,7 +169,9 @@ def test_collect_takes_an_injected_client_factory(plant):
     assert collect(plant["broker"].url, site="elsewhere", wait_s=2.0).rows == []
 
 
-def test_unreachable_broker_and_bad_options_are_clear_errors(cli):
+def test_unreachable_broker_empty_broker_and_bad_options_are_clear_errors(cli, broker):
+    r = cli("fleet", "status", "--url", broker.url, "--prefix", "nobody-here", "--wait", "2")
+    assert r.rc == 1 and "no devices under nobody-here/+/+/" in r.err and r.out == ""
     r = cli("fleet", "status", "--url", f"mqtt://127.0.0.1:{free_port()}", "--connect-timeout", "2")
     assert r.rc == 8 and "cannot reach the MQTT broker 127.0.0.1" in r.err and "Traceback" not in r.err
     r = cli("fleet", "status", "--url", "http://127.0.0.1:1883")

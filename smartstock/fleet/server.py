@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from smartstock import httpd
 from smartstock.fleet.watch import FleetWatch
@@ -17,27 +16,21 @@ from smartstock.fleet.watch import FleetWatch
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-DEVICE_WEB_DIR = Path(__file__).resolve().parents[1] / "web"  # style.css is the device status page's
+DEVICE_WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+SHARED = ("/style.css", "/common.js")  # the device status page's look and helpers
 
 
 class _Handler(httpd.Handler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        path = urlsplit(self.path).path
+    def get(self, path: str, query: str) -> None:
         srv = self.server
-        try:
-            if path == "/api/fleet":
-                self.send_json(srv.watch.view(srv.stale_minutes).to_json())  # type: ignore[attr-defined]
-            elif path == "/healthz":
-                ok = srv.watch.client.connected  # type: ignore[attr-defined]
-                self.send_body(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
-                               b"ok\n" if ok else b"broker disconnected\n", "text/plain")
-            elif not (self.send_static(WEB_DIR, path) or path == "/style.css" and self.send_static(DEVICE_WEB_DIR, path)):
-                self.send_body(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-        except BrokenPipeError:
-            pass
-        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
-            logger.exception("HTTP %s failed", path)
-            self.send_body(HTTPStatus.INTERNAL_SERVER_ERROR, f"error: {type(e).__name__}\n".encode(), "text/plain")
+        if path == "/api/fleet":
+            self.send_json(srv.watch.view(srv.stale_minutes).to_json())  # type: ignore[attr-defined]
+        elif path == "/healthz":
+            ok = srv.watch.client.connected  # type: ignore[attr-defined]
+            self.send_body(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
+                           b"ok\n" if ok else b"broker disconnected\n", "text/plain")
+        elif not (self.send_static(WEB_DIR, path) or path in SHARED and self.send_static(DEVICE_WEB_DIR, path)):
+            self.send_body(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
 
 class FleetServer(httpd.HttpServer):

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from smartstock.config import MqttConfig
 from smartstock.errors import BrokerUnavailable

@@ -11,34 +11,14 @@
   const $ = (id) => document.getElementById(id);
   const state = { statusFailures: 0, lastOk: 0, thumbsKey: "" };
 
-  async function getJSON(url) {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
-    try {
-      const r = await fetch(url, { cache: "no-store", signal: ctl.signal });
-      if (!r.ok) throw new Error(url + ": HTTP " + r.status);
-      return await r.json();
-    } finally {
-      clearTimeout(timer);
-    }
-  }
+  const { num, pct, el } = window.SmartStock;  // common.js
+  const getJSON = (url) => window.SmartStock.getJSON(url, TIMEOUT_MS);
 
   // -- formatting ------------------------------------------------------------------------------
-  const num = (v, d = 0) => (typeof v === "number" && isFinite(v))
-    ? v.toLocaleString(undefined, { minimumFractionDigits: d, maximumFractionDigits: d }) : "–";
-  const pct = (v, d = 1) => (typeof v === "number" && isFinite(v)) ? (100 * v).toFixed(d) + " %" : "–";
   const ms = (v) => (typeof v === "number" && isFinite(v)) ? (v < 10 ? v.toFixed(1) : v.toFixed(0)) + " ms" : "–";
   function time(ts) {
     const d = new Date(ts);
     return isNaN(d) ? String(ts || "–") : d.toLocaleTimeString();
-  }
-  function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") e.className = v; else e.setAttribute(k, v);
-    }
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    return e;
   }
   function setText(id, text, alarm) {
     const e = $(id);
@@ -48,11 +28,7 @@
 
   // -- connection badge ------------------------------------------------------------------------
   function setConnected(ok, detail) {
-    const badge = $("conn");
-    badge.textContent = ok ? "live" : "disconnected";
-    badge.className = "badge " + (ok ? "badge-ok" : "badge-bad");
-    badge.title = detail || "";
-    document.body.classList.toggle("stale", !ok);
+    window.SmartStock.showConnected($("conn"), ok, detail);
     const banner = $("banner");
     banner.hidden = ok;
     if (!ok) {

@@ -8,41 +8,16 @@
   const $ = (id) => document.getElementById(id);
   const state = { lastOk: 0 };
 
-  async function getJSON(url) {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
-    try {
-      const r = await fetch(url, { cache: "no-store", signal: ctl.signal });
-      if (!r.ok) throw new Error(url + ": HTTP " + r.status);
-      return await r.json();
-    } finally {
-      clearTimeout(timer);
-    }
-  }
+  const { isNum, num, pct, el } = window.SmartStock;  // the device page's common.js
+  const getJSON = (url) => window.SmartStock.getJSON(url, TIMEOUT_MS);
 
-  const isNum = (v) => typeof v === "number" && isFinite(v);
-  const num = (v, d = 0) => isNum(v) ? v.toLocaleString(undefined, { minimumFractionDigits: d, maximumFractionDigits: d }) : "–";
-  const pct = (v) => isNum(v) ? (100 * v).toFixed(1) + " %" : "–";
   function age(s) {
     if (!isNum(s)) return "never";
     if (s < 120) return Math.round(s) + " s ago";
     return s < 7200 ? Math.round(s / 60) + " min ago" : (s / 3600).toFixed(1) + " h ago";
   }
-  function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") e.className = v; else e.setAttribute(k, v);
-    }
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    return e;
-  }
-
   function setConnected(ok, detail) {
-    const badge = $("conn");
-    badge.textContent = ok ? "live" : "disconnected";
-    badge.className = "badge " + (ok ? "badge-ok" : "badge-bad");
-    badge.title = detail || "";
-    document.body.classList.toggle("stale", !ok);
+    window.SmartStock.showConnected($("conn"), ok, detail);
     $("updated").textContent = ok ? "updated " + new Date().toLocaleTimeString()
       : (state.lastOk ? "last data " + Math.round((Date.now() - state.lastOk) / 1000) + " s ago" : "no data yet");
   }
