@@ -178,6 +178,8 @@ def test_unreachable_broker_empty_broker_and_bad_options_are_clear_errors(cli, b
     assert r.rc == 2 and "mqtt://" in r.err and "Traceback" not in r.err
     r = cli("fleet", "status", "--url", "mqtt://127.0.0.1:1", "--site", "a/#")
     assert r.rc == 2 and "--site 'a/#'" in r.err
+    r = cli("fleet", "status", "--url", "mqtt://127.0.0.1:1", "--prefix", "smartstock/#")
+    assert r.rc == 2 and "--prefix 'smartstock/#'" in r.err and "Traceback" not in r.err
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (make test installs it)")
