@@ -8,6 +8,7 @@ The status page (smartstock/web/, written by the web issue) is served at `/` and
 from __future__ import annotations
 
 import logging
+import threading
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,14 +61,19 @@ class _Handler(httpd.Handler):
 
 
 class HttpServer(httpd.HttpServer):
-    """The device's status server; `port` is the real port (useful with port 0)."""
+    """The device's status server, served from a thread of its own; `port` is the real port (useful with port 0)."""
 
     def __init__(self, host: str, port: int, provider: StatusProvider, web_dir: Path | None = None, *,
                  read_timeout_s: float = 10.0, max_connections: int = 32) -> None:
         super().__init__(host, port, _Handler, read_timeout_s=read_timeout_s, max_connections=max_connections)
         self.server.provider = provider  # type: ignore[attr-defined]
         self.server.web_dir = web_dir or WEB_DIR  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self.serve, name="http", daemon=True)
 
     def start(self) -> None:
-        super().start()
+        self._thread.start()
         logger.info("HTTP status on http://%s:%d/ (/healthz, /api/status, /metrics)", self.host, self.port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.close()

@@ -107,8 +107,10 @@ class BoundedServer(ThreadingHTTPServer):
 
 
 class HttpServer:
-    """Start/stop wrapper; `port` is the real port (useful with port 0). Attributes the handler needs
-    (`provider`, `web_dir`) are set on `self.server` by the caller before `start()`."""
+    """Bind at construction (a taken port is a ConfigError), then `serve()` until `close()`; `port` is the
+    real port (useful with port 0). The library starts no thread: `serve()` blocks its caller (the edge
+    service runs it in a thread of its own). Attributes the handler needs (`provider`, `watch`, ...) are
+    set on `self.server` before serving."""
 
     def __init__(self, host: str, port: int, handler: type[Handler], *, read_timeout_s: float = 10.0,
                  max_connections: int = 32, port_option: str = "http.port (or --http-port)") -> None:
@@ -120,14 +122,11 @@ class HttpServer:
                               hint=f"choose another {port_option}; 0 picks a free one") from None
         self.host = host
         self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="http", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def serve(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
 
-    def stop(self) -> None:
-        self.server.shutdown()
+    def close(self) -> None:
         self.server.server_close()
 
 

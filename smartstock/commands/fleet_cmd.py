@@ -6,7 +6,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from typing import Any
 
 from smartstock.commands._broker import add_broker_options, broker_config
@@ -115,26 +114,31 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stopped(Exception):
+    """SIGTERM: leave serve() the way Ctrl-C does."""
+
+
+def _stop(_signum: int, _frame: Any) -> None:
+    raise _Stopped
+
+
 def _serve(args: argparse.Namespace) -> int:
     from smartstock.fleet.server import FleetServer
 
     if not 0 <= args.http_port <= 65535:
         raise ConfigError(f"--http-port {args.http_port}: not a port", hint="0-65535 (0 picks a free one)")
     watch = _watch(args)
-    watch.settle(5.0)  # the first page load already shows the retained rows
-    stop = threading.Event()
     try:
+        watch.settle(5.0)  # the first page load already shows the retained rows
         server = FleetServer(watch, args.http_host, args.http_port, stale_minutes=args.stale_minutes)
-    except BaseException:
-        watch.stop()
-        raise
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    print(f"fleet page on http://{server.host}:{server.port}/ (JSON: /api/fleet); Ctrl-C to stop", flush=True)
-    try:
-        stop.wait()
+        signal.signal(signal.SIGTERM, _stop)
+        print(f"fleet page on http://{server.host}:{server.port}/ (JSON: /api/fleet); Ctrl-C to stop", flush=True)
+        try:
+            server.serve()
+        except (_Stopped, KeyboardInterrupt):
+            pass
+        finally:
+            server.close()
     finally:
-        server.stop()
         watch.stop()
     return 0

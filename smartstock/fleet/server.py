@@ -42,6 +42,6 @@ class FleetServer(httpd.HttpServer):
         self.server.watch = watch  # type: ignore[attr-defined]
         self.server.stale_minutes = stale_minutes  # type: ignore[attr-defined]
 
-    def start(self) -> None:
-        super().start()
+    def serve(self) -> None:
         logger.info("fleet page on http://%s:%d/ (/api/fleet)", self.host, self.port)
+        super().serve()
