@@ -161,11 +161,20 @@ def test_collect_takes_an_injected_client_factory(plant):
         made.append(client)
         return client
 
-    t0 = time.monotonic()
-    view = collect(plant["broker"].url, "smartstock", site="plant", wait_s=10.0, client_factory=factory)
-    assert len(made) == 1 and not made[0].connected  # closed again
-    assert {r.device_id for r in view.rows} == {"real-cam", "cam-b", "cam-c"}
-    assert time.monotonic() - t0 < 10.0, "it returns once the retained messages stopped arriving"
+    big = Topics("smartstock", "plant", "line3", "cam-big")
+    plant["probe"].publish(big.state, b'{"v":1,"device_id":"cam-big","pad":"' + b"x" * 300_000 + b'"}', retain=True)
+    try:
+        t0 = time.monotonic()
+        view = collect(plant["broker"].url, "smartstock", site="plant", wait_s=10.0, client_factory=factory)
+        assert len(made) == 1 and not made[0].connected  # closed again
+        assert {r.device_id for r in view.rows} == {"real-cam", "cam-b", "cam-c", "cam-big"}
+        assert time.monotonic() - t0 < 10.0, "it returns once the retained messages stopped arriving"
+        # MQTT 3.1.1 cannot ask the broker to hold big packets back: read, cut, counted
+        assert view.counters["oversize"] == 1 and "over 256 KiB" in view.rows[-1].problems[0]
+        # MQTT 5 (the default) asks for at most 260 KiB: the broker never sends it
+        assert {r.device_id for r in collect(plant["broker"].url, wait_s=10.0).rows} == {"real-cam", "cam-b", "cam-c"}
+    finally:
+        plant["probe"].publish(big.state, b"", retain=True)  # an empty retained message deletes the topic
     assert collect(plant["broker"].url, site="elsewhere", wait_s=2.0).rows == []
 
 

@@ -58,7 +58,7 @@ def _watch(args: argparse.Namespace):
     return watch.start(args.connect_timeout)
 
 
-COLUMNS = ["device", "site/line", "health", "last seen", "model", "ota", "camera", "fps", "defects", "alerts",
+COLUMNS = ["device", "site/line", "health", "last state", "model", "ota", "camera", "fps", "defects", "alerts",
            "backlog", "problems"]
 
 
@@ -69,7 +69,7 @@ def table_rows(view: Any) -> list[dict[str, Any]]:
         cams = r.cameras if len(r.cameras) > 1 else {}
         out.append({
             "device": r.device_id, "site/line": f"{r.site}/{r.line}", "health": r.health.upper() if r.health != "online" else "online",
-            "last seen": _age(r.state_age_s) if r.state_age_s is not None else (r.last_seen or "–"),
+            "last state": _age(r.state_age_s) if r.state_age_s is not None else "never",
             "model": f"{r.model_id or '?'} r{r.model_release}" if r.model_release else "–",
             "ota": (r.ota_status or "–") + (f" ({r.ota_error})" if r.ota_error else ""),
             "camera": ", ".join(f"{k}:{v}" for k, v in cams.items()) if cams else (r.camera or "–"),
