@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the response")
     cmd.set_defaults(func=run_cmd)
 
+    from smartstock.commands.broker_cmd import add_parsers  # acl, bridge: files for the broker, no connection
+
+    add_parsers(msub)
+
 
 def _connect(args: argparse.Namespace, purpose: str):
     """An MqttClient (no will, no status messages) addressing the device; `_start` connects it.
@@ -142,15 +146,22 @@ def _request(args: argparse.Namespace, topic_of, body: dict[str, Any], response_
     client, topics = _connect(args, "req")
     answers: queue.SimpleQueue = queue.SimpleQueue()
     client.subscribe(topics.response(response_name), answers.put)
+    refused: set[int] = set()  # MQTT 5: the broker's ACL refused the publish (3.1.1 drops it silently)
+    client.on_ack = lambda mid, ok, _retryable: None if ok else refused.add(mid)
     _start(client, args.connect_timeout)
     try:
-        client.publish(topic_of(topics), json.dumps(body).encode(), qos=1)
+        topic = topic_of(topics)
+        mid = client.publish(topic, json.dumps(body).encode(), qos=1)
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:
+            if mid in refused:
+                raise BrokerUnavailable(f"the broker refused to publish {topic} for this user",
+                                        hint="commands and sales need an account the broker's ACL lets write there "
+                                             "(smartstock mqtt acl --technician USER)")
             try:
-                msg = answers.get(timeout=max(0.05, deadline - time.monotonic()))
+                msg = answers.get(timeout=min(0.2, max(0.05, deadline - time.monotonic())))
             except queue.Empty:
-                break
+                continue
             reply = _decode(msg.payload)
             if isinstance(reply, dict) and match(reply):
                 print(json.dumps(reply, indent=2))

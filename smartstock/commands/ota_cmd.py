@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 from smartstock.commands._broker import add_broker_options as _add_broker_options
 from smartstock.commands._broker import broker_config
 from smartstock.commands._common import print_json
-from smartstock.errors import ConfigError, InputError, OtaRejected
+from smartstock.errors import BrokerUnavailable, ConfigError, InputError, OtaRejected
+
+CONNECT_TIMEOUT_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,18 +133,43 @@ def _connect(args: argparse.Namespace, conn: dict[str, Any]):
 
         raise BackendUnavailable("paho-mqtt is not installed", hint="pip install 'smartstock[edge]'") from e
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smartstock-ota-{int(time.time() * 1000) % 10**9}",
-                         protocol=mqtt.MQTTv311)
+                         protocol=mqtt.MQTTv5)
     if conn["username"]:
         client.username_pw_set(conn["username"], conn["password"])
     if conn["tls"]:
         client.tls_set(ca_certs=str(args.ca_file) if args.ca_file else None)
+    answer: list[Any] = []
+    connack = threading.Event()
+    client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc), connack.set())
     try:
         client.connect(conn["host"], conn["port"], keepalive=30)
     except OSError as e:
         raise ConfigError(f"cannot reach the broker at {conn['host']}:{conn['port']}: {e}",
                           hint="check --url and that the broker is running") from None
     client.loop_start()
+    if not connack.wait(CONNECT_TIMEOUT_S) or answer[0].is_failure:
+        client.loop_stop()
+        why = f"refused the connection: {answer[0]}" if answer else f"did not answer within {CONNECT_TIMEOUT_S:g} s"
+        raise BrokerUnavailable(f"the broker at {conn['host']}:{conn['port']} {why}",
+                                hint="check the user name in --url and the password ($SMARTSTOCK_MQTT_PASSWORD "
+                                     "or mqtt.password_file)")
     return client
+
+
+def _publish_retained(client: Any, topic: str, payload: bytes, timeout: float) -> None:
+    """Publish and wait for the PUBACK; MQTT 5 says in it when the broker's ACL refused the message
+    (with 3.1.1 a refused publish is acknowledged and silently dropped)."""
+    acks: dict[int, Any] = {}
+    client.on_publish = lambda _c, _u, mid, rc, _p: acks.__setitem__(mid, rc)
+    info = client.publish(topic, payload, qos=1, retain=True)
+    info.wait_for_publish(timeout)
+    rc = acks.get(info.mid)
+    if not info.is_published() or rc is None:
+        raise BrokerUnavailable(f"the broker did not acknowledge {topic} within {timeout:g} s")
+    if rc.is_failure:
+        raise BrokerUnavailable(f"the broker refused to publish {topic}: {rc}",
+                                hint="this user may not write there: releases and commands need a technician "
+                                     "account in the broker's ACL (smartstock mqtt acl --technician USER)")
 
 
 def _bases(args: argparse.Namespace, cfg: Any) -> str:
@@ -191,8 +219,8 @@ def _push(args: argparse.Namespace) -> int:
         states = _States(client, addressing.state(base)) if args.device else None  # before publishing
         before = states.retained(2.0) if states else None
         if data is not None:  # artifact first: the device asks for it as soon as the envelope arrives
-            client.publish(addressing.artifact(base, release.artifact.sha256), data, qos=1, retain=True).wait_for_publish(60)
-        client.publish(addressing.desired(base), raw, qos=1, retain=True).wait_for_publish(30)
+            _publish_retained(client, addressing.artifact(base, release.artifact.sha256), data, 60)
+        _publish_retained(client, addressing.desired(base), raw, 30)
         print(f"pushed {release.kind} release {release.release} to {base}"
               + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
         if before is not None and before.get("status") == "disabled":
@@ -271,8 +299,6 @@ def _follow(states: _States, kind: str, timeout: float) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import threading
-
     from smartstock.ota import addressing
 
     conn, cfg = _broker(args)

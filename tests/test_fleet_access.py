@@ -1,0 +1,199 @@
+"""Access per device (issue 17): a real mosquitto running the ACL `smartstock mqtt acl` writes.
+
+A device publishes only under its own base topic: under another device's topics the broker refuses
+(MQTT 5: PUBACK "Not authorized"; 3.1.1: acknowledged and dropped, so a subscriber never gets it).
+Only technicians write commands and OTA releases; dashboards read. Then the real `smartstock run`
+under that ACL, with its own credentials: its state, events and discovery arrive, a technician's
+command is answered, a dashboard's OTA push is refused and a technician's group release is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from smartstock.sync.brokerconf import Bridge, Fleet, acl_text, bridge_text
+from smartstock.sync.discovery import discovery_messages
+from smartstock.sync.topics import Topics
+from tests.conftest import ROOT, stop_service
+from tests.fixtures.broker import Probe, acl_file, passwords
+
+FLEET = Fleet(devices=("dev-a", "dev-b"), technicians=("tech-alice",), homeassistant=("ha",), dashboards=("dash",),
+              sales=("erp",))
+USERS = ("dev-a", "dev-b", "tech-alice", "ha", "dash", "erp")
+# deploy/mosquitto/ holds the generator's output for these example names; the test below keeps them equal
+EXAMPLE = Fleet(devices=("line1-cam1", "line1-cam2"), technicians=("tech-alice", "tech-bob"),
+                homeassistant=("homeassistant",), dashboards=("grafana",), sales=("erp",),
+                bridges={"bridge-site1": "site1"})
+EXAMPLE_BRIDGE = Bridge(site="site1", address="plant-broker.example:8883", remote_user="bridge-site1")
+DEPLOY = ROOT / "deploy" / "mosquitto"
+
+
+def password(user: str) -> str:
+    return f"pw-{user}-0123"
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path, broker_factory):
+    auth = tmp_path / "auth"
+    conf = (f"password_file {passwords(auth, {u: password(u) for u in USERS})}\n"
+            f"acl_file {acl_file(auth, acl_text(FLEET))}")
+    return broker_factory("acl", allow_anonymous=False, extra_conf=conf)
+
+
+class Account:
+    """A paho client logged in as `user`; `publish` returns the PUBACK reason code (MQTT 5) or None (3.1.1)."""
+
+    def __init__(self, broker, user: str, protocol: str = "5") -> None:
+        self.acks: dict[int, object] = {}
+        self.got: list[mqtt.MQTTMessage] = []
+        self._cv = threading.Condition()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{protocol}",
+                             protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
+        self.v5 = protocol == "5"
+        self.c.username_pw_set(user, password(user))
+        self.c.on_publish = lambda c, u, mid, rc, p: self.acks.__setitem__(mid, rc)
+        self.c.on_message = self._on
+        connected = threading.Event()
+        self.c.on_connect = lambda c, u, f, rc, p: (connected.set() if not rc.is_failure else None)
+        self.c.connect(broker.host, broker.port)
+        self.c.loop_start()
+        assert connected.wait(10), f"{user} could not log in"
+
+    def _on(self, _c, _u, msg) -> None:
+        with self._cv:
+            self.got.append(msg)
+            self._cv.notify_all()
+
+    def subscribe(self, *filters: str) -> None:
+        done = threading.Event()
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: done.set()
+        self.c.subscribe([(f, 1) for f in filters])
+        assert done.wait(10)
+
+    def publish(self, topic: str, payload: bytes | str = b"x", retain: bool = False):
+        info = self.c.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+        assert info.is_published(), f"no PUBACK for {topic}"
+        return str(self.acks[info.mid]) if self.v5 else None
+
+    def wait_topic(self, topic: str, timeout: float = 10.0) -> mqtt.MQTTMessage:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not any(m.topic == topic for m in self.got):
+                left = deadline - time.monotonic()
+                assert left > 0, f"{topic} never arrived; got {sorted({m.topic for m in self.got})}"
+                self._cv.wait(left)
+            return next(m for m in self.got if m.topic == topic)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def device_publishes(device_id: str) -> list[str]:
+    """Every topic the device publishes, from the product's own topic and discovery code."""
+    t = Topics("smartstock", "plant", "line1", device_id)
+    return [t.status, t.state, t.alerts, t.sync_stats, t.model_state, t.inspection_events, t.inventory("PCB-1"),
+            t.response("ping"), t.response("sales")] + [topic for topic, _ in discovery_messages(t, skus=["PCB-1"])]
+
+
+def test_deploy_files_are_the_generators_output():
+    """deploy/mosquitto/ is written by `smartstock mqtt acl|bridge`: the shipped example cannot drift from
+    the topics the device really uses."""
+    assert (DEPLOY / "acl.conf").read_text() == acl_text(EXAMPLE)
+    assert (DEPLOY / "site-bridge.conf").read_text() == bridge_text(Fleet(), EXAMPLE_BRIDGE)
+
+
+def test_cli_writes_the_example_acl(tmp_path):
+    out = tmp_path / "acl"
+    ids = tmp_path / "devices.txt"
+    ids.write_text("# line 1\nline1-cam1\nline1-cam2  # spare\n\n")
+    cmd = [sys.executable, "-m", "smartstock", "mqtt", "acl", "--devices", str(ids), "--technician", "tech-alice",
+           "--technician", "tech-bob", "--homeassistant", "homeassistant", "--dashboard", "grafana", "--sales", "erp",
+           "--bridge", "bridge-site1=site1", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert out.read_text() == acl_text(EXAMPLE) and (out.stat().st_mode & 0o077) in (0, 0o040)
+    bad = subprocess.run(cmd[:5] + ["--device", "dash", "--dashboard", "dash"], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=60)
+    assert bad.returncode == 2 and "dashboard 'dash' is also a device" in bad.stderr
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_device_cannot_publish_under_another_devices_topics(acl_broker, protocol):
+    dash = Probe(acl_broker.port, ["smartstock/#", "homeassistant/#"], username="dash", password=password("dash"))
+    dev = Account(acl_broker, "dev-a", protocol)
+    try:
+        for own, other in zip(device_publishes("dev-a"), device_publishes("dev-b")):
+            rc_other = dev.publish(other, b"spoofed")
+            rc_own = dev.publish(own, b"genuine")
+            if protocol == "5":
+                assert (rc_other, rc_own) == ("Not authorized", "Success"), (other, own)
+        # a device writes neither commands nor releases, not even its own
+        base = "smartstock/plant/line1/dev-a"
+        for t in (f"{base}/cmd/ping", f"{base}/model/desired", f"{base}/sales/in", "smartstock/groups/g1/model/desired"):
+            rc = dev.publish(t, b"spoofed")
+            assert protocol != "5" or rc == "Not authorized", t
+        dev.publish(f"{base}/state", b"last")  # sent after everything above: once it arrives, all did
+        dash.wait_for(lambda m: m.topic == f"{base}/state" and m.payload == b"last")
+        spoofed = sorted({m.topic for m in dash.messages if m.payload == b"spoofed"})
+        assert spoofed == [], f"the broker let these through: {spoofed}"
+        genuine = {m.topic for m in dash.messages if m.payload == b"genuine"}
+        assert genuine == set(device_publishes("dev-a"))
+    finally:
+        dev.close()
+        dash.close()
+
+
+def test_only_technicians_write_commands_and_releases(acl_broker):
+    base_a, base_b = "smartstock/plant/line1/dev-a", "smartstock/plant/line2/dev-b"
+    dev = Account(acl_broker, "dev-a")
+    dev.subscribe(f"{base_a}/cmd/+", f"{base_a}/model/desired", f"{base_a}/sales/in", "smartstock/groups/+/model/desired",
+                  f"{base_b}/cmd/+")  # the last one is another device's: granted, but nothing is delivered
+    accounts = {u: Account(acl_broker, u) for u in ("tech-alice", "ha", "dash", "erp", "dev-b")}
+    try:
+        expect = {  # (user, topic) -> allowed
+            ("tech-alice", f"{base_a}/cmd/ping"): True, ("tech-alice", f"{base_a}/model/desired"): True,
+            ("tech-alice", "smartstock/groups/g1/model/desired"): True, ("tech-alice", f"{base_a}/sales/in"): True,
+            ("ha", f"{base_a}/cmd/sync-now"): True, ("ha", f"{base_a}/cmd/set-threshold"): False,
+            ("ha", f"{base_a}/model/desired"): False,
+            ("erp", f"{base_a}/sales/in"): True, ("erp", f"{base_a}/cmd/ping"): False,
+            ("dash", f"{base_a}/cmd/ping"): False, ("dash", f"{base_a}/model/desired"): False,
+            ("dash", "smartstock/groups/g1/model/desired"): False, ("dash", f"{base_a}/sales/in"): False,
+            ("dev-b", f"{base_a}/cmd/ping"): False,
+        }
+        for (user, topic), allowed in expect.items():
+            rc = accounts[user].publish(topic, f"from {user}")
+            assert rc == ("Success" if allowed else "Not authorized"), (user, topic, rc)
+        accounts["tech-alice"].publish(f"{base_b}/cmd/ping", b"for b")
+        accounts["tech-alice"].publish(f"{base_a}/cmd/last", b"last")
+        dev.wait_topic(f"{base_a}/cmd/last")
+        got = {(m.topic, m.payload.decode()) for m in dev.got}
+        want = {(t, f"from {u}") for (u, t), ok in expect.items() if ok} | {(f"{base_a}/cmd/last", "last")}
+        assert got == want, f"unexpected: {got - want}; missing: {want - got}"
+    finally:
+        for a in [dev, *accounts.values()]:
+            a.close()
+
+
+def test_anonymous_clients_get_nothing(acl_broker):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    answer: list = []
+    done = threading.Event()
+    c.on_connect = lambda c_, u, f, rc, p: (answer.append(str(rc)), done.set())
+    c.connect(acl_broker.host, acl_broker.port)
+    c.loop_start()
+    try:
+        assert done.wait(10) and answer == ["Not authorized"]
+    finally:
+        c.loop_stop()
