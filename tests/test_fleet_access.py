@@ -197,3 +197,97 @@ def test_anonymous_clients_get_nothing(acl_broker):
         assert done.wait(10) and answer == ["Not authorized"]
     finally:
         c.loop_stop()
+
+
+# -- the real device under the ACL -------------------------------------------------------------------
+def _cli(*args: str, user: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """A technician's (or dashboard's) smartstock command; the password comes from the environment, as
+    the README says (never on the command line)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+    env["SMARTSTOCK_MQTT_PASSWORD"] = password(user)
+    return subprocess.run([sys.executable, "-m", "smartstock", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_real_service_works_under_the_acl(tmp_path, acl_broker):
+    import cv2
+
+    from smartstock.ota.keys import generate_keypair, load_private_key
+    from smartstock.ota.sign import sign_model
+    from tests.fixtures.ota import frames, make_model_dir
+
+    base = "smartstock/plant/line1/dev-a"
+    keyring = tmp_path / "keyring"
+    keyring.mkdir()
+    priv, pub = generate_keypair(tmp_path / "keys", "tech")
+    (keyring / "tech.pub").write_bytes(pub.read_bytes())
+    model1 = make_model_dir(tmp_path / "shipped", release=1)
+    model2 = make_model_dir(tmp_path / "r2", release=2, bias=(10.5, -10.5))
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i, f in enumerate(frames(60, bright=False)):
+        cv2.imwrite(str(src / f"{i:05d}.png"), f if i % 10 else 255 - f)
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(password("dev-a") + "\n")
+    secret.chmod(0o600)
+    cfg = tmp_path / "smartstock.toml"
+    cfg.write_text(f"""
+[device]
+device_id = "dev-a"
+groups = ["g1"]
+[vision]
+model = "{model1}"
+[inspection]
+snapshots = false
+queue_size = 1024
+[ota]
+keyring_dir = "{keyring}"
+trial_frames = 30
+trial_max_s = 60
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {acl_broker.port}
+username = "dev-a"
+password_file = "{secret}"
+stats_interval_s = 1
+reconnect_max_s = 2
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    log = tmp_path / "service.log"
+    dash = Probe(acl_broker.port, ["smartstock/#", "homeassistant/#"], username="dash", password=password("dash"))
+    proc = subprocess.Popen([sys.executable, "-m", "smartstock", "run", "--config", str(cfg), "--source", str(src),
+                             "--loop", "--fps", "30", "--state-dir", str(tmp_path / "state"), "--http-port", "0"],
+                            cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    try:
+        dash.wait_for(lambda m: m.topic == f"{base}/status" and m.payload == b"online", timeout=90)
+        for suffix in ("state", "events/inspection", "sync"):
+            dash.wait_for(lambda m, s=suffix: m.topic == f"{base}/{s}", timeout=30)
+        dash.wait_for(lambda m: m.topic.startswith("homeassistant/sensor/smartstock_dev_a_"), timeout=30)
+
+        url = f"mqtt://{{}}@127.0.0.1:{acl_broker.port}"
+        ping = _cli("mqtt", "cmd", "ping", "--url", url.format("tech-alice"), "--device-id", "dev-a", user="tech-alice")
+        assert ping.returncode == 0 and json.loads(ping.stdout)["ok"], ping.stderr
+        denied = _cli("mqtt", "cmd", "ping", "--url", url.format("dash"), "--device-id", "dev-a", "--wait", "20",
+                      user="dash")
+        assert denied.returncode == 8 and "refused to publish" in denied.stderr, denied.stderr
+
+        envelope, rel = sign_model(model2, release=2, key=load_private_key(priv), key_id="tech", groups=["g1"])
+        env_file = tmp_path / "r2.envelope.json"
+        env_file.write_bytes(envelope.to_json())
+        push = ["ota", "push", str(env_file), "--group", "g1", "--artifact", str(model2)]
+        refused = _cli(*push, "--url", url.format("dash"), user="dash")
+        assert refused.returncode == 8 and "Not authorized" in refused.stderr, refused.stdout + refused.stderr
+        pushed = _cli(*push, "--url", url.format("tech-alice"), user="tech-alice")
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        committed = dash.wait_for(lambda m: m.topic == f"{base}/model/state"
+                                  and json.loads(m.payload).get("status") == "committed", timeout=90)
+        assert json.loads(committed[-1].payload)["installed_version"] == "2"
+    finally:
+        stop_service(proc)
+        dash.close()
+    text = log.read_text(errors="replace")
+    assert "refused" not in text.lower() and "not authorized" not in text.lower(), text[-3000:]
