@@ -197,6 +197,7 @@ def test_anonymous_clients_get_nothing(acl_broker):
         assert done.wait(10) and answer == ["Not authorized"]
     finally:
         c.loop_stop()
+    assert "ACL" not in acl_broker.log.read_text(), "mosquitto found something to warn about in the ACL"
 
 
 # -- the real device under the ACL -------------------------------------------------------------------

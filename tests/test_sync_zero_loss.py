@@ -330,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--rate", type=float, default=1000.0)
+    p.add_argument("--site", default="plant", help="topic level of the site (test_fleet_bridge: a site broker)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    cfg = Config.model_validate({"device": {"device_id": "zl-dev"},
+    cfg = Config.model_validate({"device": {"device_id": "zl-dev", "site": a.site},
                                  "mqtt": {"enabled": True, "host": "127.0.0.1", "port": a.port, "keepalive_s": 5,
                                           "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "historical_after_s": 2.0,
                                           "ha_discovery": False}})

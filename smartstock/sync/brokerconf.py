@@ -7,10 +7,11 @@ sales), Home Assistant (reads, and only the harmless buttons), dashboards (read 
 (an ERP writing `sales/in`) and site bridges (on the plant broker, one site each).
 
 Device rights are `pattern` lines on `%u` built from the real topic tree (`Topics`), so the ACL
-follows the topics the device publishes. Two things a pattern cannot say get one `user` block per
+follows the topics the device publishes. What a pattern cannot say goes in one `user` block per
 device: the Home Assistant discovery topics (the node id `smartstock_<id>` is not a whole topic level,
-and mosquitto substitutes `%u` only for a whole level) and, with `mqtt.reply_prefix`, the shared
-reply topics (a pattern without `%u` would open them to every account). `deploy/mosquitto/acl.conf`
+and mosquitto substitutes `%u` only for a whole level), the group releases and `homeassistant/status`
+(topics without `%u`: as patterns they would apply to every account, and mosquitto warns about them)
+and, with `mqtt.reply_prefix`, the shared reply topics. So every device must be listed. `deploy/mosquitto/acl.conf`
 is this module's output for example names (tests/test_fleet_access.py keeps them equal).
 """
 
@@ -69,14 +70,18 @@ class Fleet:
 
 
 def device_topics(fleet: Fleet, device: str = "%u", site: str = "+", line: str = "+") -> tuple[list[str], list[str]]:
-    """(write, read) topics of a device; with the defaults, mosquitto patterns for every device."""
+    """(write, read) topics under a device's own base; with the defaults, mosquitto patterns for every device."""
     t = Topics(fleet.prefix.strip("/"), site, line, device, fleet.reply_prefix or "")
-    groups = f"{t.prefix}/groups/+"  # smartstock.ota.addressing.group_base (ota sits above sync)
     write = [t.status, t.state, t.alerts, t.sync_stats, t.model_state, f"{t.base}/events/+", t.inventory("+"),
              t.response("+")]
-    read = [t.cmd_filter, t.sales_in, t.model_desired, t.model_artifact("+"), f"{groups}/model/desired",
-            f"{groups}/model/artifact/+", f"{fleet.ha_prefix}/status"]
+    read = [t.cmd_filter, t.sales_in, t.model_desired, t.model_artifact("+")]
     return write, read
+
+
+def group_topics(fleet: Fleet) -> list[str]:
+    """Releases for device groups, read by every device (a device refuses a release not signed for it)."""
+    groups = f"{fleet.prefix.strip('/')}/groups/+"  # smartstock.ota.addressing.group_base (ota sits above sync)
+    return [f"{groups}/model/desired", f"{groups}/model/artifact/+"]
 
 
 def up_topics(fleet: Fleet, site: str = "+") -> list[str]:
@@ -86,8 +91,7 @@ def up_topics(fleet: Fleet, site: str = "+") -> list[str]:
 
 def down_topics(fleet: Fleet, site: str = "+") -> list[str]:
     """What a plant sends to a site: commands, sales and OTA releases (device and group)."""
-    _, read = device_topics(fleet, "+", site)
-    return [r for r in read if r != f"{fleet.ha_prefix}/status"]
+    return device_topics(fleet, "+", site)[1] + group_topics(fleet)
 
 
 def acl_text(fleet: Fleet) -> str:
@@ -109,10 +113,13 @@ def acl_text(fleet: Fleet) -> str:
             out.append(f"user {u}")
             out.extend(lines)
 
-    reply = [f"topic write {fleet.reply_prefix.strip('/')}/#"] if fleet.reply_prefix else []
+    # what no pattern can say (mosquitto also warns about a pattern without %u or %c): one block per device
+    shared = [f"topic read {t}" for t in group_topics(fleet)] + [f"topic read {ha}/status"]
+    shared += [f"topic write {fleet.reply_prefix.strip('/')}/#"] if fleet.reply_prefix else []
     for d in fleet.devices:
-        out.extend(["", f"# device {d}: its Home Assistant discovery configs" + (", MQTT 5 replies" if reply else ""),
-                    f"user {d}", f"topic write {ha}/+/{node_id(d)}/+/config", *reply])
+        out.extend(["", f"# device {d}: its Home Assistant discovery configs, group releases, HA's status"
+                    + (", MQTT 5 replies" if fleet.reply_prefix else ""),
+                    f"user {d}", f"topic write {ha}/+/{node_id(d)}/+/config", *shared])
     block("technicians: read everything, send commands, sales and OTA releases, clear stale discovery",
           fleet.technicians, [f"topic read {p}/#"] + [f"topic write {t}" for t in ops] + [f"topic readwrite {ha}/#"]
           + ([f"topic readwrite {fleet.reply_prefix.strip('/')}/#"] if fleet.reply_prefix else []))
