@@ -292,3 +292,30 @@ reconnect_max_s = 2
         dash.close()
     text = log.read_text(errors="replace")
     assert "refused" not in text.lower() and "not authorized" not in text.lower(), text[-3000:]
+
+
+def test_client_certificate_cn_is_the_device_identity(tmp_path, broker_factory, tls_files):
+    """`use_identity_as_username`: the certificate's CN (line1-cam1) is the user the patterns see; no password."""
+    import ssl
+
+    acl = acl_file(tmp_path / "auth", acl_text(Fleet(devices=("line1-cam1", "line1-cam2"))))
+    b = broker_factory("certs", allow_anonymous=False, extra_conf=tls_files.listener_conf(require_certificate=True)
+                       + f"\nuse_identity_as_username true\nacl_file {acl}")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(tls_files.ca), certfile=str(tls_files.client_cert), keyfile=str(tls_files.client_key),
+              cert_reqs=ssl.CERT_REQUIRED)
+    acks: dict = {}
+    c.on_publish = lambda c_, u, mid, rc, p: acks.__setitem__(mid, "refused" if rc.is_failure else "accepted")
+    c.connect("localhost", b.port)
+    c.loop_start()
+    try:
+        def pub(topic: str) -> str:
+            info = c.publish(topic, b"x", qos=1)
+            info.wait_for_publish(10)
+            return acks[info.mid]
+        assert pub("smartstock/plant/line1/line1-cam1/state") == "accepted"
+        assert pub("smartstock/plant/line1/line1-cam2/state") == "refused"
+        assert pub("smartstock/plant/line1/line1-cam1/model/desired") == "refused"
+    finally:
+        c.loop_stop()
+        c.disconnect()
