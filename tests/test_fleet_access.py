@@ -129,6 +129,25 @@ def test_cli_writes_the_example_acl(tmp_path):
     assert bad.returncode == 2 and "dashboard 'dash' is also a device" in bad.stderr
 
 
+def test_every_topic_of_the_topic_tree_is_in_the_acl():
+    """A topic added to `Topics` must be placed in `brokerconf.device_topics` (written or read by the
+    device), or the ACL would refuse it on every deployment."""
+    import inspect
+
+    from smartstock.sync.brokerconf import device_topics
+
+    t = Topics("smartstock", "plant", "line1", "dev-a")
+    write, read = device_topics(FLEET, "dev-a")
+    names = [n for n, v in inspect.getmembers(Topics) if not n.startswith("_") and n not in ("base", "from_config",
+             "reply_topic", "cmd_name", "prefix", "site", "line", "device_id", "reply_prefix")]
+    assert names, "no topic names found on Topics"
+    for name in names:
+        attr = getattr(t, name)
+        topic = attr("x1") if callable(attr) else attr
+        topic = topic.replace("/+", "/x1")  # cmd_filter: any one command
+        assert any(mqtt.topic_matches_sub(f, topic) for f in write + read), f"Topics.{name} ({topic}) is not in the ACL"
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_device_cannot_publish_under_another_devices_topics(acl_broker, protocol):
     dash = Probe(acl_broker.port, ["smartstock/#", "homeassistant/#"], username="dash", password=password("dash"))
