@@ -338,3 +338,63 @@ def test_client_certificate_cn_is_the_device_identity(tmp_path, broker_factory, 
     finally:
         c.loop_stop()
         c.disconnect()
+
+
+def test_a_new_device_is_added_without_restarting_the_broker(tmp_path, acl_broker):
+    """New lines in the password file and the ACL take effect on SIGHUP (mosquitto reloads both)."""
+    import signal
+
+    auth = tmp_path / "auth"
+    passwords(auth, {u: password(u) for u in (*USERS, "dev-c")})
+    acl_file(auth, acl_text(Fleet(devices=(*FLEET.devices, "dev-c"), technicians=FLEET.technicians,
+                                  dashboards=FLEET.dashboards)))
+    acl_broker.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dev = Account(acl_broker, "dev-c")
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "dev-c could not log in after the reload"
+            time.sleep(0.2)
+    try:
+        assert dev.publish("smartstock/plant/line1/dev-c/state") in ("Success", "No matching subscribers")
+        assert dev.publish("smartstock/plant/line1/dev-a/state") == "Not authorized"
+    finally:
+        dev.close()
+
+
+def test_a_device_listener_with_username_as_client_id_stops_a_takeover(tmp_path, broker_factory):
+    """Any account may connect with the client id `smartstock-<device>` and so disconnect that device;
+    on a listener with `use_username_as_clientid` the broker uses the user name instead. People use
+    another listener: there, two tools of one technician must not disconnect each other."""
+    from tests.fixtures.broker import free_port
+
+    auth = tmp_path / "auth"
+    people = free_port()
+    b = broker_factory("ids", allow_anonymous=False, extra_conf="\n".join([
+        "use_username_as_clientid true", f"listener {people} 127.0.0.1",
+        f"password_file {passwords(auth, {u: password(u) for u in USERS})}",
+        f"acl_file {acl_file(auth, acl_text(FLEET))}"]))
+    dropped: list[str] = []
+
+    def login(port: int, user: str, client_id: str) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.username_pw_set(user, password(user))
+        up = threading.Event()
+        c.on_connect = lambda c_, u, f, rc, p: up.set() if not rc.is_failure else None
+        c.on_disconnect = lambda c_, u, f, rc, p: dropped.append(f"{user}:{client_id}:{rc}")
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        assert up.wait(10), f"{user} could not log in on {port}"
+        return c
+
+    clients = [login(b.port, "dev-a", "smartstock-dev-a"), login(b.port, "dev-b", "smartstock-dev-a"),
+               login(people, "tech-alice", "smartstock-ota-1"), login(people, "tech-alice", "smartstock-tail-2")]
+    time.sleep(1.0)  # a takeover shows as a disconnect of the first client within milliseconds
+    try:
+        assert dropped == []
+    finally:
+        for c in clients:
+            c.loop_stop()
+            c.disconnect()
