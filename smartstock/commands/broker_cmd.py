@@ -106,6 +106,8 @@ def run_bridge(args: argparse.Namespace) -> int:
     site = args.site or load(args).device.site
     if (args.certfile is None) != (args.keyfile is None):
         raise ConfigError("--certfile and --keyfile go together")
+    if args.certfile and args.cafile == "none":
+        raise ConfigError("--certfile needs TLS", hint="give --cafile with the plant broker's CA")
     bridge = Bridge(site=site, address=args.plant, remote_user=args.remote_user or f"bridge-{site}",
                     cafile=None if args.cafile == "none" else args.cafile, certfile=args.certfile,
                     keyfile=args.keyfile, persistence_dir=args.persistence_dir, max_queued=args.max_queued)
