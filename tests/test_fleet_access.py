@@ -127,6 +127,9 @@ def test_cli_writes_the_example_acl(tmp_path):
     bad = subprocess.run(cmd[:5] + ["--device", "dash", "--dashboard", "dash"], capture_output=True, text=True,
                          cwd=ROOT, env=env, timeout=60)
     assert bad.returncode == 2 and "dashboard 'dash' is also a device" in bad.stderr
+    bridge = subprocess.run([sys.executable, "-m", "smartstock", "mqtt", "bridge", "--site", "site1"], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=60)
+    assert bridge.returncode == 0 and bridge.stdout == (DEPLOY / "site-bridge.conf").read_text(), bridge.stderr
 
 
 def test_every_topic_of_the_topic_tree_is_in_the_acl():
