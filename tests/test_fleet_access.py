@@ -314,6 +314,7 @@ reconnect_max_s = 2
         dash.close()
     text = log.read_text(errors="replace")
     assert "refused" not in text.lower() and "not authorized" not in text.lower(), text[-3000:]
+    assert password("dev-a") not in text
 
 
 def test_client_certificate_cn_is_the_device_identity(tmp_path, broker_factory, tls_files):
