@@ -302,6 +302,8 @@ reconnect_max_s = 2
         env_file = tmp_path / "r2.envelope.json"
         env_file.write_bytes(envelope.to_json())
         push = ["ota", "push", str(env_file), "--group", "g1", "--artifact", str(model2)]
+        stranger = _cli(*push, "--url", url.format("nobody"), user="nobody")  # no such account
+        assert stranger.returncode == 8 and "refused the connection" in stranger.stderr, stranger.stderr
         refused = _cli(*push, "--url", url.format("dash"), user="dash")
         assert refused.returncode == 8 and "Not authorized" in refused.stderr, refused.stdout + refused.stderr
         pushed = _cli(*push, "--url", url.format("tech-alice"), user="tech-alice")

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,7 @@ from typing import Any
 from smartstock.commands._broker import add_broker_options as _add_broker_options
 from smartstock.commands._broker import broker_config
 from smartstock.commands._common import print_json
-from smartstock.errors import BrokerUnavailable, ConfigError, InputError, OtaRejected
-
-CONNECT_TIMEOUT_S = 10.0
+from smartstock.errors import ConfigError, InputError, OtaRejected
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -138,38 +135,14 @@ def _connect(args: argparse.Namespace, conn: dict[str, Any]):
         client.username_pw_set(conn["username"], conn["password"])
     if conn["tls"]:
         client.tls_set(ca_certs=str(args.ca_file) if args.ca_file else None)
-    answer: list[Any] = []
-    connack = threading.Event()
-    client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc), connack.set())
+    from smartstock.sync.acked import connect_acked  # MQTT 5: CONNACK and PUBACK say why the broker refused
+
     try:
-        client.connect(conn["host"], conn["port"], keepalive=30)
+        connect_acked(client, conn["host"], conn["port"])
     except OSError as e:
         raise ConfigError(f"cannot reach the broker at {conn['host']}:{conn['port']}: {e}",
                           hint="check --url and that the broker is running") from None
-    client.loop_start()
-    if not connack.wait(CONNECT_TIMEOUT_S) or answer[0].is_failure:
-        client.loop_stop()
-        why = f"refused the connection: {answer[0]}" if answer else f"did not answer within {CONNECT_TIMEOUT_S:g} s"
-        raise BrokerUnavailable(f"the broker at {conn['host']}:{conn['port']} {why}",
-                                hint="check the user name in --url and the password ($SMARTSTOCK_MQTT_PASSWORD "
-                                     "or mqtt.password_file)")
     return client
-
-
-def _publish_retained(client: Any, topic: str, payload: bytes, timeout: float) -> None:
-    """Publish and wait for the PUBACK; MQTT 5 says in it when the broker's ACL refused the message
-    (with 3.1.1 a refused publish is acknowledged and silently dropped)."""
-    acks: dict[int, Any] = {}
-    client.on_publish = lambda _c, _u, mid, rc, _p: acks.__setitem__(mid, rc)
-    info = client.publish(topic, payload, qos=1, retain=True)
-    info.wait_for_publish(timeout)
-    rc = acks.get(info.mid)
-    if not info.is_published() or rc is None:
-        raise BrokerUnavailable(f"the broker did not acknowledge {topic} within {timeout:g} s")
-    if rc.is_failure:
-        raise BrokerUnavailable(f"the broker refused to publish {topic}: {rc}",
-                                hint="this user may not write there: releases and commands need a technician "
-                                     "account in the broker's ACL (smartstock mqtt acl --technician USER)")
 
 
 def _bases(args: argparse.Namespace, cfg: Any) -> str:
@@ -188,6 +161,7 @@ def _push(args: argparse.Namespace) -> int:
     from smartstock.ota.envelope import parse_envelope
     from smartstock.ota.refusal import UpdateRefused
     from smartstock.ota.release import parse_release
+    from smartstock.sync.acked import publish_acked
 
     try:
         raw = args.envelope.read_bytes()
@@ -219,8 +193,8 @@ def _push(args: argparse.Namespace) -> int:
         states = _States(client, addressing.state(base)) if args.device else None  # before publishing
         before = states.retained(2.0) if states else None
         if data is not None:  # artifact first: the device asks for it as soon as the envelope arrives
-            _publish_retained(client, addressing.artifact(base, release.artifact.sha256), data, 60)
-        _publish_retained(client, addressing.desired(base), raw, 30)
+            publish_acked(client, addressing.artifact(base, release.artifact.sha256), data, retain=True, timeout=60)
+        publish_acked(client, addressing.desired(base), raw, retain=True, timeout=30)
         print(f"pushed {release.kind} release {release.release} to {base}"
               + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
         if before is not None and before.get("status") == "disabled":
@@ -299,6 +273,8 @@ def _follow(states: _States, kind: str, timeout: float) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import threading
+
     from smartstock.ota import addressing
 
     conn, cfg = _broker(args)
