@@ -181,14 +181,15 @@ def test_only_technicians_write_commands_and_releases(acl_broker):
     base_a, base_b = "smartstock/plant/line1/dev-a", "smartstock/plant/line2/dev-b"
     dev = Account(acl_broker, "dev-a")
     dev.subscribe(f"{base_a}/cmd/+", f"{base_a}/model/desired", f"{base_a}/sales/in", "smartstock/groups/+/model/desired",
-                  f"{base_b}/cmd/+")  # the last one is another device's: granted, but nothing is delivered
+                  "homeassistant/status", f"{base_b}/cmd/+")  # the last: another device's, nothing is delivered
     accounts = {u: Account(acl_broker, u) for u in ("tech-alice", "ha", "dash", "erp", "dev-b")}
     try:
         expect = {  # (user, topic) -> allowed
             ("tech-alice", f"{base_a}/cmd/ping"): True, ("tech-alice", f"{base_a}/model/desired"): True,
             ("tech-alice", "smartstock/groups/g1/model/desired"): True, ("tech-alice", f"{base_a}/sales/in"): True,
             ("ha", f"{base_a}/cmd/sync-now"): True, ("ha", f"{base_a}/cmd/set-threshold"): False,
-            ("ha", f"{base_a}/model/desired"): False,
+            ("ha", f"{base_a}/model/desired"): False, ("ha", "homeassistant/status"): True,
+            ("dash", "homeassistant/status"): False,
             ("erp", f"{base_a}/sales/in"): True, ("erp", f"{base_a}/cmd/ping"): False,
             ("dash", f"{base_a}/cmd/ping"): False, ("dash", f"{base_a}/model/desired"): False,
             ("dash", "smartstock/groups/g1/model/desired"): False, ("dash", f"{base_a}/sales/in"): False,
@@ -404,3 +405,22 @@ def test_a_device_listener_with_username_as_client_id_stops_a_takeover(tmp_path,
         for c in clients:
             c.loop_stop()
             c.disconnect()
+
+
+def test_reply_prefix_is_open_to_devices_and_technicians_only(tmp_path, broker_factory):
+    """With mqtt.reply_prefix, devices answer MQTT 5 requests there and technicians read the answers."""
+    fleet = Fleet(reply_prefix="replies/technicians", devices=("dev-a",), technicians=("tech-alice",),
+                  dashboards=("dash",))
+    auth = tmp_path / "auth"
+    b = broker_factory("reply", allow_anonymous=False, extra_conf=(
+        f"password_file {passwords(auth, {u: password(u) for u in ('dev-a', 'tech-alice', 'dash')})}\n"
+        f"acl_file {acl_file(auth, acl_text(fleet))}"))
+    tech, dev, dash = Account(b, "tech-alice"), Account(b, "dev-a"), Account(b, "dash")
+    try:
+        tech.subscribe("replies/technicians/#")
+        assert dash.publish("replies/technicians/r1", b"forged") == "Not authorized"
+        assert dev.publish("replies/technicians/r1", b"answer") == "Success"
+        assert tech.wait_topic("replies/technicians/r1").payload == b"answer"
+    finally:
+        for a in (tech, dev, dash):
+            a.close()
