@@ -51,6 +51,15 @@ logger = logging.getLogger(__name__)
 MIGRATION_ALLOWANCE_S = 1800.0
 
 
+def camera_state(cam: dict[str, Any]) -> dict[str, Any]:
+    """One camera in the MQTT state (App.cameras_status, the figures a dashboard shows per camera)."""
+    k = cam["counters"]
+    return {"id": cam["id"], "sku": cam["sku"], "status": cam["status"], "ended": cam["ended"], "fps": cam["fps"],
+            "seconds_since_frame": cam["seconds_since_frame"], "parts": k.get("parts_inspected", 0),
+            "defects": k.get("defects", 0), "defect_rate": cam["defect_rate"], "dropped": k.get("frames_dropped", 0),
+            "capture_errors": k.get("capture_errors", 0), "last_error": cam["last_error"]}
+
+
 def rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as f:
@@ -202,7 +211,7 @@ class App:
         if self.store is None:
             raise RuntimeError("start_refresh needs start_store before it")
         self.refresher = Refresher(self.store, self.config, self.topics, status=self.state_summary,
-                                   camera=self._camera, stop_event=self.stop_event,
+                                   camera=self.silent_cameras, stop_event=self.stop_event,
                                    demand_model=self.ota.demand_model if self.ota is not None else None)
         self.refresher.start()
         self.on_stop("refresh", lambda: self.refresher.join(5.0) if self.refresher else None)
@@ -217,7 +226,7 @@ class App:
 
         cfg = self.config
         sync = start_sync(cfg.mqtt, cfg.device, self.store, skus=[*cfg.camera_skus(), *cfg.inventory.skus],
-                          state=self.status, classifier=self._serving_classifier, republish=self._republish_state,
+                          cameras=[c.id for c in cfg.sources], state=self.status, classifier=self._serving_classifier, republish=self._republish_state,
                           max_packet_bytes=packet_limit(cfg))
         self.sync = sync
         self.on_stop("mqtt sync", lambda: sync.stop(drain_s=cfg.mqtt.drain_on_stop_s))
@@ -294,16 +303,23 @@ class App:
         logger.info("stopped")
 
     # -- status for HTTP, MQTT state and systemd ---------------------------------------------
-    def _camera(self) -> tuple[str, str, float]:
-        """The live camera silent for longest (name, status, seconds) for the camera_down alert."""
-        worst = ("", "ok", -1.0)
+    def silent_cameras(self) -> list[tuple[str, str, str, float]]:
+        """Each live camera as (alert id, name, status, seconds without a usable frame) for the
+        camera_down alert: one alert per camera under [[sources]] (alert id = camera id), the plain
+        `camera_down` for the one-camera shortcut (alert id ""). A camera whose frames arrive but cannot
+        be taken (capture errors) is as silent as one that delivers nothing."""
+        loop_cams = {c.id: c for c in self.loop.cameras} if self.loop is not None else {}
+        out = []
         for cam_id, s in self.sources.items():
             if s.ended or not s.realtime:
                 continue
             since = s.seconds_since_frame()
-            if since > worst[2]:
-                worst = (s.name if len(self.sources) == 1 else f"{cam_id} ({s.name})", s.status, since)
-        return worst
+            status = s.status
+            if (lc := loop_cams.get(cam_id)) is not None and lc.error:
+                since, status = max(since, lc.seconds_since_good_frame()), "error"
+            named = bool(self.config.sources)
+            out.append((cam_id if named else "", f"{cam_id} ({s.name})" if named else s.name, status, since))
+        return out
 
     def alive(self) -> tuple[bool, str]:
         """The loop and its inference workers run (the systemd watchdog and the container health check)."""
@@ -320,46 +336,57 @@ class App:
         ok, reason = self.alive()
         if not ok:
             return ok, reason
-        down = [(cam_id, s) for cam_id, s in self.sources.items() if s.status != "ok" and not s.ended]
+        down = [c for c in self.cameras_status() if c["status"] != "ok" and not c["ended"]]
         if down:  # the other cameras keep inspecting; health names each one that does not
             named = len(self.sources) > 1
-            return False, "; ".join(f"camera {cam_id + ' ' if named else ''}{s.status}: {s.last_error}"
-                                    for cam_id, s in down)
+            return False, "; ".join(f"camera {c['id'] + ' ' if named else ''}{c['status']}: {c['last_error']}"
+                                    for c in down)
         if (store_problem := self.loop.store_failing()) is not None:
             return False, store_problem
         return True, "ok (replay finished)" if all(s.ended for s in self.sources.values()) else "ok"
 
-    def _camera_status(self) -> str:
-        """The worst camera status (down > reconnecting > ok): one word for the MQTT state."""
-        if not self.sources:
+    def _camera_status(self, cameras: list[dict[str, Any]]) -> str:
+        """The worst camera status (down > reconnecting > error > ok): one word for the MQTT state."""
+        if not cameras:
             return "down"
-        statuses = {s.status for s in self.sources.values()}
-        return next((st for st in ("down", "reconnecting") if st in statuses), "ok")
+        statuses = {c["status"] for c in cameras}
+        return next((st for st in ("down", "reconnecting", "error") if st in statuses), "ok")
 
     def cameras_status(self) -> list[dict[str, Any]]:
-        """Each camera for /api/status and the status page: source, status, SKU and its own counters."""
-        counters = {c.id: c.counters for c in self.loop.cameras} if self.loop is not None else {}
+        """Each camera for /api/status, the status page, /metrics and health: source, status (ok,
+        reconnecting, down, or error while its frames cannot be taken), SKU, rate and its own counters."""
+        loop_cams = {c.id: c for c in self.loop.cameras} if self.loop is not None else {}
         out = []
         for cam in self.cameras:
             src = self.sources.get(cam.id)
-            out.append({"id": cam.id, "sku": cam.sku, "status": src.status if src else "down",
+            lc = loop_cams.get(cam.id)
+            counters = dict(lc.counters) if lc is not None else {}
+            error = lc.error if lc is not None else ""
+            status = src.status if src else "down"
+            if error and status == "ok":
+                status = "error"
+            out.append({"id": cam.id, "sku": cam.sku, "status": status,
                         "source": redact(src.describe()) if src else "", "kind": src.kind if src else "",
                         "ended": bool(src and src.ended),
                         "seconds_since_frame": round(src.seconds_since_frame(), 1) if src else None,
-                        "last_error": redact(src.last_error) if src else "",
+                        "last_error": redact(error or (src.last_error if src else "")),
                         "frames_corrupt": src.corrupt if src else 0, "source_reopens": src.reopens if src else 0,
-                        "counters": dict(counters.get(cam.id, {}))})
+                        "fps": round(lc.rate.rate(), 2) if lc is not None else 0.0,
+                        "defect_rate": round(lc.defect_rate, 4) if lc is not None else 0.0,
+                        "counters": counters})
         return out
 
     def state_summary(self) -> dict[str, Any]:
-        """Small health figures for the retained MQTT state topic."""
+        """Small health figures for the retained MQTT state topic; `cameras` has one entry per camera
+        (also published retained on `{base}/camera/<id>/state` by the refresher)."""
         m = self.metrics.snapshot()
         clf = self.classifier
         with self._read() as conn:
             out = backlog(conn) if conn else {"rows": 0, "bytes": 0}
+        cameras = self.cameras_status()
         return {"model_id": clf.model_id if clf else None, "model_release": clf.release if clf else None,
-                "provider": clf.provider if clf else None, "camera": self._camera_status(),
-                "cameras": {cam_id: s.status for cam_id, s in self.sources.items()}, "fps": round(m["fps"], 2),
+                "provider": clf.provider if clf else None, "camera": self._camera_status(cameras),
+                "cameras": [camera_state(c) for c in cameras], "fps": round(m["fps"], 2),
                 "latency_ms_p50": round(m["latency_ms_p50"], 2), "latency_ms_p99": round(m["latency_ms_p99"], 2),
                 "parts": m["parts_inspected"], "dropped": m["frames_dropped"], "defect_rate": round(m["defect_rate"], 4),
                 "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1)}
@@ -383,7 +410,7 @@ class App:
         return {**m, "queue_depth": self.loop.queue.qsize() if self.loop else 0, "outbox_rows": out["rows"],
                 "outbox_bytes": out["bytes"], "rss_bytes": rss_bytes(),
                 "frames_corrupt": sum(s.corrupt for s in srcs), "source_reopens": sum(s.reopens for s in srcs),
-                "camera_up": 1 if srcs and all(s.status == "ok" for s in srcs) else 0,
+                "camera_up": 1 if srcs and all(c["status"] == "ok" for c in self.cameras_status()) else 0,
                 **(self.sync.metric_values() if self.sync is not None else {})}
 
     def status(self) -> dict[str, Any]:

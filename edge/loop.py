@@ -28,8 +28,9 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -37,13 +38,14 @@ import numpy as np
 
 from edge.capture.base import Frame, FrameSource
 from edge.frame_queue import FrameQueue
-from edge.metrics import Metrics
+from edge.metrics import Metrics, RateWindow
 from edge.recorder import InspectedPart, record_parts
 from edge.snapshots import SnapshotStore
 from edge.trigger import EveryFrame, Trigger
 from smartstock.errors import StoreError
 from smartstock.store import Store
 from smartstock.sync.payloads import new_event_id
+from smartstock.vision.preprocess import crop_roi
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +86,17 @@ class Classifier(Protocol):
     def classify_batch(self, frames: Sequence[np.ndarray]) -> Sequence[Verdict]: ...
 
 
-CAMERA_COUNTERS = ("frames_captured", "parts_triggered", "frames_dropped", "parts_inspected", "defects")
+CAMERA_COUNTERS = ("frames_captured", "parts_triggered", "frames_dropped", "parts_inspected", "defects",
+                   "capture_errors")
 
 
 @dataclass
 class Camera:
-    """One camera the loop inspects: its source, trigger and SKU; counters are its own share of the totals."""
+    """One camera the loop inspects: its source, trigger and SKU; counters are its own share of the totals.
+
+    `error` is why this camera's last frame could not be taken (a frame the ROI no longer fits, a
+    trigger failing on it), "" once a frame goes through again; only this camera's thread sees it.
+    """
 
     id: str
     source: FrameSource
@@ -98,12 +105,21 @@ class Camera:
     snapshots: SnapshotStore | None = None
     roi: tuple[int, int, int, int] | None = None   # crop before the model (None = the whole frame)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CAMERA_COUNTERS, 0))
+    rate: RateWindow = field(default_factory=RateWindow)   # parts committed per second
+    error: str = ""
+    last_good_mono: float = field(default_factory=time.monotonic)  # last frame taken without an error
 
     def crop(self, image: np.ndarray) -> np.ndarray:
-        if self.roi is None:
-            return image
-        x, y, w, h = self.roi
-        return image[y:y + h, x:x + w]
+        """The part of the frame the model sees; InputError when the ROI does not fit the frame."""
+        return crop_roi(image, self.roi)
+
+    def seconds_since_good_frame(self) -> float:
+        return time.monotonic() - self.last_good_mono
+
+    @property
+    def defect_rate(self) -> float:
+        n = self.counters["parts_inspected"]
+        return self.counters["defects"] / n if n else 0.0
 
 
 Queued = tuple[Camera, Frame]
@@ -233,6 +249,9 @@ class InspectionLoop:
 
     # -- capture -----------------------------------------------------------------------------
     def _capture_main(self, cam: Camera) -> None:
+        """One camera's thread. A frame this camera cannot take (its ROI no longer fits after a resolution
+        change, the trigger fails on it) is counted against the camera and skipped: the other cameras'
+        threads and the shared workers never see it. Only a bug outside the per-frame work ends the thread."""
         s = self.settings
         try:
             while not self._stop_capture.is_set():
@@ -245,13 +264,24 @@ class InspectionLoop:
                     continue
                 self.metrics.inc("frames_captured")
                 cam.counters["frames_captured"] += 1
-                if not cam.trigger.is_part(frame.image):
+                try:
+                    seen = cam.crop(frame.image)  # checked here, in this camera's thread, not in the shared batch
+                    is_part = cam.trigger.is_part(frame.image)
+                except Exception as e:  # noqa: BLE001 - this camera's frame only: count, log once, carry on
+                    self._capture_failed(cam, e)
+                    continue
+                if cam.error:
+                    logger.info("camera %s: frames are taken again (after %d capture error(s))", cam.id,
+                                cam.counters["capture_errors"])
+                    cam.error = ""
+                cam.last_good_mono = time.monotonic()
+                if not is_part:
                     continue
                 self.metrics.inc("parts_triggered")
                 cam.counters["parts_triggered"] += 1
-                self._hand_over(cam, frame)
-        except Exception as e:  # noqa: BLE001 - logged; health reports the dead thread
-            self.worker_error = f"capture {cam.id}: {type(e).__name__}: {e}"
+                self._hand_over(cam, replace(frame, image=seen) if seen is not frame.image else frame)
+        except Exception as e:  # noqa: BLE001 - logged; health reports the camera
+            cam.error = f"capture thread failed: {type(e).__name__}: {e}"
             logger.exception("capture thread of camera %s failed", cam.id)
         finally:
             with self._hand_lock:
@@ -260,6 +290,14 @@ class InspectionLoop:
             if last:  # the other cameras keep feeding the queue until they end too
                 self.capture_finished.set()
                 self.queue.close()  # let the workers see the end without waiting for their timeout
+
+    def _capture_failed(self, cam: Camera, e: Exception) -> None:
+        cam.counters["capture_errors"] += 1
+        reason = f"{type(e).__name__}: {e}"
+        if not cam.error:  # once per change, not per frame
+            logger.warning("camera %s: frame skipped: %s (counted in capture_errors; the other cameras go on)",
+                           cam.id, reason)
+        cam.error = reason
 
     def _reserve(self, n: int) -> bool:
         """Count `n` (1 or -1) parts as handed over; False (nothing counted) once max_parts is reached,
@@ -379,7 +417,7 @@ class InspectionLoop:
 
     def _inspect(self, frames: list[Queued], clf: Classifier) -> list[Result]:
         """One call of the shared model for parts of every camera; each booked under its camera's SKU."""
-        seen = [cam.crop(f.image) for cam, f in frames]
+        seen = [f.image for _, f in frames]  # each camera's ROI, cropped in its capture thread
         results = clf.classify_batch(seen)
         model_id, release = clf.model_id, clf.release
         out = []
@@ -428,6 +466,8 @@ class InspectionLoop:
             counters["parts_inspected"] += 1
             counters["defects"] += p.is_defect
         now = time.monotonic()
+        for cam_id, n in Counter(p.source for p in parts).items():
+            self._by_id[cam_id].rate.add(n, now)
         self.metrics.parts_done([p.latency_ms for p in parts], [(now - t) * 1000.0 for _, t in items],
                                 sum(p.is_defect for p in parts))
         if self.on_batch is not None:

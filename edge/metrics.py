@@ -16,6 +16,27 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return float(sorted_values[i])
 
 
+class RateWindow:
+    """Events per second over the last `span_s` seconds (the service's fps, and each camera's)."""
+
+    def __init__(self, window: int = 2048, span_s: float = 10.0) -> None:
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque(maxlen=window)
+        self.span_s = span_s
+
+    def add(self, n: int, now: float | None = None) -> None:
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            self._times.extend([t] * n)
+
+    def rate(self, now: float | None = None) -> float:
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [x for x in self._times if t - x <= self.span_s]
+        span = (t - recent[0]) if len(recent) > 1 else 0.0
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+
 class Metrics:
     """Thread-safe counters; snapshot() gives a plain dict for /api/status, /metrics and MQTT state."""
 
@@ -27,7 +48,7 @@ class Metrics:
         self.counters = {k: 0 for k in self.COUNTERS}
         self.infer_ms: deque[float] = deque(maxlen=window)
         self.e2e_ms: deque[float] = deque(maxlen=window)
-        self._done_times: deque[float] = deque(maxlen=window)
+        self._done = RateWindow(window)
         self.started = time.monotonic()
 
     def inc(self, name: str, n: int = 1) -> None:
@@ -42,19 +63,15 @@ class Metrics:
             self.counters["batches"] += 1
             self.infer_ms.extend(infer_ms)
             self.e2e_ms.extend(e2e_ms)
-            self._done_times.extend([now] * len(e2e_ms))
+        self._done.add(len(e2e_ms), now)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             c = dict(self.counters)
             infer = sorted(self.infer_ms)
             e2e = sorted(self.e2e_ms)
-            done = list(self._done_times)
         now = time.monotonic()
-        recent = [t for t in done if now - t <= 10.0]
-        span = (now - recent[0]) if len(recent) > 1 else 0.0
-        fps = (len(recent) - 1) / span if span > 0 else 0.0
-        return {**c, "fps": fps, "uptime_s": now - self.started,
+        return {**c, "fps": self._done.rate(now), "uptime_s": now - self.started,
                 "inference_ms_p50": percentile(infer, 50), "inference_ms_p99": percentile(infer, 99),
                 "latency_ms_p50": percentile(e2e, 50), "latency_ms_p99": percentile(e2e, 99),
                 "defect_rate": c["defects"] / c["parts_inspected"] if c["parts_inspected"] else 0.0}
@@ -99,6 +116,9 @@ _CAMERA_HELP = {
     "defects": ("counter", "Parts of this camera classified as defective"),
     "frames_corrupt": ("counter", "Frames of this camera that could not be decoded"),
     "source_reopens": ("counter", "Times this camera was reopened by the watchdog"),
+    "capture_errors": ("counter", "Frames of this camera that could not be taken (ROI not fitting, trigger failing)"),
+    "fps": ("gauge", "Parts of this camera inspected per second over the last 10 s"),
+    "defect_rate": ("gauge", "Defective share of this camera's parts since start"),
 }
 
 
@@ -112,7 +132,7 @@ def _camera_lines(prefix: str, labels: dict[str, str], cameras: list[dict[str, A
             lab = ",".join(f'{k}="{_esc(v)}"' for k, v in {**labels, "camera": cam["id"], "sku": cam["sku"]}.items())
             if key == "up":
                 v = 1.0 if cam["status"] == "ok" else 0.0
-            elif key in ("seconds_since_frame", "frames_corrupt", "source_reopens"):
+            elif key in ("seconds_since_frame", "frames_corrupt", "source_reopens", "fps", "defect_rate"):
                 v = float(cam[key] or 0.0)
             else:
                 v = float(cam["counters"].get(key, 0))

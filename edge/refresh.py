@@ -6,7 +6,7 @@ Every `forecast.refresh_interval_s`: plans per SKU (forecast + policy via
 `smartstock policy` and the report use too), computed in a child process (planner_proc.py:
 forecasting must not starve the capture thread) and published retained on `{base}/inventory/<sku>`
 (`payload_fields`: every key, null when unknown; the time-phased plan bounded). Every few seconds:
-the alert rules (low stock, defect rate over the window, camera down, stale sales) are evaluated,
+the alert rules (low stock, defect rate over the window, camera down per camera, stale sales) are evaluated,
 the alerts table synced and, on change, the open alerts published retained on `{base}/alerts`.
 Everything goes through the outbox, so it reaches the broker even after an outage. Every
 `PRUNE_INTERVAL_S` (every round while catching up): the retention policy (`[retention]`,
@@ -43,13 +43,13 @@ class Refresher:
     """Runs in its own thread; sleeps only in stop_event.wait()."""
 
     def __init__(self, store: Store, config: Config, topics: Topics, *, status: Callable[[], dict[str, Any]],
-                 camera: Callable[[], tuple[str, str, float]], stop_event: threading.Event,
+                 camera: Callable[[], list[tuple[str, str, str, float]]], stop_event: threading.Event,
                  alert_interval_s: float = 5.0, isolate: bool = True, demand_model: Path | None = None) -> None:
         self.store = store
         self.config = config
         self.topics = topics
         self.status = status          # the service status dict for {base}/state
-        self.camera = camera          # (name, status, seconds since last frame); seconds < 0 = not live
+        self.camera = camera          # each live camera: (alert id, name, status, seconds without a usable frame)
         self.stop_event = stop_event
         self.alert_interval_s = alert_interval_s
         self.plans: list[dict[str, Any]] = []
@@ -169,9 +169,8 @@ class Refresher:
             a = rules.defect_rate(sku, int(d), int(n), cfg.defect_rate_threshold, min(cfg.defect_window, 50))
             if a:
                 active.append(a)
-        name, status, since = self.camera()
-        if since >= 0:
-            a = rules.camera_down(name, status, since, cfg.camera_down_after_s)
+        for cam_id, name, status, since in self.camera():  # one alert per camera: each opens and clears alone
+            a = rules.camera_down(name, status, since, cfg.camera_down_after_s, camera=cam_id or None)
             if a:
                 active.append(a)
         return active
@@ -206,9 +205,15 @@ class Refresher:
         return got
 
     def publish_state(self) -> None:
+        """`{base}/state`, and each camera of its `cameras` list on `{base}/camera/<id>/state` (retained:
+        a dashboard or Home Assistant reads one camera without picking it out of the list)."""
+        state = self.status()
         with self.store.transaction() as conn:
-            enqueue(conn, self.topics.state, message(self.topics.device_id, **self.status()),
+            enqueue(conn, self.topics.state, message(self.topics.device_id, **state),
                     retain=True, priority=PRIORITY_TELEMETRY)
+            for cam in state.get("cameras") or []:
+                enqueue(conn, self.topics.camera_state(cam["id"]), message(self.topics.device_id, **cam),
+                        retain=True, priority=PRIORITY_TELEMETRY)
 
 
 def _inventory_fields(plan: dict[str, Any]) -> dict[str, Any]:

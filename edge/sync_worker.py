@@ -45,13 +45,14 @@ IDLE_POLL_S = 0.2
 class SyncService:
     def __init__(self, mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *,
                  state_provider: Callable[[], dict[str, Any]] | None = None,
-                 skus_provider: Callable[[], list[str]] | None = None,
+                 skus_provider: Callable[[], list[str]] | None = None, cameras: Sequence[str] = (),
                  client_id: str | None = None, max_packet_bytes: int | None = None) -> None:
         self.cfg = mqtt_cfg
         self.store = store
         self.topics = Topics.from_config(mqtt_cfg, device_cfg)
         self.state_provider = state_provider
         self.skus_provider = skus_provider or (lambda: [])
+        self.cameras = tuple(cameras)  # [[sources]] ids: each gets its own Home Assistant entities
         self.client = MqttClient(mqtt_cfg, self.topics, client_id=client_id,  # password: mqtt.password()
                                  max_packet_bytes=max_packet_bytes)
         self.drainer = OutboxDrainer(store, self._publish_row, device_id=device_cfg.device_id,
@@ -214,7 +215,7 @@ class SyncService:
         if not self.cfg.ha_discovery:
             return 0
         skus = tuple(sorted(set(self.skus_provider())))
-        msgs = discovery_messages(self.topics, ha_prefix=self.cfg.ha_prefix, skus=skus)
+        msgs = discovery_messages(self.topics, ha_prefix=self.cfg.ha_prefix, skus=skus, cameras=self.cameras)
         for topic, payload in msgs:
             self._publish_live(topic, payload, retain=True)
         self._published_skus = skus
@@ -344,13 +345,13 @@ def label_command(store: Store) -> CommandHandler:
 
 
 def start_sync(mqtt_cfg: MqttConfig, device_cfg: DeviceConfig, store: Store, *, skus: Sequence[str],
-               state: Callable[[], dict[str, Any]], classifier: Callable[[], Classifier | None],
+               cameras: Sequence[str] = (), state: Callable[[], dict[str, Any]], classifier: Callable[[], Classifier | None],
                republish: Callable[[], None], max_packet_bytes: int | None = None) -> SyncService:
     """The service of the app's `start_sync` step, started: `skus` are the configured ones (the store's
     join them), `state` answers the snapshot command, `classifier` is the model the set-threshold
     command changes, `republish` re-enqueues the retained state on `rebirth`. The caller stops it."""
     svc = SyncService(mqtt_cfg, device_cfg, store, state_provider=state,
-                      skus_provider=lambda: _skus_of(store, list(skus)), max_packet_bytes=max_packet_bytes)
+                      skus_provider=lambda: _skus_of(store, list(skus)), cameras=cameras, max_packet_bytes=max_packet_bytes)
     svc.register_command("set-threshold", set_threshold_command(classifier))
     svc.register_command("label", label_command(store))
     svc.on_republish(republish)

@@ -139,6 +139,31 @@ def test_watchdog_reopens_a_lost_source_with_backoff():
     assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 30]  # the new device starts afresh
 
 
+def test_watchdog_reopens_a_source_whose_read_fails_unexpectedly():
+    """An OpenCV or driver error while reading (not a SourceError) reopens the source like a lost one,
+    instead of ending the camera's capture thread."""
+    import cv2
+
+    class Failing(FakeFrameSource):
+        def read(self, timeout):
+            if self.i == 1 and not made[1:]:
+                self.i += 1
+                raise cv2.error("V4L2: buffer dequeue failed")
+            return super().read(timeout)
+
+    made: list[FakeFrameSource] = []
+
+    def factory():
+        made.append(Failing(flat_images([10, 20, 30])))
+        return made[-1]
+
+    src = WatchedSource(factory, name="fake", backoff_min_s=0.05, backoff_max_s=0.1)
+    assert src.read(1.0) is not None
+    assert src.read(1.0) is None and src.status == "reconnecting" and "buffer dequeue" in src.last_error
+    frames = _drain(src)
+    assert len(made) == 2 and src.reopens == 1 and src.status == "ok" and len(frames) == 3
+
+
 def test_folder_removed_and_restored_is_reopened(tmp_path):
     write_parts(tmp_path / "p", 3, size=32)
     src = open_source(SourceConfig(uri=str(tmp_path / "p"), loop=True, stall_timeout_s=0.5, backoff_max_s=0.2))

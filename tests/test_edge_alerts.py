@@ -46,9 +46,9 @@ def test_one_open_alert_per_key_and_closing(store):
     assert store.query_one("SELECT COUNT(*) FROM alerts WHERE key = 'low_stock:A'")[0] == 2
 
 
-def _refresher(store, config, camera=("", "ok", -1.0)):
+def _refresher(store, config, cameras=()):
     topics = Topics.from_config(config.mqtt, config.device)
-    return Refresher(store, config, topics, status=lambda: {"fps": 1.0}, camera=lambda: camera,
+    return Refresher(store, config, topics, status=lambda: {"fps": 1.0}, camera=lambda: list(cameras),
                      stop_event=threading.Event()), topics
 
 
@@ -83,7 +83,18 @@ def test_refresher_raises_and_clears_alerts_and_publishes_retained(store):
 
 def test_camera_down_alert_follows_the_source(store):
     config = Config()
-    ref, _ = _refresher(store, config, camera=("cam0", "down", 120.0))
-    assert [a["kind"] for a in ref.check_alerts()] == ["camera_down"]
-    ref.camera = lambda: ("cam0", "ok", 0.1)
+    ref, _ = _refresher(store, config, cameras=[("", "cam0", "down", 120.0)])
+    assert [(a["kind"], a["key"]) for a in ref.check_alerts()] == [("camera_down", "camera_down")]
+    ref.camera = lambda: [("", "cam0", "ok", 0.1)]
     assert ref.check_alerts() == []
+
+
+def test_each_camera_has_its_own_camera_down_alert(store):
+    ref, _ = _refresher(store, Config(), cameras=[("a", "a (folder x)", "down", 120.0), ("b", "b (rtsp)", "ok", 0.1)])
+    (alert,) = ref.check_alerts()
+    assert (alert["key"], alert["kind"]) == ("camera_down:a", "camera_down") and "a (folder x)" in alert["message"]
+    ref.camera = lambda: [("a", "a", "down", 130.0), ("b", "b", "error", 45.0)]  # b's frames stopped fitting
+    assert {a["key"] for a in ref.check_alerts()} == {"camera_down:a", "camera_down:b"}
+    ref.camera = lambda: [("a", "a", "ok", 0.2), ("b", "b", "error", 50.0)]   # a is back, b is not
+    (alert,) = ref.check_alerts()
+    assert alert["key"] == "camera_down:b" and "ROI" in alert["message"]

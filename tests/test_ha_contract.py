@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import defaultdict
 
 import pytest
@@ -32,6 +33,7 @@ from smartstock.store.stock import book
 from smartstock.sync.discovery import UPDATE_KEYS, discovery_messages
 from smartstock.sync.payloads import message
 from smartstock.sync.topics import Topics
+from tests.conftest import wait_for
 
 SKU = "PCB-100"
 SECOND_SKU = "pcb_100"  # normalises like SKU: the ids must still differ
@@ -144,8 +146,8 @@ def test_every_state_published_what_the_entities_read(device, configs):
     assert planned and isinstance(planned[-1]["days_of_cover"], (int, float)), json.dumps(planned[-1])
 
 
-def test_every_key_a_template_reads_is_in_every_payload(device, configs):
-    _, published, _ = device
+def check_every_template(configs, published) -> int:
+    """Render every entity's template on every payload its state topic carried; the number checked."""
     checked = 0
     for topic, cfg in configs:
         tpl = cfg.get("value_template")
@@ -161,7 +163,12 @@ def test_every_key_a_template_reads_is_in_every_payload(device, configs):
             if topic.startswith("homeassistant/binary_sensor/"):
                 assert out in (cfg["payload_on"], cfg["payload_off"])
             checked += 1
-    assert checked > 20
+    return checked
+
+
+def test_every_key_a_template_reads_is_in_every_payload(device, configs):
+    _, published, _ = device
+    assert check_every_template(configs, published) > 20
 
 
 def test_update_entity_gets_only_keys_home_assistant_accepts(device, configs):
@@ -190,7 +197,8 @@ def test_update_template_leaves_out_nulls_and_foreign_keys():
                                                                   "title": 'a "quoted" <model>', "in_progress": False}
 
 
-def test_discovery_configs_follow_the_rules(configs):
+def check_discovery_rules(configs) -> None:
+    """Topics HA matches, unique ids and topics, ids HA accepts, known state classes."""
     seen_topics, seen_uids = set(), set()
     for topic, cfg in configs:
         m = DISCOVERY_TOPIC.match(topic)
@@ -203,6 +211,10 @@ def test_discovery_configs_follow_the_rules(configs):
         assert re.fullmatch(r"[a-z0-9_]+", uid)
         if "state_class" in cfg:
             assert cfg["state_class"] in STATE_CLASSES
+
+
+def test_discovery_configs_follow_the_rules(configs):
+    check_discovery_rules(configs)
     by_obj = {DISCOVERY_TOPIC.match(t)["object_id"]: c for t, c in configs}
     assert by_obj["open_alerts"]["state_class"] == "measurement"
     per_sku = [c["state_topic"].rsplit("/", 1)[1] for _, c in configs if "/inventory/" in c.get("state_topic", "")]
@@ -218,3 +230,59 @@ def test_ids_stay_apart_when_names_normalise_alike(a, b):
     both = ids("dev", [a, b])
     assert len({t for t, _ in both}) == len(both) == len({u for _, u in both})
     assert not ids(a, []) & ids(b, [])  # devices a-b and a_b: no shared topic or unique_id
+
+
+# -- several cameras ([[sources]]): entities per camera, read from {base}/camera/<id>/state ---------------
+CAMERAS = ("left", "right-2")
+
+
+@pytest.fixture(scope="module")
+def multicam(tmp_path_factory):
+    """Two real folder cameras on the shipped model; camera `right-2`'s folder vanishes mid-run."""
+    tmp = tmp_path_factory.mktemp("ha-multicam")
+    for cam in CAMERAS:
+        write_parts(tmp / cam, 4, size=48)
+    cfg = Config.model_validate({
+        "device": {"device_id": "dev-2"}, "http": {"enabled": False}, "ota": {"enabled": False},
+        "sources": [{"id": cam, "uri": str(tmp / cam), "sku": f"SKU-{i}", "fps": 40, "loop": True,
+                     "stall_timeout_s": 0.3, "backoff_max_s": 1} for i, cam in enumerate(CAMERAS)]})
+    app = App(cfg, tmp / "state")
+    published: dict[str, list[dict]] = defaultdict(list)
+    app.start()
+    try:
+        ref = app.refresher
+        assert wait_for(lambda: all(c["counters"]["parts_inspected"] >= 4 for c in app.cameras_status()), 60)
+        ref.publish_state()
+        _collect(app.store, published, "both cameras running")
+        shutil.rmtree(tmp / "right-2")
+        assert wait_for(lambda: app.sources["right-2"].status != "ok", 30), app.cameras_status()
+        ref.publish_state()
+        _collect(app.store, published, "one camera down")
+        yield app, published
+    finally:
+        app.stop()
+
+
+def test_each_camera_gets_entities_that_read_its_own_retained_state(multicam):
+    app, published = multicam
+    configs = discovery_messages(app.topics, skus=["SKU-0", "SKU-1"], cameras=list(CAMERAS))
+    per_camera = [(t, c) for t, c in configs if "/camera/" in c.get("state_topic", "")]
+    for cam in CAMERAS:  # status + four sensors each, on that camera's topic
+        mine = [c for _, c in per_camera if c["state_topic"] == app.topics.camera_state(cam)]
+        assert len(mine) == 5 and {c["name"] for c in mine} >= {f"Camera {cam}", f"Camera {cam} frames per second"}
+        states = published[app.topics.camera_state(cam)]
+        assert [p["_state"] for p in states] == ["both cameras running", "one camera down"]
+        assert all(p["id"] == cam and p["parts"] >= 4 for p in states)
+    assert check_every_template(configs, published) >= 2 * 5 * 2
+    check_discovery_rules(configs)
+    down = {c["name"]: render(c["value_template"], published[c["state_topic"]][-1])
+            for _, c in per_camera if c["name"] in ("Camera left", "Camera right-2")}
+    assert down == {"Camera left": "ON", "Camera right-2": "OFF"}
+    (state,) = [p for p in published[app.topics.state] if p["_state"] == "one camera down"]
+    assert [(c["id"], c["status"] == "ok") for c in state["cameras"]] == [("left", True), ("right-2", False)]
+
+
+@pytest.mark.parametrize("cams", [("x", "x_fps"), ("a-b", "a_b"), ("A", "a")])
+def test_camera_entity_ids_stay_apart(cams):
+    msgs = discovery_messages(Topics("smartstock", "s", "l", "dev"), skus=["x", "fps"], cameras=list(cams))
+    assert len({c["unique_id"] for _, c in msgs}) == len(msgs) == len({t for t, _ in msgs})

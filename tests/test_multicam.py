@@ -15,12 +15,13 @@ import pytest
 from edge.app import App
 from edge.commands.run_cmd import apply_overrides
 from edge.loop import Camera, InspectionLoop, LoopSettings
-from edge.samples import write_parts
+from edge.samples import write_parts, write_video
 from smartstock.config import Config, load_config
 from smartstock.errors import ConfigError
 from smartstock.store.stock import levels
 from tests.conftest import wait_for
 from tests.edge_fakes import FakeClassifier, FakeFrameSource, flat_images
+from tests.fixtures.broker import Probe
 
 
 def _toml(tmp_path, text: str):
@@ -64,6 +65,20 @@ def test_run_source_is_the_one_camera_shortcut_even_with_sources_in_the_file(tmp
     assert [c.id for c in apply_overrides(cfg, argparse.Namespace(**base)).cameras()] == ["a", "b"]
     one = apply_overrides(cfg, argparse.Namespace(**{**base, "source": "/dev/video2", "sku": "S9"}))
     assert [(c.id, c.uri, c.sku) for c in one.cameras()] == [("cam1", "/dev/video2", "S9")]
+
+
+def test_loop_and_fps_on_the_command_line_are_the_default_of_each_source(tmp_path):
+    cfg = load_config(_toml(tmp_path, '[[sources]]\nid = "a"\nuri = "0"\nsku = "S1"\nfps = 5\n'
+                                      '[[sources]]\nid = "b"\nuri = "1"\nsku = "S2"\nloop = false\n'
+                                      '[[sources]]\nid = "c"\nuri = "2"\nsku = "S3"\n'))
+    base = dict(source=None, loop=None, fps=None, model=None, sku=None, device_id=None, http_host=None,
+                http_port=None, mqtt=None, max_frames=None)
+    got = apply_overrides(cfg, argparse.Namespace(**{**base, "loop": True, "fps": 20.0})).cameras()
+    assert [(c.id, c.loop, c.fps) for c in got] == [("a", True, 5.0), ("b", False, 20.0), ("c", True, 20.0)]
+    assert [(c.loop, c.fps) for c in apply_overrides(cfg, argparse.Namespace(**base)).cameras()] == [
+        (False, 5.0), (False, 0.0), (False, 0.0)]  # no option: the file as it is
+    with pytest.raises(ConfigError, match="fps"):
+        apply_overrides(cfg, argparse.Namespace(**{**base, "fps": -1.0}))
 
 
 @pytest.mark.parametrize("body, expect", [
@@ -120,21 +135,41 @@ def _booked(app: App, sku: str) -> int:
     return app.store.query_one("SELECT COUNT(*) FROM inspections WHERE sku = ?", (sku,))[0]
 
 
-@pytest.mark.parametrize("how", ["ends", "vanishes"])
+def _camera_a(tmp_path, how: str) -> str:
+    """Camera a's [[sources]] entry: a folder or a video file that will end, vanish or change resolution."""
+    if how == "video vanishes":
+        write_video(tmp_path / "a.avi", 6, size=32)
+        return f'uri = "{tmp_path / "a.avi"}"\nloop = true'
+    write_parts(tmp_path / "a", 6, size=48)
+    return (f'uri = "{tmp_path / "a"}"\nloop = {"false" if how == "ends" else "true"}'
+            + ("\nroi = [36, 36, 10, 10]" if how == "resolution drops" else ""))
+
+
+def _break(tmp_path, how: str) -> None:
+    if how == "vanishes":
+        shutil.rmtree(tmp_path / "a")
+    elif how == "video vanishes":
+        (tmp_path / "a.avi").unlink()
+    elif how == "resolution drops":  # the camera now sends 32x32 frames: its ROI at (36, 36) is outside them
+        for p in write_parts(tmp_path / "small", 6, size=32):
+            p.replace(tmp_path / "a" / p.name)
+
+
+@pytest.mark.parametrize("how", ["ends", "vanishes", "video vanishes", "resolution drops"])
 def test_one_camera_going_away_never_stalls_the_other(tmp_path, how):
-    write_parts(tmp_path / "a", 6, size=32)
     write_parts(tmp_path / "b", 6, size=32)
     cfg = load_config(_toml(tmp_path, f"""
 [http]
 port = 0
 [ota]
 enabled = false
+[alerts]
+camera_down_after_s = 0.5
 [[sources]]
 id = "a"
-uri = "{tmp_path / 'a'}"
+{_camera_a(tmp_path, how)}
 sku = "SKU-A"
 fps = 50
-loop = {'true' if how == 'vanishes' else 'false'}
 stall_timeout_s = 0.5
 backoff_max_s = 1
 [[sources]]
@@ -148,18 +183,31 @@ loop = true
     app.start()
     try:
         assert wait_for(lambda: _booked(app, "SKU-A") >= 6, 60), app.cameras_status()
-        if how == "vanishes":
-            shutil.rmtree(tmp_path / "a")
-            assert wait_for(lambda: app.sources["a"].status != "ok", 60), app.cameras_status()
+        broken = how != "ends"
+        _break(tmp_path, how)
+        if broken:
+            assert wait_for(lambda: app.cameras_status()[0]["status"] != "ok", 60), app.cameras_status()
             ok, reason = app.health()
-            assert not ok and reason.startswith("camera a ")
+            assert not ok and reason.startswith("camera a "), reason
         else:
             assert wait_for(lambda: app.sources["a"].ended, 60), app.cameras_status()
-        b_then = _booked(app, "SKU-B")
+        a_then, b_then = _booked(app, "SKU-A"), _booked(app, "SKU-B")
         assert wait_for(lambda: _booked(app, "SKU-B") >= b_then + 20, 60), f"camera b stalled: {app.cameras_status()}"
         assert app.loop.alive() and app.alive() == (True, "alive")
+        if how == "resolution drops":  # a's frames still arrive; none of them is booked, each is counted
+            assert _booked(app, "SKU-A") - a_then <= app.config.inspection.queue_size
+            assert app.loop.cameras[0].counters["capture_errors"] > 0
+            assert "does not fit" in app.cameras_status()[0]["last_error"]
+        # the camera_down alert is camera a's own; b, still delivering, has none
+        if broken:
+            assert wait_for(lambda: [a["key"] for a in app.refresher.check_alerts()
+                                     if a["kind"] == "camera_down"] == ["camera_down:a"], 30), app.cameras_status()
+        else:
+            assert not [a for a in app.refresher.check_alerts() if a["kind"] == "camera_down"]
         state = app.state_summary()  # the retained MQTT state: the worst camera, and each one
-        assert state["cameras"]["b"] == "ok" and state["camera"] == ("ok" if how == "ends" else state["cameras"]["a"])
+        by_id = {c["id"]: c for c in state["cameras"]}
+        assert by_id["b"]["status"] == "ok" and state["camera"] == by_id["a"]["status"]
+        assert by_id["b"]["parts"] >= b_then + 20 and by_id["b"]["sku"] == "SKU-B" and by_id["b"]["fps"] > 0
         with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/api/status", timeout=5) as r:
             status = json.load(r)
         cams = {c["id"]: c for c in status["cameras"]}
@@ -170,7 +218,9 @@ loop = true
             metrics = r.read().decode()
         assert 'smartstock_camera_up{device_id="line1-cam1",camera="b",sku="SKU-B"} 1' in metrics
         assert ('smartstock_camera_up{device_id="line1-cam1",camera="a",sku="SKU-A"} '
-                + ("0" if how == "vanishes" else "1")) in metrics
+                + ("0" if broken else "1")) in metrics
+        if how == "resolution drops":
+            assert 'smartstock_camera_capture_errors_total{device_id="line1-cam1",camera="b",sku="SKU-B"} 0' in metrics
     finally:
         app.stop()
 
@@ -190,3 +240,71 @@ def test_drops_are_counted_against_the_camera_whose_part_was_lost(store):
         k = c.counters
         assert k["parts_triggered"] == 150 and k["parts_inspected"] + k["frames_dropped"] == 150, (c.id, k)
         assert store.query_one("SELECT COUNT(*) FROM inspections WHERE sku = ?", (c.sku,))[0] == k["parts_inspected"]
+
+
+def test_each_camera_on_mqtt_state_events_alerts_and_discovery(tmp_path, broker):
+    """Real mosquitto: each camera's retained state topic, events naming their camera, camera a's own
+    camera_down alert once its folder vanishes, and Home Assistant entities per camera."""
+    write_parts(tmp_path / "a", 6, size=32)
+    write_parts(tmp_path / "b", 6, size=32)
+    cfg = load_config(_toml(tmp_path, f"""
+[device]
+device_id = "multi"
+[http]
+enabled = false
+[ota]
+enabled = false
+[alerts]
+camera_down_after_s = 0.5
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {broker.port}
+[[sources]]
+id = "a"
+uri = "{tmp_path / 'a'}"
+sku = "SKU-A"
+fps = 40
+loop = true
+stall_timeout_s = 0.3
+backoff_max_s = 1
+[[sources]]
+id = "b"
+uri = "{tmp_path / 'b'}"
+sku = "SKU-B"
+fps = 40
+loop = true
+"""))
+    base = "smartstock/plant/line1/multi"
+    probe = Probe(broker.port, ["smartstock/#", "homeassistant/#"])
+    app = App(cfg, tmp_path / "state", classifier=FakeClassifier())
+    app.start()
+    try:
+        assert wait_for(lambda: _booked(app, "SKU-A") >= 6 and _booked(app, "SKU-B") >= 6, 60)
+        shutil.rmtree(tmp_path / "a")
+        assert wait_for(lambda: app.sources["a"].status != "ok", 30), app.cameras_status()
+        assert wait_for(lambda: [a["key"] for a in app.refresher.check_alerts()] == ["camera_down:a"], 30)
+        app.refresher.publish_state()
+
+        def last(topic):
+            return json.loads(probe.wait_for(lambda m: m.topic == topic, timeout=30)[-1].payload)
+
+        assert wait_for(lambda: any(json.loads(m.payload).get("status") != "ok"
+                                    for m in probe.on(f"{base}/camera/a/state")), 30)
+        a, b = last(f"{base}/camera/a/state"), last(f"{base}/camera/b/state")
+        assert (a["id"], a["sku"], b["id"], b["sku"], b["status"]) == ("a", "SKU-A", "b", "SKU-B", "ok")
+        assert a["status"] in ("reconnecting", "down") and b["parts"] >= 6 and b["fps"] > 0
+        assert {"fps", "seconds_since_frame", "parts", "defect_rate"} <= set(b)
+        alerts = last(f"{base}/alerts")["alerts"]
+        assert [(x["key"], x["data"]["camera"]) for x in alerts] == [("camera_down:a", "a")]
+        events = [json.loads(m.payload) for m in probe.wait_for(lambda m: m.topic == f"{base}/events/inspection",
+                                                                count=12, timeout=30)]
+        assert {(e["source"], e["sku"]) for e in events} == {("a", "SKU-A"), ("b", "SKU-B")}
+        node = "smartstock_multi"
+        for cam in ("a", "b"):
+            cfg_msg = json.loads(probe.wait_for(
+                lambda m, cam=cam: m.topic == f"homeassistant/binary_sensor/{node}/camera_{cam}_status/config")[0].payload)
+            assert cfg_msg["state_topic"] == f"{base}/camera/{cam}/state"
+    finally:
+        app.stop()
+        probe.close()

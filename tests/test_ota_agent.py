@@ -96,7 +96,7 @@ def test_a_new_demand_model_reaches_the_planner_by_a_call_and_the_shared_config_
     cfg = Config.model_validate({"device": {"device_id": "dev1"}})
     topics = Topics.from_config(cfg.mqtt, cfg.device)
     agent = OtaAgent(cfg, tmp_path / "state", store, topics)
-    refresher = Refresher(store, cfg, topics, status=lambda: {}, camera=lambda: ("", "ok", -1.0),
+    refresher = Refresher(store, cfg, topics, status=lambda: {}, camera=lambda: [],
                           stop_event=threading.Event(), isolate=False, demand_model=agent.demand_model)
     loop = FakeLoop()
     agent.start(loop.swap_classifier, None, on_demand_model=refresher.set_demand_model)

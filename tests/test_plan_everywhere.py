@@ -65,7 +65,7 @@ def test_data_gap_plans_from_before_it_flags_stale_and_alerts(store):
     end = gap_history(store)
     config = Config.model_validate({"inspection": {"sku": "GAP-1"}, "forecast": {"model": "theta"}})
     topics = Topics.from_config(config.mqtt, config.device)
-    ref = Refresher(store, config, topics, status=lambda: {}, camera=lambda: ("", "ok", -1.0),
+    ref = Refresher(store, config, topics, status=lambda: {}, camera=lambda: [],
                     stop_event=threading.Event(), isolate=False)
     plan = next(p for p in ref.refresh_plans() if p["sku"] == "GAP-1")
     # Filled with zeros up to yesterday the demand would be about 10 * 400 / 550 = 7.3 a day, and
@@ -173,7 +173,7 @@ def test_policy_cli_mqtt_payload_and_refresher_plans_agree(cli, tmp_path):
         config = Config.model_validate({"inspection": {"sku": "AGREE"}, "forecast": {"model": "theta"},
                                         "inventory": {"defaults": {"holding_cost": 0.35, "order_cost": 12.5}}})
         topics = Topics.from_config(config.mqtt, config.device)
-        ref = Refresher(store, config, topics, status=lambda: {}, camera=lambda: ("", "ok", -1.0),
+        ref = Refresher(store, config, topics, status=lambda: {}, camera=lambda: [],
                         stop_event=threading.Event(), isolate=False)
         shown = ref.refresh_plans()[0]  # what /api/status serves (App.status returns refresher.plans)
         mqtt = json.loads(bytes(store.query_one("SELECT payload FROM outbox WHERE topic = ?",

@@ -89,7 +89,7 @@ def test_refresh_loop_prunes_with_the_configured_policy(store):
     config = Config.model_validate({"retention": {"inspections_days": 30, "movements_days": 30, "batch_rows": 100}})
     fill(store, old=150, recent=10)
     ref = Refresher(store, config, Topics.from_config(config.mqtt, config.device), status=lambda: {},
-                    camera=lambda: ("", "ok", -1.0), stop_event=threading.Event())
+                    camera=lambda: [], stop_event=threading.Event())
     assert ref.prune_history(now=NOW).more  # 150 old parts: one batch of 100, more to come
     assert not ref.prune_history(now=NOW).more
     assert ref.pruned == {"inspections": 150, "movements": 151}

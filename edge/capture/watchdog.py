@@ -1,6 +1,6 @@
 """Watchdog around any FrameSource: reopen with exponential backoff, skip corrupt frames, report status.
 
-No frame for `stall_timeout_s` (or a `SourceLost`) -> the source is closed and reopened, waiting
+No frame for `stall_timeout_s` (or a `SourceLost`, or any other error while reading) -> the source is closed and reopened, waiting
 1 s, 2 s, 4 s ... up to `backoff_max_s` between attempts. Status is `ok` while frames flow,
 `reconnecting` during the first attempts and `down` once the backoff has reached its maximum.
 Every change is logged once, not per frame.
@@ -80,6 +80,9 @@ class WatchedSource(FrameSource):
             return None
         except SourceError as e:
             self._lost(str(e))
+            return None
+        except Exception as e:  # noqa: BLE001 - a driver/OpenCV failure (cv2.error...) is a lost device, not a dead camera thread
+            self._lost(f"capture failed: {type(e).__name__}: {e}")
             return None
         if frame is None:
             if not inner.ended and self.seconds_since_frame() > self.stall_timeout_s:

@@ -34,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http-host", help="address the status server binds (0.0.0.0 in a container)")
     p.add_argument("--http-port", type=int, help="status/metrics port (0 = any free port, written to STATE/http.port)")
     p.add_argument("--max-frames", type=int, metavar="N", help="exit 0 after N inspected parts (replays, tests)")
-    p.add_argument("--loop", action="store_true", default=None, help="loop a file or folder source")
-    p.add_argument("--fps", type=float, help="replay rate for a file or folder (0 = as fast as possible)")
+    p.add_argument("--loop", action="store_true", default=None,
+                   help="loop a file or folder source (with [[sources]]: each one that does not set `loop`)")
+    p.add_argument("--fps", type=float, help="replay rate for a file or folder, 0 = as fast as possible "
+                   "(with [[sources]]: each one that does not set `fps`)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS,
                    help="log level (default: the config's)")
     p.set_defaults(func=run)
@@ -52,6 +54,11 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             cfg.source.loop = True
         if args.fps is not None:
             cfg.source.fps = args.fps
+        for cam in cfg.sources:  # several cameras: the default of each one whose entry does not set its own
+            if args.loop and "loop" not in cam.model_fields_set:
+                cam.loop = True
+            if args.fps is not None and "fps" not in cam.model_fields_set:
+                cam.fps = args.fps
         if args.model is not None:
             cfg.vision.model = args.model
         if args.sku is not None:

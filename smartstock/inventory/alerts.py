@@ -55,13 +55,19 @@ def defect_rate(sku: str, defects: int, parts: int, threshold: float, min_parts:
                  severity, sku, {"rate": rate, "defects": defects, "parts": parts, "threshold": threshold})
 
 
-def camera_down(source: str, status: str, seconds_since_frame: float, down_after_s: float) -> Alert | None:
-    """Open when the source has not delivered a frame for `down_after_s` seconds."""
+def camera_down(source: str, status: str, seconds_since_frame: float, down_after_s: float, *,
+                camera: str | None = None) -> Alert | None:
+    """Open when the source has not delivered a usable frame for `down_after_s` seconds. `camera`: the
+    camera id on a device with several ([[sources]]), so each camera's alert opens and clears on its own."""
     if seconds_since_frame < down_after_s:
         return None
-    return Alert(CAMERA_DOWN, CAMERA_DOWN,
-                 f"camera {source}: no frame for {seconds_since_frame:.0f} s (status {status}); check cable and power",
-                 "critical", None, {"status": status, "seconds_since_frame": round(seconds_since_frame, 1)})
+    detail: dict[str, Any] = {"status": status, "seconds_since_frame": round(seconds_since_frame, 1)}
+    if camera is not None:
+        detail["camera"] = camera
+    fix = "check the camera's output and its ROI" if status == "error" else "check cable and power"
+    return Alert(CAMERA_DOWN if camera is None else f"{CAMERA_DOWN}:{camera}", CAMERA_DOWN,
+                 f"camera {source}: no usable frame for {seconds_since_frame:.0f} s (status {status}); {fix}",
+                 "critical", None, detail)
 
 
 def stale_sales(plans: Iterable[Mapping[str, Any]]) -> Alert | None:

@@ -11,6 +11,7 @@ retained topics the device publishes anyway:
 | outbox backlog | sensor | `{base}/sync` | `backlog` |
 | open alerts | sensor | `{base}/alerts` | `count` (else the length of `alerts`) |
 | on hand / reorder point / days of cover per SKU | sensor | `{base}/inventory/<sku>` | `on_hand`, `reorder_point`, `days_of_cover` |
+| per camera ([[sources]]): status, fps, defect rate, parts, last frame age | binary_sensor, sensor | `{base}/camera/<id>/state` | `status` (`ok` = on), `fps`, `defect_rate`, `parts`, `seconds_since_frame` |
 | model release | update | `{base}/model/state` | `installed_version`, `latest_version`, ... |
 | sync now, republish | button | `{base}/cmd/sync-now`, `{base}/cmd/rebirth` | |
 
@@ -42,6 +43,15 @@ UPDATE_KEYS = ("installed_version", "latest_version", "title", "release_summary"
 INVENTORY_SENSORS = (("on_hand", "on hand", "units"), ("reorder_point", "reorder point", "units"),
                      ("days_of_cover", "days of cover", "d"))
 INVENTORY_KEYS = tuple(f for f, _, _ in INVENTORY_SENSORS)
+# Each camera's sensors on `{base}/camera/<id>/state`: (object suffix, field, label, unit, state class,
+# template). Object ids are `camera_<camera id>_<suffix>`; no suffix ends with `_<another suffix>`, so
+# cameras `x` and `x_fps` cannot collide.
+CAMERA_SENSORS = (
+    ("fps", "fps", "frames per second", "fps", "measurement", "{{ value_json.fps }}"),
+    ("defect_rate", "defect_rate", "defect rate", "%", "measurement", "{{ (value_json.defect_rate * 100) | round(2) }}"),
+    ("parts", "parts", "parts inspected", "parts", "total_increasing", "{{ value_json.parts }}"),
+    ("last_frame", "seconds_since_frame", "last frame age", "s", "measurement", "{{ value_json.seconds_since_frame }}"),
+)
 
 # Renders only UPDATE_KEYS that are present and not null, as one JSON object (HA parses the result).
 UPDATE_TEMPLATE = (
@@ -74,9 +84,11 @@ def device_block(topics: Topics) -> dict[str, Any]:
             "suggested_area": topics.line}
 
 
-def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant",
-                       skus: list[str] | tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, payload) of every entity's config message (publish retained)."""
+def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant", skus: list[str] | tuple[str, ...] = (),
+                       cameras: list[str] | tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, payload) of every entity's config message (publish retained). `cameras`: the camera ids of
+    a device with several ([[sources]]); each gets its own entities (the one-camera shortcut needs none:
+    the device's own sensors are its camera's)."""
     node = node_id(topics.device_id)
     common = {"device": device_block(topics), "availability_topic": topics.status,
               "payload_available": "online", "payload_not_available": "offline",
@@ -108,6 +120,14 @@ def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant",
         payload_press='{"request_id":"homeassistant"}', entity_category="config")
     add("button", "republish", name="Republish state", command_topic=topics.cmd("rebirth"),
         payload_press='{"request_id":"homeassistant"}', entity_category="config")
+    for cam in dict.fromkeys(cameras):
+        cam_topic, oid = topics.camera_state(cam), f"camera_{object_id(cam)}"
+        add("binary_sensor", f"{oid}_status", name=f"Camera {cam}", state_topic=cam_topic, device_class="connectivity",
+            value_template="{{ 'ON' if value_json.status == 'ok' else 'OFF' }}", payload_on="ON", payload_off="OFF")
+        for suffix, _field, label, unit, state_class, template in CAMERA_SENSORS:
+            add("sensor", f"{oid}_{suffix}", name=f"Camera {cam} {label}", state_topic=cam_topic,
+                unit_of_measurement=unit, value_template=template, state_class=state_class, icon="mdi:cctv",
+                **({"entity_category": "diagnostic"} if suffix == "last_frame" else {}))
     for sku in sorted(set(skus)):
         inv = topics.inventory(sku)
         for field, label, unit in INVENTORY_SENSORS:  # `<sku id>_<field>`: no field ends with `_<another field>`

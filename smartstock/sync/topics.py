@@ -35,6 +35,10 @@ class Topics:
     def state(self) -> str:
         return f"{self.base}/state"
 
+    def camera_state(self, camera_id: str) -> str:
+        """One camera's figures (retained); camera ids are one topic level (config.CAMERA_ID_PATTERN)."""
+        return f"{self.base}/camera/{camera_id}/state"
+
     def inventory(self, sku: str) -> str:
         return f"{self.base}/inventory/{sku}"
 

@@ -97,11 +97,12 @@
       return el("tr", {}, el("td", { class: "l" }, c.id || ""), el("td", { class: "l" }, c.sku || ""),
         el("td", { class: "l" + (bad ? " defect" : ""), title: c.last_error || "" }, status),
         el("td", { class: "l small" }, c.source || ""), el("td", {}, num(k.parts_inspected)),
-        el("td", {}, num(k.defects)), el("td", {}, num(k.frames_dropped)),
+        el("td", {}, num(k.defects)), el("td", {}, pct(c.defect_rate, 2)), el("td", {}, num(c.fps, 1)),
+        el("td", {}, num(k.frames_dropped)), el("td", { class: k.capture_errors > 0 ? "defect" : "" }, num(k.capture_errors)),
         el("td", {}, c.seconds_since_frame == null ? "–" : num(c.seconds_since_frame, 1) + " s"));
     });
     $("cameras").replaceChildren(...(rows.length ? rows
-      : [el("tr", {}, el("td", { colspan: "8", class: "muted" }, "no camera"))]));
+      : [el("tr", {}, el("td", { colspan: "11", class: "muted" }, "no camera"))]));
   }
 
   function renderAlerts(alerts) {
