@@ -3,8 +3,13 @@
 For every provider the installed onnxruntime offers (CPU always; CUDA, TensorRT FP32 and FP16 where
 `onnxruntime-gpu` / `tensorrt` are installed), two models (the shipped defect model, 96x96 gray, and
 a heavier 4-conv CNN at 224x224 built here with `onnx`), batch 1, 8 and 32: per-call latency p50/p99,
-per-frame time and frames/s. Plus what preprocessing costs per frame for each model's input, so it
-can be compared with the model (if it is the bottleneck on a GPU, move resize/normalise into the model).
+per-frame time and frames/s, with and without an IO binding (`vision.io_binding`: outputs into
+preallocated buffers) side by side. Plus where preprocessing a 640x480 BGR frame spends its time for
+each model's input (decode for context, colour conversion into a new array and into the reused
+buffer, INTER_AREA / INTER_LINEAR resize, the float copy into the batch, letterbox) and the whole of
+`preprocess_batch` before (fresh arrays) and after (reused colour buffer), bit-identical, so it can
+be compared with the model. Normalisation is inside the exported model (training/cnn.py, manifest
+`normalisation.inside_model`): preprocessing hands over 0..255 and never normalises a second time.
 
 Run on a GPU box as one prepared script: `pip install onnxruntime-gpu tensorrt-cu12` into the venv,
 then `python -m benchmarks providers`. On this CPU-only machine only the CPU rows appear.
@@ -20,7 +25,6 @@ from typing import Any
 import numpy as np
 
 BATCHES = (1, 8, 32)
-MIN_TIME_S = 1.0
 
 
 def _providers() -> list[tuple[str, tuple[str, ...], bool]]:
@@ -36,15 +40,67 @@ def _providers() -> list[tuple[str, tuple[str, ...], bool]]:
     return out
 
 
-def _latencies(fn, min_time_s: float = MIN_TIME_S, warmup: int = 5) -> np.ndarray:
-    for _ in range(warmup):
+def _preprocess_steps(frames: list[np.ndarray], spec: Any) -> dict[str, float]:
+    """ms per frame of each preprocessing step and of the whole, before and after, for one input spec."""
+    import cv2
+
+    from smartstock.vision.preprocess import _colour, _letterbox, _resize, _scratch, preprocess_batch
+
+    size = (spec.width, spec.height)
+    n = len(frames)
+    gray = spec.color == "gray"
+    code = cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB
+    conv = [cv2.cvtColor(f, code) for f in frames]
+    small = [cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in conv]
+    out = np.empty((n, *spec.sample_shape()), np.float32)
+    png = cv2.imencode(".png", frames[0])[1]
+    jpg = cv2.imencode(".jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+
+    def before() -> np.ndarray:  # the path of large frames until this change: every conversion a new array
+        res = np.empty((n, *spec.sample_shape()), np.float32)
+        for i, f in enumerate(frames):
+            img = _resize(_colour(f, cv2, gray, spec.color == "rgb"), size, spec.resize == "area", cv2)
+            res[i] = img[:, :, None] if img.ndim == 2 else img
+        return res
+
+    def cast() -> None:
+        for i, img in enumerate(small):
+            out[i] = img[:, :, None] if img.ndim == 2 else img
+
+    after = preprocess_batch(frames, spec)
+    if not np.array_equal(before(), after):
+        raise AssertionError("preprocess_batch is no longer bit-identical to the plain path")
+    steps = {
+        "decode png (per frame, context)": lambda: [cv2.imdecode(png, cv2.IMREAD_COLOR) for _ in range(n)],
+        "decode jpeg q90 (per frame, context)": lambda: [cv2.imdecode(jpg, cv2.IMREAD_COLOR) for _ in range(n)],
+        "colour into a new array": lambda: [cv2.cvtColor(f, code) for f in frames],
+        "colour into the reused buffer": lambda: [cv2.cvtColor(f, code, dst=_scratch(c.shape))
+                                                  for f, c in zip(frames, conv)],
+        "resize INTER_AREA (uint8)": lambda: [cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in conv],
+        "resize INTER_LINEAR (uint8, not used: aliases)": lambda: [cv2.resize(c, size, interpolation=cv2.INTER_LINEAR)
+                                                                   for c in conv],
+        "float copy into the batch": cast,
+        "letterbox instead of stretch": lambda: [_letterbox(c, size, True, cv2) for c in conv],
+        "preprocess_batch before (new arrays)": before,
+        "preprocess_batch after (reused colour buffer)": lambda: preprocess_batch(frames, spec),
+    }
+    return {name: float(np.median(lat)) / n for name, lat in _interleaved(steps).items()}
+
+
+def _interleaved(fns: dict[str, Any], rounds: int = 8, burst_s: float = 0.15) -> dict[str, np.ndarray]:
+    """Latencies (ms) of several functions measured in alternating short bursts, so a busy shared
+    machine slows all of them alike and their ratios stay meaningful."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
         fn()
-    out, start = [], time.perf_counter()
-    while time.perf_counter() - start < min_time_s or len(out) < 20:
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return np.array(out) * 1000.0
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            while time.perf_counter() - start < burst_s:
+                t = time.perf_counter()
+                fn()
+                out[name].append(time.perf_counter() - t)
+    return {k: np.array(v) * 1000.0 for k, v in out.items()}
 
 
 def main() -> dict[str, Any]:
@@ -53,33 +109,44 @@ def main() -> dict[str, Any]:
     from smartstock.runtime.backends import load_backend
     from smartstock.vision.classifier import default_model_path
     from smartstock.vision.manifest import load_manifest
-    from smartstock.vision.preprocess import preprocess_batch
 
     shipped = default_model_path()
     spec = load_manifest(shipped).input
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []
+    preprocessing: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         heavy = _build_heavier_onnx(Path(tmp) / "heavier224.onnx", 224, 2)
         models = {"shipped 96x96": (shipped, spec),
                   "heavier 224x224": (heavy, spec.model_copy(update={"shape": [None, 224, 224, 1]}))}
         for mname, (path, mspec) in models.items():
             frames = [rng.integers(0, 255, (480, 640, 3), np.uint8) for _ in range(32)]
-            pre = _latencies(lambda: preprocess_batch(frames, mspec)) / len(frames)
-            print(f"{mname}: preprocessing a 640x480 BGR frame {np.median(pre):.3f} ms")
-            rows.append({"model": mname, "provider": "preprocess (CPU)", "batch": 32,
-                         "ms_per_frame_p50": float(np.median(pre))})
+            steps = preprocessing[mname] = _preprocess_steps(frames, mspec)
+            print(f"{mname}: preprocessing a 640x480 BGR frame, ms per frame:")
+            for step, ms in steps.items():
+                print(f"  {step:48s} {ms:.3f}")
+            before, after = steps["preprocess_batch before (new arrays)"], steps["preprocess_batch after (reused colour buffer)"]
+            print(f"  after / before: {after / before:.2f}")
+            rows.append({"model": mname, "provider": "preprocess (CPU)", "batch": 32, "ms_per_frame_p50": after,
+                         "ms_per_frame_p50_before": before})
             h, w = mspec.shape[1], mspec.shape[2]
             for label, providers, fp16 in _providers():
-                backend = load_backend(path, "onnx", threads=2, warmup=3, providers=providers, trt_fp16=fp16,
-                                       trt_cache_root=Path(tmp) / "trt", model_sha256="bench" + label.replace(" ", ""))
+                backends = {io: load_backend(path, "onnx", threads=2, warmup=3, providers=providers, trt_fp16=fp16,
+                                             trt_cache_root=Path(tmp) / "trt", io_binding=io,
+                                             model_sha256="bench" + label.replace(" ", ""))
+                            for io in (False, True)}
                 for n in BATCHES:
                     x = rng.uniform(0, 255, (n, h, w, 1)).astype(np.float32)
-                    lat = _latencies(lambda: backend.run(x))
-                    row = {"model": mname, "provider": label, "serving": backend.provider, "batch": n,
-                           "ms_per_call_p50": float(np.median(lat)), "ms_per_call_p99": float(np.percentile(lat, 99)),
-                           "ms_per_frame_p50": float(np.median(lat)) / n, "frames_per_s": n / (float(np.median(lat)) / 1000)}
-                    rows.append(row)
-                    print(f"{mname:16s} {label:14s} batch {n:2d}: p50 {row['ms_per_call_p50']:.3f} ms, "
-                          f"p99 {row['ms_per_call_p99']:.3f} ms, {row['frames_per_s']:.0f} frames/s")
-    return {"machine": machine(), "rows": rows}
+                    lats = _interleaved({io: (lambda b=b: b.run(x)) for io, b in backends.items()}, rounds=6)
+                    for io, backend in backends.items():
+                        lat = lats[io]
+                        row = {"model": mname, "provider": label, "serving": backend.provider, "batch": n,
+                               "io_binding": io, "ms_per_call_p50": float(np.median(lat)),
+                               "ms_per_call_p99": float(np.percentile(lat, 99)),
+                               "ms_per_frame_p50": float(np.median(lat)) / n,
+                               "frames_per_s": n / (float(np.median(lat)) / 1000)}
+                        rows.append(row)
+                        print(f"{mname:16s} {label:14s} batch {n:2d} io_binding {'on ' if io else 'off'}: "
+                              f"p50 {row['ms_per_call_p50']:.3f} ms, p99 {row['ms_per_call_p99']:.3f} ms, "
+                              f"{row['frames_per_s']:.0f} frames/s")
+    return {"machine": machine(), "rows": rows, "preprocessing_ms_per_frame": preprocessing}

@@ -129,7 +129,7 @@ class App:
             v = self.config.vision
             clf = self.classifier = DefectClassifier.load(v.model, backend=v.backend, threads=v.threads_per_worker,
                                                           roi=v.roi, thresholds=v.thresholds or None,
-                                                          providers=v.providers, trt_fp16=v.trt_fp16,
+                                                          providers=v.providers, trt_fp16=v.trt_fp16, io_binding=v.io_binding,
                                                           trt_cache_root=self.state_dir / "trt-cache")
         logger.info("model %s release %s on %s", clf.model_id, clf.release, clf.provider)
 

@@ -111,7 +111,8 @@ class OtaAgent:
         self.installers = {"defect-classifier": Installer(
             state_dir, DefectClassifierKind(backend=v.backend, threads=v.threads_per_worker, roi=v.roi,
                                             thresholds=v.thresholds or None, providers=v.providers,
-                                            trt_fp16=v.trt_fp16, trt_cache_root=state_dir / "trt-cache"),
+                                            trt_fp16=v.trt_fp16, trt_cache_root=state_dir / "trt-cache",
+                                            io_binding=v.io_binding),
             self.reporter, swap=lambda m: self._swap_classifier(m), limits=limits_from(config))}
         try:  # the same path updates the demand LSTM the planner uses (forecast.lstm_model)
             demand_cls = kind_class("demand-forecaster")

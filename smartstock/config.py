@@ -105,6 +105,8 @@ class VisionConfig(Section):
                     "the installed onnxruntime offers), tensorrt, cuda, cpu; a missing one is skipped with a warning")
     trt_fp16: bool = Field(False, description="Let TensorRT run the model in FP16 (golden samples then use the "
                            "FP16 tolerance)")
+    io_binding: bool = Field(False, description="ONNX models: run through an IO binding with preallocated output "
+                             "buffers (for GPU providers; no gain measured on CPU, so off by default)")
     threads: int = Field(2, ge=1, le=64, description="CPU threads for inference, shared by the workers")
     workers: int = Field(0, ge=0, le=16, description="Inference workers running batches in parallel; 0 = one per "
                          "thread, each with a single-threaded runtime (on a small CNN this beats one runtime "

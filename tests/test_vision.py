@@ -78,6 +78,29 @@ def test_batch_preprocess_equals_frame_by_frame(color, layout):
             assert batch.dtype == one_by_one.dtype and np.array_equal(batch, one_by_one), (frames[0].shape, roi)
 
 
+@pytest.mark.parametrize("color", ["gray", "rgb"])
+def test_large_frames_give_the_plain_opencv_result_in_every_thread(color):
+    """Large frames are converted into a reused per-thread buffer: every frame of a batch, and every
+    thread at once, still gets exactly cvtColor + resize(INTER_AREA) of its own frame."""
+    import cv2
+    from concurrent.futures import ThreadPoolExecutor
+
+    ch, code = (1, cv2.COLOR_BGR2GRAY) if color == "gray" else (3, cv2.COLOR_BGR2RGB)
+    spec = InputSpec(shape=[-1, 96, 96, ch], color=color)
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (480, 640, 3), np.uint8) for _ in range(6)] + \
+             [rng.integers(0, 256, (300, 500, 3), np.uint8) for _ in range(3)]
+
+    def plain(f):
+        return cv2.resize(cv2.cvtColor(f, code), (96, 96), interpolation=cv2.INTER_AREA).reshape(96, 96, ch)
+
+    want = np.stack([plain(f) for f in frames]).astype(np.float32)
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda k: preprocess_batch(frames[k:] + frames[:k], spec), range(6)))
+    for k, batch in enumerate(got):
+        assert np.array_equal(batch, np.roll(want, -k, axis=0)), k
+
+
 def test_batch_preprocess_converts_small_same_size_frames_in_one_call(monkeypatch):
     import cv2
 

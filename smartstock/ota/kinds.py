@@ -76,9 +76,11 @@ class DefectClassifierKind:
 
     def __init__(self, *, backend: str = "auto", threads: int = 2, roi: Any = None,
                  thresholds: dict[str, float] | None = None, shadow_every: int = 4,
-                 providers: Sequence[str] = ("auto",), trt_fp16: bool = False, trt_cache_root: Path | None = None) -> None:
+                 providers: Sequence[str] = ("auto",), trt_fp16: bool = False, trt_cache_root: Path | None = None,
+                 io_binding: bool = False) -> None:
         self.backend, self.threads, self.roi, self.thresholds = backend, threads, roi, thresholds
         self.providers, self.trt_fp16, self.trt_cache_root = tuple(providers), trt_fp16, trt_cache_root
+        self.io_binding = io_binding
         self.shadow_every = shadow_every
 
     def check_manifest(self, release: ReleaseManifest) -> None:
@@ -110,7 +112,8 @@ class DefectClassifierKind:
             # a fresh runtime, warmed up before the swapped model serves its first part
             return DefectClassifier.load(path, backend=self.backend, threads=self.threads, roi=self.roi,
                                          thresholds=self.thresholds, providers=self.providers,
-                                         trt_fp16=self.trt_fp16, trt_cache_root=self.trt_cache_root)
+                                         trt_fp16=self.trt_fp16, trt_cache_root=self.trt_cache_root,
+                                         io_binding=self.io_binding)
 
     def check_contract(self, new: Any, running: Any | None) -> None:
         if running is None:

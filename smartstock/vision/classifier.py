@@ -138,9 +138,10 @@ class DefectClassifier:
     @classmethod
     def load(cls, model_path: Path | None = None, *, backend: str = "auto", threads: int = 2, roi: Roi | None = None,
              thresholds: dict[str, float] | None = None, warmup: int = 1, providers: Sequence[str] = ("auto",),
-             trt_fp16: bool = False, trt_cache_root: Path | None = None) -> "DefectClassifier":
+             trt_fp16: bool = False, trt_cache_root: Path | None = None,
+             io_binding: bool = False) -> "DefectClassifier":
         """Load a model file, checking it against manifest.json beside it (sha256, size, shape, labels).
-        `providers`, `trt_fp16` and `trt_cache_root` apply to ONNX models (execution providers)."""
+        `providers`, `trt_fp16`, `trt_cache_root` and `io_binding` apply to ONNX models (execution providers)."""
         model_path = Path(model_path) if model_path is not None else default_model_path()
         manifest = load_manifest(model_path)
         if manifest.kind != "defect-classifier":
@@ -150,6 +151,7 @@ class DefectClassifier:
         options: dict[str, Any] = {}
         if backend_for_path(model_path, backend) == "onnx":
             options = {"providers": tuple(providers), "trt_fp16": trt_fp16, "trt_cache_root": trt_cache_root,
+                       "io_binding": io_binding,
                        "model_sha256": art.sha256}
         impl = load_backend(model_path, backend, threads=threads, warmup=warmup, **options)
         check_backend_matches(impl, manifest, model_path)

@@ -7,6 +7,7 @@ and resizes, and hands back 0..255 values in the dtype the manifest names.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Literal, Sequence
 
 import numpy as np
@@ -101,6 +102,7 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec, roi: Roi | N
     area = spec.resize == "area"
     out = np.empty((len(images), *spec.sample_shape()), dtype=np.dtype(spec.dtype))
     crops = [_to_uint8(crop_roi(_checked(image), roi)) for image in images]
+    converted_all = False
     if len(crops) > 1 and len({c.shape for c in crops}) == 1 and len(crops) * crops[0].nbytes <= _STACK_MAX_BYTES:
         stacked = np.stack(crops)
         n, h = stacked.shape[:2]
@@ -109,16 +111,16 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec, roi: Roi | N
         if batch.shape[1:3] == (size[1], size[0]):  # already the model's size: one copy into the batch
             out[...] = np.transpose(batch[..., None] if gray else batch, (0, 3, 1, 2) if nchw else (0, 1, 2, 3))
             return out
-        crops = list(batch)
-    else:
-        crops = [_colour(c, cv2, gray, rgb) for c in crops]
+        crops, converted_all = list(batch), True
     letterbox = spec.fit == "letterbox"
     for i, img in enumerate(crops):
+        if not converted_all:  # one by one, into this thread's reused buffer (see _scratch), used up below
+            img = _colour(img, cv2, gray, rgb, scratch=True)
         if img.shape[1] != size[0] or img.shape[0] != size[1]:
             img = _letterbox(img, size, area, cv2) if letterbox else _resize(img, size, area, cv2)
         if img.ndim == 2:
             img = img[:, :, None]
-        out[i] = np.transpose(img, (2, 0, 1)) if nchw else img
+        out[i] = np.transpose(img, (2, 0, 1)) if nchw else img  # copied out of the scratch buffer here
     return out
 
 
@@ -160,14 +162,40 @@ def _checked(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _colour(img: np.ndarray, cv2, gray: bool, rgb: bool) -> np.ndarray:
-    """Any of gray / gray x1 / BGR / BGRA -> the model's colour (2-D for gray, 3 channels otherwise)."""
+def _colour(img: np.ndarray, cv2, gray: bool, rgb: bool, scratch: bool = False) -> np.ndarray:
+    """Any of gray / gray x1 / BGR / BGRA -> the model's colour (2-D for gray, 3 channels otherwise).
+    `scratch`: the final conversion writes into this thread's reused buffer (valid until its next call)."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     if gray:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+        if img.ndim != 3:
+            return img
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY, dst=_scratch(img.shape[:2]) if scratch else None)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if rgb else img
+    if not rgb:
+        return img
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=_scratch(img.shape) if scratch else None)
+
+
+# Converting a 640x480 frame to grey into a reused buffer took 0.52-0.67 ms instead of 0.80-1.08 ms
+# into a fresh one (32 frames, median of 7 rounds, shared 2-core machine, /tmp script; the page faults
+# of a new 300 KB array each frame): the buffer is per thread (several inference workers run this at
+# once) and per frame shape (a few cameras of different sizes), a few buffers at most.
+_SCRATCH = threading.local()
+_SCRATCH_SHAPES = 4
+
+
+def _scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's uint8 buffer of `shape`; its content is only valid until the next call."""
+    buffers: dict[tuple[int, ...], np.ndarray] | None = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = {}
+    buf = buffers.get(shape)
+    if buf is None:
+        if len(buffers) >= _SCRATCH_SHAPES:
+            buffers.clear()
+        buf = buffers[shape] = np.empty(shape, np.uint8)
+    return buf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,9 @@ class OnnxBackendConfig(BackendConfig):
     trt_cache_root: Path | None = Field(None, description="Folder for TensorRT engine caches (state_dir/trt-cache); "
                                         "each model file gets its own sub-folder (providers.engine_cache_dir)")
     model_sha256: str | None = Field(None, description="The model file's sha256 (from its manifest), keys the cache")
+    io_binding: bool = Field(False, description="Run through an ONNX Runtime IO binding into preallocated output "
+                             "buffers (per thread and batch size) instead of session.run; off by default: no gain "
+                             "on CPU (benchmarks/bench_providers.py), meant for GPU providers")
 
 
 class OnnxBackend(InferenceBackend):
@@ -67,6 +71,11 @@ class OnnxBackend(InferenceBackend):
         self.output_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in out.shape)
         if "float" not in inp.type:
             raise ModelError(f"{model_path}: input type {inp.type} is not supported (expected float32)")
+        self._output_name = out.name
+        self._io_binding = config.io_binding and all(self.output_shape[1:])
+        if config.io_binding and not self._io_binding:
+            logger.warning("%s: output shape %s is not fixed past the batch: io_binding off", model_path.name, out.shape)
+        self._bound = threading.local()  # per worker thread: its binding and output buffers by batch size
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -83,4 +92,22 @@ class OnnxBackend(InferenceBackend):
         return dict(zip(names, self._session.run(None, {self._input_name: self.checked(batch)})))
 
     def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
+        if self._io_binding:
+            return self._run_bound(batch)
         return np.asarray(self._session.run(None, {self._input_name: batch})[0], dtype=np.float32)
+
+    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
+        """One call through this thread's IO binding, the output written into a buffer preallocated for
+        this batch size; a copy is returned (the buffer is reused by the thread's next call)."""
+        bound = self._bound
+        if getattr(bound, "binding", None) is None:
+            bound.binding, bound.outputs = self._session.io_binding(), {}
+        n = batch.shape[0]
+        out = bound.outputs.get(n)
+        if out is None:
+            out = bound.outputs[n] = np.empty((n, *(d or 1 for d in self.output_shape[1:])), np.float32)
+        binding = bound.binding
+        binding.bind_cpu_input(self._input_name, batch)
+        binding.bind_output(self._output_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        self._session.run_with_iobinding(binding)
+        return out.copy()
