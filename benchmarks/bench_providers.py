@@ -11,8 +11,9 @@ buffer, INTER_AREA / INTER_LINEAR resize, the float copy into the batch, letterb
 be compared with the model. Normalisation is inside the exported model (training/cnn.py, manifest
 `normalisation.inside_model`): preprocessing hands over 0..255 and never normalises a second time.
 
-Run on a GPU box as one prepared script: `pip install onnxruntime-gpu tensorrt-cu12` into the venv,
-then `python -m benchmarks providers`. On this CPU-only machine only the CPU rows appear.
+Run on a GPU box as one prepared script: `benchmarks/gpu.sh` (its own venv with onnxruntime-gpu and
+tensorrt-cu12, then `python -m benchmarks providers edge`). On a CPU-only machine only the CPU rows
+appear, and "gpu" in the JSON is null.
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ def _interleaved(fns: dict[str, Any], rounds: int = 8, burst_s: float = 0.15) ->
     return {k: np.array(v) * 1000.0 for k, v in out.items()}
 
 
+def _gpu() -> str | None:
+    """The GPU's name, driver and memory (nvidia-smi), None on a machine without one."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    got = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30)
+    return got.stdout.strip() or None if got.returncode == 0 else None
+
+
 def main() -> dict[str, Any]:
     from benchmarks._common import machine
     from benchmarks.bench_edge import _build_heavier_onnx
@@ -149,4 +162,8 @@ def main() -> dict[str, Any]:
                         print(f"{mname:16s} {label:14s} batch {n:2d} io_binding {'on ' if io else 'off'}: "
                               f"p50 {row['ms_per_call_p50']:.3f} ms, p99 {row['ms_per_call_p99']:.3f} ms, "
                               f"{row['frames_per_s']:.0f} frames/s")
-    return {"machine": machine(), "rows": rows, "preprocessing_ms_per_frame": preprocessing}
+    import onnxruntime as ort
+
+    return {"machine": machine(), "gpu": _gpu(), "onnxruntime": ort.__version__,
+            "providers_available": ort.get_available_providers(), "rows": rows,
+            "preprocessing_ms_per_frame": preprocessing}

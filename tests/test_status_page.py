@@ -130,6 +130,7 @@ def test_live_counters_move_without_console_errors(page, service, tmp_path):
     assert not pg.locator("#banner").is_visible()
     cams = pg.evaluate("() => [...document.querySelectorAll('#cameras tr')].map(r => [...r.cells].map(c => c.textContent))")
     assert len(cams) == 1 and cams[0][:3] == ["cam1", SKU, "ok"], cams  # the one-camera shortcut
+    assert len(cams[0]) == 11 and cams[0][6].endswith("%") and cams[0][9] == "0", cams  # rate, ..., capture errors
 
     # The stock table shows the line's SKU with the plan the service computed (planning runs in the
     # background after start-up, so wait for the service's first plan, then for the page to show it).
