@@ -104,6 +104,44 @@ def _interleaved(fns: dict[str, Any], rounds: int = 8, burst_s: float = 0.15) ->
     return {k: np.array(v) * 1000.0 for k, v in out.items()}
 
 
+def _loop_where_preprocessing_runs(model: Path, rounds: int = 3, parts: int = 960) -> dict[str, Any]:
+    """The edge loop with one inference worker on 640x480 frames, preprocessing in the inference worker
+    (before) or in each camera's capture thread (after, the default), with 1 and 2 cameras; rounds
+    interleaved, parts/s per run and the median."""
+    import cv2
+
+    from benchmarks.bench_edge import MemorySource, _frames
+    from edge.loop import Camera, InspectionLoop, LoopSettings
+    from smartstock.store import open_store
+    from smartstock.vision.classifier import DefectClassifier
+
+    clf = DefectClassifier.load(model, threads=1, providers=("cpu",))
+    images = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in _frames(32)[0]]
+    runs: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for n_cams in (1, 2):
+            for where in ("worker", "capture"):
+                cams = [Camera(f"cam{k}", MemorySource(images, parts // n_cams), f"B-{k}") for k in range(n_cams)]
+                with tempfile.TemporaryDirectory() as d:
+                    store = open_store(d)
+                    loop = InspectionLoop(None, clf, store, LoopSettings(
+                        sku="B", device_id="bench", events_topic="b/e", queue_size=64, batch_max=8, workers=1,
+                        prepare_in_capture=where == "capture"), cameras=cams)
+                    t0 = time.perf_counter()
+                    loop.start()
+                    loop.done.wait()
+                    dt = time.perf_counter() - t0
+                    loop.stop()
+                    store.close()
+                done = sum(c.counters["parts_inspected"] for c in cams)
+                runs.setdefault(f"{n_cams} camera(s), preprocessing in the {where}", []).append(done / dt)
+    out = {k: {"parts_per_s": [round(v, 1) for v in vs], "median": float(np.median(vs))} for k, vs in runs.items()}
+    for n_cams in (1, 2):
+        w, c = (out[f"{n_cams} camera(s), preprocessing in the {x}"]["median"] for x in ("worker", "capture"))
+        out[f"{n_cams} camera(s): capture / worker"] = {"ratio": c / w}
+    return out
+
+
 def _gpu() -> str | None:
     """The GPU's name, driver and memory (nvidia-smi), None on a machine without one."""
     import shutil
@@ -162,8 +200,11 @@ def main() -> dict[str, Any]:
                         print(f"{mname:16s} {label:14s} batch {n:2d} io_binding {'on ' if io else 'off'}: "
                               f"p50 {row['ms_per_call_p50']:.3f} ms, p99 {row['ms_per_call_p99']:.3f} ms, "
                               f"{row['frames_per_s']:.0f} frames/s")
+    loop = _loop_where_preprocessing_runs(shipped)
+    for k, v in loop.items():
+        print(f"loop, 1 worker, 640x480 frames, {k}: {v}")
     import onnxruntime as ort
 
-    return {"machine": machine(), "gpu": _gpu(), "onnxruntime": ort.__version__,
+    return {"machine": machine(), "gpu": _gpu(), "loop_preprocessing": loop, "onnxruntime": ort.__version__,
             "providers_available": ort.get_available_providers(), "rows": rows,
             "preprocessing_ms_per_frame": preprocessing}

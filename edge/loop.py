@@ -1,6 +1,7 @@
 """The inspection loop: a capture thread that never blocks and an inference worker that batches.
 
-capture thread: source.read -> trigger -> bounded queue. On a full queue the OLDEST part is
+capture thread: source.read -> ROI crop -> trigger -> preprocessing (the model's input, made here and
+not in the inference worker: see `_prepare`) -> bounded queue. On a full queue the OLDEST part is
 dropped and counted (a live camera must never wait). A replay at full speed (`source.realtime` is
 False) is paced by inference instead, so a replay books every part.
 inference workers (`workers`, default one): each takes one part, plus up to `batch_max - 1` more
@@ -83,7 +84,13 @@ class Classifier(Protocol):
     @property
     def provider(self) -> str: ...
 
-    def classify_batch(self, frames: Sequence[np.ndarray]) -> Sequence[Verdict]: ...
+    def prepare(self, image: np.ndarray) -> object:
+        """What classify_batch takes in place of `image`, made ahead (preprocessed) in the capture thread."""
+        ...
+
+    def classify_batch(self, frames: Sequence[object]) -> Sequence[Verdict]:
+        """One verdict per image or prepare() result."""
+        ...
 
 
 CAMERA_COUNTERS = ("frames_captured", "parts_triggered", "frames_dropped", "parts_inspected", "defects",
@@ -122,7 +129,7 @@ class Camera:
         return self.counters["defects"] / n if n else 0.0
 
 
-Queued = tuple[Camera, Frame]
+Queued = tuple[Camera, Frame, object]  # the camera, its frame (ROI-cropped) and the model's input made from it
 
 
 def snapshot_reason(result: Verdict, uncertain_margin: float) -> str | None:
@@ -149,6 +156,7 @@ class LoopSettings:
     # health goes red once this many commits in a row failed (one write that lost a lock race is no outage)
     store_failures_unhealthy: int = 3
     uncertain_margin: float = 0.0      # snapshot parts this close to the decision as `uncertain` (0 = off)
+    prepare_in_capture: bool = True    # preprocess in each camera's capture thread (False: in the inference workers)
 
 
 class InspectionLoop:
@@ -249,8 +257,8 @@ class InspectionLoop:
 
     # -- capture -----------------------------------------------------------------------------
     def _capture_main(self, cam: Camera) -> None:
-        """One camera's thread. A frame this camera cannot take (its ROI no longer fits after a resolution
-        change, the trigger fails on it) is counted against the camera and skipped: the other cameras'
+        """One camera's thread: crop, trigger and preprocess each part. A frame this camera cannot take
+        (its ROI no longer fits after a resolution change, the trigger or preprocessing fails on it) is counted against the camera and skipped: the other cameras'
         threads and the shared workers never see it. Only a bug outside the per-frame work ends the thread."""
         s = self.settings
         try:
@@ -267,6 +275,7 @@ class InspectionLoop:
                 try:
                     seen = cam.crop(frame.image)  # checked here, in this camera's thread, not in the shared batch
                     is_part = cam.trigger.is_part(frame.image)
+                    model_input = self._prepare(seen) if is_part else None
                 except Exception as e:  # noqa: BLE001 - this camera's frame only: count, log once, carry on
                     self._capture_failed(cam, e)
                     continue
@@ -279,7 +288,7 @@ class InspectionLoop:
                     continue
                 self.metrics.inc("parts_triggered")
                 cam.counters["parts_triggered"] += 1
-                self._hand_over(cam, replace(frame, image=seen) if seen is not frame.image else frame)
+                self._hand_over(cam, replace(frame, image=seen) if seen is not frame.image else frame, model_input)
         except Exception as e:  # noqa: BLE001 - logged; health reports the camera
             cam.error = f"capture thread failed: {type(e).__name__}: {e}"
             logger.exception("capture thread of camera %s failed", cam.id)
@@ -290,6 +299,17 @@ class InspectionLoop:
             if last:  # the other cameras keep feeding the queue until they end too
                 self.capture_finished.set()
                 self.queue.close()  # let the workers see the end without waiting for their timeout
+
+    def _prepare(self, image: np.ndarray) -> object:
+        """The model's input for a part, preprocessed here in the camera's capture thread: resizing a
+        640x480 frame costs several times the shipped model's inference (benchmarks/bench_providers.py),
+        and with several cameras (or a GPU doing the inference) it then runs in parallel, off the
+        worker. The model serving when the batch runs redoes it only if it wants other input (swap)."""
+        if not self.settings.prepare_in_capture:
+            return image
+        with self._swap_lock:
+            clf = self._classifier
+        return clf.prepare(image)
 
     def _capture_failed(self, cam: Camera, e: Exception) -> None:
         cam.counters["capture_errors"] += 1
@@ -309,8 +329,8 @@ class InspectionLoop:
             self._handed_over += n
             return True
 
-    def _hand_over(self, cam: Camera, frame: Frame) -> None:
-        item = (cam, frame)
+    def _hand_over(self, cam: Camera, frame: Frame, model_input: object) -> None:
+        item = (cam, frame, model_input)
         if not self._reserve(1):
             return
         if not cam.source.realtime:  # replay: wait for the workers rather than lose parts
@@ -319,7 +339,7 @@ class InspectionLoop:
                     return
             self._reserve(-1)
             return
-        for lost, _ in self.queue.push_drop_oldest(item):  # the oldest went: the newest part is the one still in view
+        for lost, _, _ in self.queue.push_drop_oldest(item):  # the oldest went: the newest part is the one still in view
             self._reserve(-1)
             self.metrics.inc("frames_dropped")
             with self._hand_lock:  # the part may be another camera's: its own capture thread counts too
@@ -417,11 +437,11 @@ class InspectionLoop:
 
     def _inspect(self, frames: list[Queued], clf: Classifier) -> list[Result]:
         """One call of the shared model for parts of every camera; each booked under its camera's SKU."""
-        seen = [f.image for _, f in frames]  # each camera's ROI, cropped in its capture thread
-        results = clf.classify_batch(seen)
+        seen = [f.image for _, f, _ in frames]  # each camera's ROI, cropped in its capture thread
+        results = clf.classify_batch([model_input for _, _, model_input in frames])
         model_id, release = clf.model_id, clf.release
         out = []
-        for i, ((cam, f), r) in enumerate(zip(frames, results)):
+        for i, ((cam, f, _), r) in enumerate(zip(frames, results)):
             eid = new_event_id()
             # the snapshot shows what the model saw (the camera's ROI), so a heat map lands where it was made
             reason = snapshot_reason(r, self.settings.uncertain_margin) if cam.snapshots is not None else None

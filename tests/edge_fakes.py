@@ -86,6 +86,9 @@ class FakeClassifier:
     delay_s: float = 0.0
     calls: list[int] = field(default_factory=list)
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        return image  # nothing to preprocess: classify_batch takes the image
+
     def classify_batch(self, frames: list[np.ndarray]) -> list[FakeClassification]:
         self.calls.append(len(frames))
         if self.delay_s:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,3 +281,27 @@ def test_snapshots_saved_from_several_workers_keep_the_quota_and_the_count(tmp_p
     on_disk = sum(p.stat().st_size for p in (tmp_path / "snap").glob("*.jpg"))
     assert on_disk == snaps.bytes <= 60_000  # the running total is exact although four threads saved at once
     assert snaps.failed == 0 and snaps.deleted > 0
+
+
+def test_parts_preprocessed_in_the_capture_thread_score_exactly_as_in_the_worker(tmp_path):
+    """The capture thread makes the model's input (prepare_in_capture, the default): every part gets
+    the very score it got when the inference workers preprocessed it, on the real shipped model."""
+    import cv2
+
+    from smartstock.store import open_store
+    from smartstock.vision.classifier import DefectClassifier, default_model_path
+
+    clf = DefectClassifier.load(default_model_path(), threads=1, providers=("cpu",))
+    parts = sorted((Path(__file__).resolve().parents[1] / "edge" / "sample_parts").glob("part-*.png"))[:40]
+    frames = [cv2.resize(cv2.imread(str(p)), (200, 160)) for p in parts]  # 200x160: resized to the model's 96x96
+    scores = {}
+    for prepared in (True, False):
+        with open_store(tmp_path / str(prepared)) as store:
+            loop = InspectionLoop(FakeFrameSource(frames), clf, store, LoopSettings(
+                sku="S", device_id="d", events_topic="t", batch_max=8, workers=2, prepare_in_capture=prepared))
+            loop.start()
+            assert loop.done.wait(60)
+            loop.stop()
+            scores[prepared] = [tuple(r) for r in store.query("SELECT frame_id, label, score FROM inspections ORDER BY frame_id")]
+    assert len(scores[True]) == 40 and scores[True] == scores[False]
+    assert {label for _, label, _ in scores[True]} == set(clf.labels)  # both kinds of part were seen

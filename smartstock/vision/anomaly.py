@@ -19,9 +19,9 @@ import numpy as np
 
 from smartstock.errors import ModelError
 from smartstock.runtime.backends import InferenceBackend
-from smartstock.vision.classifier import Classification, DefectClassifier
+from smartstock.vision.classifier import Classification, DefectClassifier, Prepared
 from smartstock.vision.manifest import Manifest
-from smartstock.vision.preprocess import Roi, preprocess_batch
+from smartstock.vision.preprocess import Roi
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +40,15 @@ class AnomalyDetector(DefectClassifier):
         self.heatmap_output = manifest.anomaly.heatmap_output
         self._local = threading.local()
 
-    def scores_batch(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+    def scores_batch(self, frames: Sequence[np.ndarray | Prepared]) -> np.ndarray:
         """Scores (N, 2); the heat maps of the same call wait in a per-thread slot for classify_batch."""
         if len(frames) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        out = self.backend.run_outputs(preprocess_batch(frames, self.manifest.input, self.roi))  # type: ignore[attr-defined]
+        out = self.backend.run_outputs(self.model_input(frames))  # type: ignore[attr-defined]
         self._local.heat = out[self.heatmap_output]
         return out["scores"]
 
-    def classify_batch(self, frames: Sequence[np.ndarray]) -> list[Classification]:
+    def classify_batch(self, frames: Sequence[np.ndarray | Prepared]) -> list[Classification]:
         """The classifier's results (same decision rule and fields), each with its heat map (h, w) in [0, 1].
         Each inference worker is its own thread, so the per-thread slot pairs a batch with its maps."""
         self._local.heat = None

@@ -42,6 +42,18 @@ class Classification:
     margin: float = 1.0  # distance of the scores from the decision boundary (decision_margin); small = unsure
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A frame preprocessed ahead of `classify_batch` (the service does it in the camera's capture
+    thread, so the inference worker only stacks samples and runs the model): the model input sample,
+    the input spec and ROI it was made for, and the frame itself, preprocessed again only if the model
+    serving by then wants other input (an over-the-air swap between capture and inference)."""
+
+    frame: np.ndarray = field(repr=False)
+    sample: np.ndarray = field(repr=False)
+    made_for: tuple[Any, Any] = field(repr=False)   # (InputSpec, roi)
+
+
 def default_model_path() -> Path:
     """The shipped demo model: models/defect/defect.onnx (see smartstock.shipped for where it is looked for)."""
     from smartstock import shipped
@@ -181,17 +193,30 @@ class DefectClassifier:
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return preprocess(frame, self.manifest.input, self.roi)
 
-    def scores_batch(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+    def prepare(self, frame: np.ndarray) -> Prepared:
+        """`frame` preprocessed now, for a later classify_batch (which also takes plain frames)."""
+        return Prepared(frame, self.preprocess(frame), (self.manifest.input, self.roi))
+
+    def model_input(self, frames: Sequence[np.ndarray | Prepared]) -> np.ndarray:
+        """The model's input batch for frames and/or Prepared frames: their samples when every one was
+        made for this model's input and ROI (the same function, so the same bytes), else preprocessed here."""
+        made_for = (self.manifest.input, self.roi)
+        if all(isinstance(f, Prepared) and f.made_for == made_for for f in frames):
+            return np.stack([f.sample for f in frames])  # type: ignore[union-attr]
+        raw = [f.frame if isinstance(f, Prepared) else f for f in frames]
+        return preprocess_batch(raw, self.manifest.input, self.roi)
+
+    def scores_batch(self, frames: Sequence[np.ndarray | Prepared]) -> np.ndarray:
         """Raw scores (N, labels) for frames; used by evaluation and classify_batch."""
         if len(frames) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.backend.run(preprocess_batch(frames, self.manifest.input, self.roi))
+        return self.backend.run(self.model_input(frames))
 
     def classify(self, frame: np.ndarray) -> Classification:
         return self.classify_batch([frame])[0]
 
-    def classify_batch(self, frames: Sequence[np.ndarray]) -> list[Classification]:
-        """One Classification per frame; latency_ms is the batch time shared equally between frames."""
+    def classify_batch(self, frames: Sequence[np.ndarray | Prepared]) -> list[Classification]:
+        """One Classification per frame (or Prepared frame); latency_ms is the batch time shared equally."""
         if frames is None:
             raise InputError("no frames given")
         t0 = time.perf_counter()
