@@ -22,12 +22,17 @@ def ago(minutes: float) -> str:
 
 
 def device(device_id: str, *, site: str = "plant", line: str = "line1", minutes: float = 0.5, online: bool = True,
-           cameras: dict[str, str] | None = None) -> list[InboundMessage]:
-    """What a healthy device leaves retained on the broker."""
+           cameras: dict[str, str] | None = None, cameras_as_dict: bool = False) -> list[InboundMessage]:
+    """What a healthy device leaves retained on the broker (`cameras_as_dict`: as devices published
+    `cameras` before it became one object per camera)."""
     t = Topics("smartstock", site, line, device_id)
     cams = cameras or {"cam1": "ok"}
+    listed = [{"id": k, "sku": "PCB", "status": v, "ended": False, "fps": 6.0, "seconds_since_frame": 0.1, "parts": 600,
+               "defects": 7, "defect_rate": 0.0117, "dropped": 0, "capture_errors": 0, "last_error": ""}
+              for k, v in cams.items()]
     state = message(device_id, ts=ago(minutes), model_id="pcb-defect", model_release=3, provider="CPUExecutionProvider",
-                    camera="down" if "down" in cams.values() else "ok", cameras=cams, fps=12.5, latency_ms_p50=4.1,
+                    camera="down" if "down" in cams.values() else "ok", cameras=cams if cameras_as_dict else listed,
+                    fps=12.5, latency_ms_p50=4.1,
                     latency_ms_p99=9.0, parts=1200, dropped=0, defect_rate=0.0125, backlog=7, rss_mb=180.2)
     model = message(device_id, ts=ago(minutes + 60), kind="defect-classifier", step_kind="defect-classifier",
                     title="SmartStock defect model", installed_version="3", latest_version="3", in_progress=False,
@@ -41,6 +46,18 @@ def device(device_id: str, *, site: str = "plant", line: str = "line1", minutes:
     return [InboundMessage(t.status, b"online" if online else b"offline", True),
             InboundMessage(t.state, dumps(state), True), InboundMessage(t.model_state, dumps(model), True),
             InboundMessage(t.alerts, dumps(alerts), True), InboundMessage(t.sync_stats, dumps(sync), True)]
+
+
+def test_cameras_as_published_now_and_as_before_give_the_same_row():
+    now, before = (build_rows(device("cam-x", cameras={"left": "ok", "right": "down"}, cameras_as_dict=d), now=NOW).rows[0]
+                   for d in (False, True))
+    assert now.cameras == before.cameras == {"left": "ok", "right": "down"}
+    assert now.unknown_fields == before.unknown_fields == [] and now.problems == []
+    t = Topics("smartstock", "plant", "line1", "cam-y")
+    bad = message("cam-y", ts=ago(1), camera="ok", cameras=[{"id": "a", "status": "ok"}, {"id": 3}, "x"])
+    (row,) = build_rows([InboundMessage(t.status, b"online", True), InboundMessage(t.state, dumps(bad), True)],
+                        now=NOW).rows
+    assert row.cameras == {"a": "ok"} and row.problems == ["state.cameras: wrong type or out of range"]
 
 
 def test_healthy_stale_and_offline_devices_get_one_row_each():

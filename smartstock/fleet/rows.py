@@ -245,7 +245,12 @@ def _state(row: DeviceRow, doc: dict[str, Any], ts: dt.datetime | None) -> list[
     if backlog is not None and row.backlog is None:  # the sync topic's figure is fresher and wins
         row.backlog = int(backlog)
     cams = doc.get("cameras")
-    if isinstance(cams, dict):
+    if isinstance(cams, list):  # one object per camera (id, sku, status, fps, ...), as devices publish it now
+        row.cameras = {str(c["id"])[:64]: str(c["status"])[:32] for c in cams[:MAX_CAMERAS]
+                       if isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("status"), str)}
+        if len(row.cameras) != min(len(cams), MAX_CAMERAS):
+            bad.append("cameras")
+    elif isinstance(cams, dict):  # id -> status, as devices published it before
         row.cameras = {str(k)[:64]: str(v)[:32] for k, v in list(cams.items())[:MAX_CAMERAS]
                        if isinstance(v, str)}
     elif cams is not None:
