@@ -72,8 +72,8 @@ class Fleet:
 def device_topics(fleet: Fleet, device: str = "%u", site: str = "+", line: str = "+") -> tuple[list[str], list[str]]:
     """(write, read) topics under a device's own base; with the defaults, mosquitto patterns for every device."""
     t = Topics(fleet.prefix.strip("/"), site, line, device, fleet.reply_prefix or "")
-    write = [t.status, t.state, t.alerts, t.sync_stats, t.model_state, f"{t.base}/events/+", t.inventory("+"),
-             t.response("+")]
+    write = [t.status, t.state, t.camera_state("+"), t.alerts, t.sync_stats, t.model_state, f"{t.base}/events/+",
+             t.inventory("+"), t.response("+")]
     read = [t.cmd_filter, t.sales_in, t.model_desired, t.model_artifact("+")]
     return write, read
 
