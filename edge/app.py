@@ -389,7 +389,8 @@ class App:
                 "cameras": [camera_state(c) for c in cameras], "fps": round(m["fps"], 2),
                 "latency_ms_p50": round(m["latency_ms_p50"], 2), "latency_ms_p99": round(m["latency_ms_p99"], 2),
                 "parts": m["parts_inspected"], "dropped": m["frames_dropped"], "defect_rate": round(m["defect_rate"], 4),
-                "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1)}
+                "backlog": out["rows"], "rss_mb": round(rss_bytes() / 1e6, 1),
+                "groups": list(self.config.device.groups)}  # `ota rollout --group G` finds G's devices by this
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:

@@ -199,6 +199,8 @@ class OtaAgent:
 
     # -- MQTT callbacks (paho's thread: a cheap pre-check, then enqueue only) ----------------
     def _on_desired(self, raw: bytes, base: str) -> None:
+        if not raw:  # the retained envelope was cleared (`ota rollout abort` withdraws a release): nothing to do
+            return
         try:
             precheck(raw, max_bytes=self.updater.max_envelope_bytes if self.updater else len(raw))
         except UpdateRefused as e:
@@ -218,7 +220,7 @@ class OtaAgent:
     def _want_artifact(self, base: str, sha256: str) -> None:
         topic = addressing.artifact(base, sha256)
         if topic not in self._subscribed and self._sync is not None:
-            self._sync.subscribe(topic, lambda msg: self.inbox.put_artifact(sha256, msg.payload))
+            self._sync.subscribe(topic, lambda msg: msg.payload and self.inbox.put_artifact(sha256, msg.payload))
             self._subscribed.add(topic)
 
     # -- worker -------------------------------------------------------------------------------

@@ -1,16 +1,16 @@
-"""`smartstock ota keygen | sign | push | status`: the technician's side of over-the-air updates."""
+"""`smartstock ota keygen | sign | push | status | rollout`: the technician's side of over-the-air updates."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from smartstock.commands import rollout_cmd
 from smartstock.commands._broker import add_broker_options as _add_broker_options
 from smartstock.commands._broker import broker_config
 from smartstock.commands._common import print_json
@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_broker_options(st)
     st.set_defaults(func=_status)
 
+    rollout_cmd.add_parser(osub, _add_broker_options)
+
 
 # -- keygen / sign ------------------------------------------------------------------------------
 def _keygen(args: argparse.Namespace) -> int:
@@ -115,34 +117,21 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 # -- push / status ------------------------------------------------------------------------------
-def _broker(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+def broker_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(BrokerConn, Config) from --config/--url/--ca-file: the options every broker-facing ota action takes."""
+    from smartstock.ota.link import BrokerConn
+
     m, password, cfg = broker_config(args)
-    conn = {"host": m.host, "port": m.port, "tls": m.tls is not None, "username": m.username,
-            "password": password if password is not None else m.password()}
+    tls = m.tls
+
+    def path(p: Path | None) -> str | None:
+        return str(p) if p else None
+
+    conn = BrokerConn(host=m.host, port=m.port, tls=tls is not None, username=m.username,
+                      password=password if password is not None else m.password(),
+                      ca_file=path(tls.ca_file) if tls else None, cert_file=path(tls.cert_file) if tls else None,
+                      key_file=path(tls.key_file) if tls else None)
     return conn, cfg
-
-
-def _connect(args: argparse.Namespace, conn: dict[str, Any]):
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError as e:
-        from smartstock.errors import BackendUnavailable
-
-        raise BackendUnavailable("paho-mqtt is not installed", hint="pip install 'smartstock[edge]'") from e
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smartstock-ota-{int(time.time() * 1000) % 10**9}",
-                         protocol=mqtt.MQTTv5)
-    if conn["username"]:
-        client.username_pw_set(conn["username"], conn["password"])
-    if conn["tls"]:
-        client.tls_set(ca_certs=str(args.ca_file) if args.ca_file else None)
-    from smartstock.sync.acked import connect_acked  # MQTT 5: CONNACK and PUBACK say why the broker refused
-
-    try:
-        connect_acked(client, conn["host"], conn["port"])
-    except OSError as e:
-        raise ConfigError(f"cannot reach the broker at {conn['host']}:{conn['port']}: {e}",
-                          hint="check --url and that the broker is running") from None
-    return client
 
 
 def _bases(args: argparse.Namespace, cfg: Any) -> str:
@@ -154,50 +143,56 @@ def _bases(args: argparse.Namespace, cfg: Any) -> str:
     return device_base(prefix, args.site or cfg.device.site, args.line or cfg.device.line, args.device)
 
 
-def _push(args: argparse.Namespace) -> int:
+def read_release(envelope: Path, artifact: Path | None) -> tuple[bytes, Any, bytes | None]:
+    """The envelope's bytes, its (unverified: the devices verify) release manifest, and the artifact's bytes
+    checked against the signed size and sha256; an envelope without an artifact URL needs the artifact."""
     import hashlib
 
-    from smartstock.ota import addressing
     from smartstock.ota.envelope import parse_envelope
     from smartstock.ota.refusal import UpdateRefused
     from smartstock.ota.release import parse_release
-    from smartstock.sync.acked import publish_acked
 
     try:
-        raw = args.envelope.read_bytes()
+        raw = envelope.read_bytes()
         release = parse_release(parse_envelope(raw).manifest_bytes)
     except OSError as e:
-        raise InputError(f"{args.envelope}: cannot read: {e.strerror}") from None
+        raise InputError(f"{envelope}: cannot read: {e.strerror}") from None
     except UpdateRefused as e:
-        raise InputError(f"{args.envelope}: {e}", hint="push the file `smartstock ota sign` wrote") from None
+        raise InputError(f"{envelope}: {e}", hint="push the file `smartstock ota sign` wrote") from None
     data = None
-    if args.artifact is not None:
+    if artifact is not None:
         try:
-            data = args.artifact.read_bytes()
+            data = artifact.read_bytes()
         except OSError as e:
-            raise InputError(f"{args.artifact}: cannot read the model file: {e.strerror}") from None
+            raise InputError(f"{artifact}: cannot read the model file: {e.strerror}") from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != release.artifact.sha256 or len(data) != release.artifact.size:
-            raise InputError(f"{args.artifact}: sha256 {digest[:12]}... / {len(data)} bytes does not match the envelope's "
+            raise InputError(f"{artifact}: sha256 {digest[:12]}... / {len(data)} bytes does not match the envelope's "
                              f"{release.artifact.sha256[:12]}... / {release.artifact.size} bytes",
                              hint="pass the model file that was signed")
     elif release.artifact.url is None:
         raise ConfigError("the envelope has no --artifact-url, so the model must travel over MQTT",
                           hint="add --artifact MODEL_FILE")
+    return raw, release, data
+
+
+def _push(args: argparse.Namespace) -> int:
+    from smartstock.ota import addressing, link
+
+    raw, release, data = read_release(args.envelope, args.artifact)
     if args.wait and not args.device:
         raise ConfigError("--wait follows one device's model/state", hint="use --device ID with --wait")
-    conn, cfg = _broker(args)
+    conn, cfg = broker_from_args(args)
     base = _bases(args, cfg)
-    client = _connect(args, conn)
+    client = link.connect(conn)
     try:
-        states = _States(client, addressing.state(base)) if args.device else None  # before publishing
-        before = states.retained(2.0) if states else None
-        if data is not None:  # artifact first: the device asks for it as soon as the envelope arrives
-            publish_acked(client, addressing.artifact(base, release.artifact.sha256), data, retain=True, timeout=60)
-        publish_acked(client, addressing.desired(base), raw, retain=True, timeout=30)
+        feed = link.Feed(client, [addressing.state(base)]) if args.device else None  # before publishing
+        first = feed.next(2.0) if feed else None
+        before = first.payload if first is not None and first.retained else None
+        link.publish_release(client, base, raw, data, release.artifact.sha256)
         print(f"pushed {release.kind} release {release.release} to {base}"
               + (f" (artifact {len(data)} bytes retained)" if data is not None else f" (artifact from {release.artifact.url})"))
-        if before is not None and before.get("status") == "disabled":
+        if isinstance(before, dict) and before.get("status") == "disabled":
             print(f"error: {args.device} says {before.get('detail') or 'updates disabled'}; it will not install "
                   "this release until then", file=sys.stderr)
             return OtaRejected.exit_code
@@ -206,61 +201,26 @@ def _push(args: argparse.Namespace) -> int:
             print(f"follow it with: smartstock ota status {who} --url {args.url or 'mqtt://HOST:PORT'} "
                   "(or push with --wait)")
             return 0
-        return _follow(states, release.kind, args.wait_timeout)
+        return _follow(feed, release.kind, args.wait_timeout, first if first is not None and not first.retained else None)
     finally:
-        client.loop_stop()
-        client.disconnect()
+        link.close(client)
 
 
-class _States:
-    """The device's model/state messages as they arrive (the retained one first, if any)."""
-
-    def __init__(self, client: Any, topic: str) -> None:
-        import queue
-
-        self.topic = topic
-        self.items: "queue.Queue[tuple[bool, dict[str, Any]]]" = queue.Queue()
-        client.on_message = self._on
-        client.subscribe(topic, qos=1)
-
-    def _on(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        try:
-            self.items.put((bool(msg.retain), json.loads(msg.payload.decode("utf-8"))))
-        except ValueError:
-            pass
-
-    def next(self, timeout: float) -> tuple[bool, dict[str, Any]] | None:
-        import queue
-
-        try:
-            return self.items.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return None
-
-    def retained(self, timeout: float) -> dict[str, Any] | None:
-        got = self.next(timeout)
-        if got is not None and not got[0]:
-            self.items.put(got)  # a live message: keep it for --wait
-            return None
-        return got[1] if got else None
-
-
-def _follow(states: _States, kind: str, timeout: float) -> int:
+def _follow(feed: Any, kind: str, timeout: float, first: Any = None) -> int:
     """Print each step of `kind` until a final one; 0 committed / up to date, 7 refused / rolled back."""
     from smartstock.ota.report import DONE, FAILED
 
     deadline = time.monotonic() + timeout
     while True:
-        got = states.next(min(5.0, deadline - time.monotonic()))
+        got, first = (first, None) if first is not None else (feed.next(min(5.0, deadline - time.monotonic())), None)
         if got is None:
             if time.monotonic() >= deadline:
-                print(f"error: no final state on {states.topic} within {timeout:g} s; the device may be offline "
+                print(f"error: no final state on {', '.join(feed.filters)} within {timeout:g} s; the device may be offline "
                       "(it installs the retained release when it comes back)", file=sys.stderr)
                 return 1
             continue
-        retained, st = got
-        step_kind = st.get("step_kind", st.get("kind"))
-        if retained or step_kind != kind:
+        st = got.payload
+        if got.retained or not isinstance(st, dict) or st.get("step_kind", st.get("kind")) != kind:
             continue
         status = st.get("status")
         print(f"{status}" + (f" ({st['error']})" if st.get("error") else "") + (f": {st['detail']}" if st.get("detail") else ""),
@@ -273,39 +233,25 @@ def _follow(states: _States, kind: str, timeout: float) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import threading
+    from smartstock.ota import addressing, link
 
-    from smartstock.ota import addressing
-
-    conn, cfg = _broker(args)
+    conn, cfg = broker_from_args(args)
     topic = addressing.state(_bases(args, cfg))
-    got: dict[str, Any] = {}
-    done = threading.Event()
-
-    def on_message(client, userdata, msg) -> None:  # noqa: ANN001 - paho callback
-        try:
-            got.update(json.loads(msg.payload.decode("utf-8")))
-        except ValueError:
-            got["raw"] = msg.payload.decode("utf-8", "replace")
-        done.set()
-
-    client = _connect(args, conn)
-    client.on_message = on_message
-    client.subscribe(topic, qos=1)
+    client = link.connect(conn)
     try:
-        done.wait(args.timeout)
+        got = link.Feed(client, [topic]).next(args.timeout)
     finally:
-        client.loop_stop()
-        client.disconnect()
-    if not got:
+        link.close(client)
+    if got is None or not isinstance(got.payload, dict):
         print(f"no model state on {topic} within {args.timeout:g} s (device never reported, or wrong --device/--site/--line)",
               file=sys.stderr)
         return 1
-    print_json(got)
+    st = got.payload
+    print_json(st)
     from smartstock.ota.report import FAILED
 
-    if got.get("status") in FAILED:
-        print(f"error: the last update step was {got['status']}" + (f" ({got['error']})" if got.get("error") else "")
-              + (f": {got['detail']}" if got.get("detail") else ""), file=sys.stderr)
+    if st.get("status") in FAILED:
+        print(f"error: the last update step was {st['status']}" + (f" ({st['error']})" if st.get("error") else "")
+              + (f": {st['detail']}" if st.get("detail") else ""), file=sys.stderr)
         return OtaRejected.exit_code
     return 0

@@ -54,8 +54,10 @@ class StateReporter:
             st["latest_version"] = str(release)
         if summary is not None:
             st["release_summary"] = summary
+        # step_sha256: the artifact this step was about (None for junk refused before its signature was read),
+        # so `ota rollout` tells a refusal of its release from a stale one or from someone else's junk
         st.update(status=status, error=error, detail=detail, progress=progress, in_progress=status in IN_PROGRESS,
-                  updated_at=utcnow())
+                  updated_at=utcnow(), step_sha256=sha256)
         if st.get("latest_version") is None or status == "up_to_date":  # the offered artifact already serves
             st["latest_version"] = st.get("installed_version")
         # The HA `update` entity ("Defect model") reads the top-level keys: they always describe the defect

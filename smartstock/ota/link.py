@@ -1,0 +1,151 @@
+"""The technician's MQTT link: connect, publish a release under a base, read devices' retained topics.
+
+`ota push`, `ota status` and `ota rollout` share it. What comes back from the broker is hostile input:
+every payload is size-capped before it is parsed, anything that is not a JSON object is dropped, and
+the queue the paho thread fills is bounded (the oldest message goes when it is full, counted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from smartstock.errors import BackendUnavailable, ConfigError
+from smartstock.ota import addressing
+
+logger = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 1024 * 1024  # a device's state with its recent parts is a few KB; 1 MB is junk
+MAX_QUEUED = 100_000             # messages waiting for the reader; 200 devices x a few topics fits many times
+
+
+@dataclass(frozen=True)
+class BrokerConn:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None  # client certificate and key, for brokers that require one (mutual TLS)
+    key_file: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def connect(conn: BrokerConn, *, name: str = "smartstock-ota") -> Any:
+    """A started paho client (MQTT 3.1.1, its network loop on its own thread)."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as e:
+        raise BackendUnavailable("paho-mqtt is not installed", hint="pip install 'smartstock[edge]'") from e
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{int(time.time() * 1000) % 10**9}",
+                         protocol=mqtt.MQTTv311)
+    if conn.username:
+        client.username_pw_set(conn.username, conn.password)
+    if conn.tls:
+        client.tls_set(ca_certs=conn.ca_file, certfile=conn.cert_file, keyfile=conn.key_file)
+    try:
+        client.connect(conn.host, conn.port, keepalive=30)
+    except OSError as e:
+        raise ConfigError(f"cannot reach the broker at {conn.where}: {e}",
+                          hint="check --url and that the broker is running") from None
+    client.loop_start()
+    return client
+
+
+def close(client: Any) -> None:
+    client.loop_stop()
+    client.disconnect()
+
+
+def publish_release(client: Any, base: str, envelope: bytes, artifact: bytes | None, sha256: str) -> None:
+    """Artifact first (the device asks for it as soon as the envelope arrives), then the envelope; both retained."""
+    if artifact is not None:
+        client.publish(addressing.artifact(base, sha256), artifact, qos=1, retain=True).wait_for_publish(60)
+    client.publish(addressing.desired(base), envelope, qos=1, retain=True).wait_for_publish(30)
+
+
+def withdraw_release(client: Any, base: str, sha256: str) -> None:
+    """Clear the retained envelope and artifact under `base` (an empty retained message deletes one), so a
+    device that was offline does not install the release when it comes back. Devices ignore empty ones."""
+    client.publish(addressing.desired(base), b"", qos=1, retain=True).wait_for_publish(30)
+    client.publish(addressing.artifact(base, sha256), b"", qos=1, retain=True).wait_for_publish(30)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    retained: bool
+    payload: dict[str, Any] | str  # a JSON object, or the text of a plain-text topic (`status`)
+
+
+class Feed:
+    """Messages on some topic filters as they arrive (retained ones first), parsed and bounded."""
+
+    def __init__(self, client: Any, filters: list[str], *, text_suffixes: tuple[str, ...] = ("/status",)) -> None:
+        self.filters = list(filters)
+        self.items: queue.Queue[Message] = queue.Queue(maxsize=MAX_QUEUED)
+        self.dropped = 0
+        self.text_suffixes = text_suffixes
+        self.subscribed = False
+        self._mids: set[int] = set()
+        client.on_message = self._on
+        client.on_subscribe = self._on_subscribe
+        for f in filters:
+            self._mids.add(client.subscribe(f, qos=1)[1])
+
+    def _on_subscribe(self, _client: Any, _userdata: Any, mid: int, *_rest: Any) -> None:
+        self._mids.discard(mid)
+        self.subscribed = not self._mids
+
+    def _on(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        raw = bytes(msg.payload)
+        if not raw or len(raw) > MAX_PAYLOAD_BYTES:
+            return  # a cleared retained topic, or junk over the cap
+        if msg.topic.endswith(self.text_suffixes):
+            payload: dict[str, Any] | str = raw[:64].decode("utf-8", "replace").strip()
+        else:
+            try:
+                payload = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                return
+            if not isinstance(payload, dict):
+                return
+        item = Message(msg.topic, bool(msg.retain), payload)
+        try:
+            self.items.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            try:
+                self.items.get_nowait()
+                self.items.put_nowait(item)
+            except (queue.Empty, queue.Full):
+                pass
+
+    def next(self, timeout: float) -> Message | None:
+        try:
+            return self.items.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def retained(self, timeout: float, quiet: float = 0.5) -> list[Message]:
+        """Every retained message the broker sends on subscribing: read until `quiet` seconds pass with none
+        after the subscription is acknowledged (MQTT has no end-of-retained marker), at most `timeout`.
+        Live messages read meanwhile are kept too, so none is lost."""
+        deadline = time.monotonic() + timeout
+        got: list[Message] = []
+        while time.monotonic() < deadline:
+            m = self.next(min(quiet, deadline - time.monotonic()))
+            if m is None:
+                if self.subscribed:
+                    break
+                continue
+            got.append(m)
+        return got
