@@ -3,8 +3,8 @@
 The plant: SMARTSTOCK_BENCH_FLEET_REAL (default 2) real `smartstock run` devices replaying a folder at
 camera rate (SMARTSTOCK_BENCH_FLEET_FPS, default 30) on the tiny OTA test model, plus simulated
 devices up to SMARTSTOCK_BENCH_FLEET_DEVICES (default 200) in one child process (benchmarks/fleet_sim.py:
-the device's own topic, payload and OTA verification code, an inspection event every
-1/SMARTSTOCK_BENCH_FLEET_SIM_RATE s each, default 2 parts/s, a retained state every 10 s). All devices are
+the device's own topic, payload and OTA verification code, SMARTSTOCK_BENCH_FLEET_SIM_RATE inspection
+events per second each, default the real devices' fps, a retained state every 10 s). All devices are
 in group `fleet`, spread over 4 lines; the real ones sort first on line l0, so a real device is the canary.
 
 Measured in one run:
@@ -237,7 +237,8 @@ def _rollout(plant: Plant, root: Path) -> dict[str, Any]:
 def main() -> dict:
     total = int(_env("DEVICES", 200))
     real = min(int(_env("REAL", 2)), total)
-    fps, sim_rate, window = _env("FPS", 30), _env("SIM_RATE", 2), _env("SECONDS", 20)
+    fps, window = _env("FPS", 30), _env("SECONDS", 20)
+    sim_rate = _env("SIM_RATE", fps)  # every device inspects at camera rate unless told otherwise
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         plant = Plant(root, total, real, fps, sim_rate)

@@ -6,7 +6,9 @@ the whole module; each test rolls out a higher release:
    then it is retained on the group topic and the devices' own topics are cleared;
 2. a release that fails its golden samples: the canary refuses it, the rollout pauses naming the canary
    and the reason, the other devices never see it; `abort` ends it and `resume` is refused after;
-3. a rollout stopped (SIGTERM) after its canary: `resume` in another invocation finishes it.
+3. a rollout stopped (SIGTERM) after its canary: `resume` in another invocation finishes it;
+4. a device that is offline when its batch comes is skipped, and installs the release from the group
+   topic when it comes back.
 The pure parts (batch plan, verdicts on hostile or stale model states) are checked without a broker.
 """
 
@@ -51,7 +53,8 @@ class Plant:
         for i, f in enumerate(frames(40, bright=False)):
             cv2.imwrite(str(src / f"{i:05d}.png"), f if i % 10 else 255 - f)
         self.procs: dict[str, subprocess.Popen] = {}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+        self.cmds: dict[str, list[str]] = {}
+        self.env = env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
         for name in NAMES:
             d = root / name
             (d / "state").mkdir(parents=True)
@@ -73,10 +76,15 @@ trial_max_s = 60
             cmd = [sys.executable, "-m", "smartstock", "run", "--config", str(d / "smartstock.toml"), "--source", str(src),
                    "--loop", "--fps", "10", "--state-dir", str(d / "state"), "--mqtt", self.broker.url,
                    "--http-port", "0"]
-            self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(d / "service.log", "ab"),
-                                                stderr=subprocess.STDOUT)
+            self.cmds[name] = cmd
+            self.start(name)
         for name in NAMES:
             service_port(root / name / "state", self.procs[name], root / name / "service.log")
+
+    def start(self, name: str) -> None:
+        (self.root / name / "state" / "http.port").unlink(missing_ok=True)
+        self.procs[name] = subprocess.Popen(self.cmds[name], cwd=ROOT, env=self.env,
+                                            stdout=open(self.root / name / "service.log", "ab"), stderr=subprocess.STDOUT)
 
     def base(self, name: str) -> str:
         return f"smartstock/plant/l1/{name}"
@@ -217,6 +225,26 @@ def test_resume_finishes_a_rollout_stopped_after_its_canary(plant, cli, tmp_path
     state = json.loads(path.read_text())
     assert state["status"] == "completed" and {d["status"] for d in state["devices"].values()} == {"committed"}
     assert plant.retained(f"smartstock/groups/{GROUP}/model/desired") == envelope.read_bytes()
+
+
+def test_an_offline_device_is_skipped_and_installs_from_the_group_topic_when_back(plant, cli, tmp_path):
+    envelope, model, sha = plant.release(5)
+    stop_service(plant.procs["cam-c"])  # a clean stop publishes `offline`
+    probe = Probe(plant.broker.port, f"{plant.base('cam-c')}/model/state")
+    try:
+        r = cli("ota", "rollout", envelope, "--group", GROUP, "--artifact", model, "--batch", "1",
+                "--batch-timeout", "120", "--url", plant.broker.url, "--state-dir", tmp_path, timeout=300)
+        assert r.rc == 0, r.out + r.err
+        assert "cam-c is offline, skipped" in r.out and "completed: 2 committed, 0 failed, 1 skipped" in r.out, r.out
+        plant.start("cam-c")
+        service_port(plant.root / "cam-c" / "state", plant.procs["cam-c"], plant.root / "cam-c" / "service.log")
+        probe.wait_for(lambda m: json.loads(m.payload)["models"]["defect-classifier"].get("installed_sha256") == sha,
+                       timeout=120)
+    finally:
+        probe.close()
+    state = json.loads((tmp_path / f"rollout-{GROUP}.json").read_text())
+    assert state["devices"][plant.base("cam-c")]["status"] == "skipped"
+    assert state["devices"][plant.base("cam-c")]["published_at"] is None  # never sent on its own topic
 
 
 # -- the pure parts ------------------------------------------------------------------------------

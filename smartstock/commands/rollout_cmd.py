@@ -64,7 +64,7 @@ def _rollout(args: argparse.Namespace) -> int:
         return _status(path, args.json)
     with _locked(path):
         if args.what == "abort":
-            return _abort(path, conn)
+            return _abort(path, conn, args.discover_timeout)
         if args.what == "resume":
             return _resume(path, args, conn)
         return _start(Path(args.what), path, args, conn, cfg)
@@ -184,10 +184,10 @@ def _drive(ro: Any, path: Path, client: Any, feed: Any, fleet: Any, raw: bytes, 
     return 0
 
 
-def _abort(path: Path, conn: Any) -> int:
+def _abort(path: Path, conn: Any, discover_timeout: float) -> int:
     from smartstock.ota import link
     from smartstock.ota.rollout import load, save
-    from smartstock.ota.rollout_run import abort
+    from smartstock.ota.rollout_run import abort, discover, filters
 
     ro = load(path)
     if ro.status in ("completed", "aborted"):
@@ -195,7 +195,8 @@ def _abort(path: Path, conn: Any) -> int:
                           hint="to replace a completed release, sign and roll out a higher release")
     client = link.connect(conn, name="smartstock-rollout")
     try:
-        withdrawn = abort(ro, client)
+        fleet = discover(link.Feed(client, filters(ro.prefix, with_state=False)), ro.prefix, discover_timeout)
+        withdrawn = abort(ro, client, fleet)
     finally:
         link.close(client)
     save(ro, path)

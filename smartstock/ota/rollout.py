@@ -220,9 +220,9 @@ def verdict(payload: Any, kind: str, sha256: str, baseline: str | None) -> tuple
         return None
     status = st.get("status")
     if st.get("installed_sha256") == sha256:
-        return "committed", f"release {st.get('installed_version')} {status}"
-    reason = f"{status}" + (f" ({st['error']})" if st.get("error") else "") \
-        + (f": {str(st['detail'])[:300]}" if st.get("detail") else "")
+        return "committed", f"release {str(st.get('installed_version'))[:20]} {str(status)[:20]}"
+    reason = (str(status)[:20] + (f" ({str(st['error'])[:40]})" if st.get("error") else "")
+              + (f": {str(st['detail'])[:300]}" if st.get("detail") else ""))
     if status in DEVICE_FAILURES:
         return "failed", reason
     if status in FINAL_FAILURES:

@@ -248,13 +248,19 @@ def new_rollout(fleet: Fleet, *, group: str, site: str | None, line: str | None,
                    started_at=now, updated_at=now)
 
 
-def abort(ro: Rollout, client: Any) -> list[str]:
+def abort(ro: Rollout, client: Any, fleet: Fleet) -> list[str]:
     """Withdraw the release from every device it was published to that has not answered; those that
-    committed keep it (an abort does not roll back, as in Mender). The names of the withdrawn devices."""
+    committed keep it (an abort does not roll back, as in Mender). The names of the withdrawn devices.
+    `fleet` holds the retained model states: a device that answered while nobody watched is recorded so."""
     out = []
     for b, d in ro.devices.items():
         if d.status == "published":
+            seen = fleet.devices.get(b)
+            got = verdict(seen.model, ro.kind, ro.sha256, d.baseline) if seen is not None else None
             link.withdraw_release(client, b, ro.sha256)
+            if got is not None:
+                d.status, d.reason, d.finished_at = got[0], got[1], utcnow()
+                continue
             d.status, d.reason, d.finished_at = "skipped", "withdrawn by abort", utcnow()
             out.append(d.name)
         elif d.status == "pending":
