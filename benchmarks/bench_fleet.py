@@ -92,49 +92,25 @@ def _rates(a: tuple[float, int, dict[str, float]], b: tuple[float, int, dict[str
 
 class Plant:
     def __init__(self, root: Path, total: int, real: int, fps: float, sim_rate: float) -> None:
-        from smartstock.ota.keys import generate_keypair, load_private_key
         from tests.conftest import service_port
         from tests.fixtures.broker import Broker
-        from tests.fixtures.ota import frames, make_model_dir
+        from tests.fixtures.ota import fleet_device_config, frame_folder, make_model_dir, technician_key
 
         self.root = root
         self.broker = Broker(root / "broker", extra_conf="sys_interval 1").start()
-        self.keyring = root / "keyring"
-        self.keyring.mkdir()
-        priv, pub = generate_keypair(root / "keys", "tech")
-        (self.keyring / "tech.pub").write_bytes(pub.read_bytes())
-        self.key = load_private_key(priv)
+        self.key, self.keyring = technician_key(root)
         shipped = make_model_dir(root / "shipped", release=1)
         self.model2 = make_model_dir(root / "r2", release=2, bias=(10.5, -10.5))
-        import cv2
-
-        src = root / "frames"
-        src.mkdir()
-        for i, f in enumerate(frames(64, bright=False)):
-            cv2.imwrite(str(src / f"{i:05d}.png"), f if i % 10 else 255 - f)
+        src = frame_folder(root / "frames", 64)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
         self.real: dict[str, subprocess.Popen] = {}
         for i in range(real):
             name = f"cam-{i:02d}"
             d = root / name
-            (d / "state").mkdir(parents=True)
-            (d / "smartstock.toml").write_text(f"""
-[device]
-device_id = "{name}"
-site = "plant"
-line = "l0"
-groups = ["{GROUP}"]
-[vision]
-model = "{shipped}"
-[inspection]
-snapshots = false
-[ota]
-keyring_dir = "{self.keyring}"
-trial_frames = 30
-trial_max_s = 60
-""")
+            config = fleet_device_config(d, name, line="l0", groups=[GROUP], model=shipped, keyring=self.keyring,
+                                         trial_frames=30)
             self.real[name] = subprocess.Popen(
-                [sys.executable, "-m", "smartstock", "run", "--config", str(d / "smartstock.toml"), "--source", str(src),
+                [sys.executable, "-m", "smartstock", "run", "--config", str(config), "--source", str(src),
                  "--loop", "--fps", f"{fps:g}", "--state-dir", str(d / "state"), "--mqtt", self.broker.url,
                  "--http-port", "0"], cwd=ROOT, env=env, stdout=open(d / "service.log", "ab"), stderr=subprocess.STDOUT)
         for name, proc in self.real.items():

@@ -22,15 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
-from smartstock.ota.keys import generate_keypair, load_private_key
 from smartstock.ota.rollout import DeviceProgress, announced_groups, parse_batch, parse_topic, plan, verdict
 from smartstock.ota.sign import sign_model
 from tests.conftest import ROOT, service_port, stop_service, wait_until
 from tests.fixtures.broker import Broker, Probe
-from tests.fixtures.ota import frames, make_model_dir
+from tests.fixtures.ota import fleet_device_config, frame_folder, make_model_dir, technician_key
 
 GROUP = "hall-a"
 NAMES = ("cam-a", "cam-b", "cam-c")
@@ -42,38 +40,17 @@ class Plant:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.broker = Broker(root / "broker").start()
-        keyring = root / "keyring"
-        keyring.mkdir()
-        priv, pub = generate_keypair(root / "keys", "tech")
-        (keyring / "tech.pub").write_bytes(pub.read_bytes())
-        self.key = load_private_key(priv)
+        self.key, keyring = technician_key(root)
         shipped = make_model_dir(root / "shipped", release=1)
-        src = root / "frames"
-        src.mkdir()
-        for i, f in enumerate(frames(40, bright=False)):
-            cv2.imwrite(str(src / f"{i:05d}.png"), f if i % 10 else 255 - f)
+        src = frame_folder(root / "frames", 40)
         self.procs: dict[str, subprocess.Popen] = {}
         self.cmds: dict[str, list[str]] = {}
-        self.env = env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTSTOCK_")}
         for name in NAMES:
             d = root / name
-            (d / "state").mkdir(parents=True)
-            (d / "smartstock.toml").write_text(f"""
-[device]
-device_id = "{name}"
-site = "plant"
-line = "l1"
-groups = ["{GROUP}", "all-cams"]
-[vision]
-model = "{shipped}"
-[inspection]
-snapshots = false
-[ota]
-keyring_dir = "{keyring}"
-trial_frames = 20
-trial_max_s = 60
-""")
-            cmd = [sys.executable, "-m", "smartstock", "run", "--config", str(d / "smartstock.toml"), "--source", str(src),
+            config = fleet_device_config(d, name, line="l1", groups=[GROUP, "all-cams"], model=shipped, keyring=keyring,
+                                         trial_frames=20)
+            cmd = [sys.executable, "-m", "smartstock", "run", "--config", str(config), "--source", str(src),
                    "--loop", "--fps", "10", "--state-dir", str(d / "state"), "--mqtt", self.broker.url,
                    "--http-port", "0"]
             self.cmds[name] = cmd

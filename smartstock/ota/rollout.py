@@ -13,7 +13,6 @@ The state is one JSON file, `rollout-<group>.json`, written atomically after eve
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -125,21 +124,12 @@ def load(path: Path) -> Rollout:
 
 
 def save(ro: Rollout, path: Path) -> None:
-    """Write-then-rename with fsync: a crash leaves the old state or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    data = ro.model_dump_json(indent=2).encode("utf-8") + b"\n"
+    """Atomically (temp file, fsync, rename): a crash leaves the old state or the new one, never half of one."""
+    from smartstock.ota.slots import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write(path, ro.model_dump_json(indent=2).encode("utf-8") + b"\n")
     except OSError as e:
         raise ConfigError(f"{path}: cannot write the rollout state: {e.strerror}",
                           hint="pick a writable --state-dir") from None
