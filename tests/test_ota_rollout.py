@@ -224,6 +224,34 @@ def test_an_offline_device_is_skipped_and_installs_from_the_group_topic_when_bac
     assert state["devices"][plant.base("cam-c")]["published_at"] is None  # never sent on its own topic
 
 
+def test_rollout_mistakes_are_errors_that_say_what_to_do(cli, tmp_path, broker):
+    key, _keyring = technician_key(tmp_path)
+    model = make_model_dir(tmp_path / "r2", release=2)
+    env, _ = sign_model(model, release=2, key=key, key_id="tech", devices=["cam7"])
+    for_device = tmp_path / "device.json"
+    for_device.write_bytes(env.to_json())
+    env, _ = sign_model(model, release=2, key=key, key_id="tech", groups=[GROUP])
+    for_group = tmp_path / "group.json"
+    for_group.write_bytes(env.to_json())
+    common = ["--url", broker.url, "--state-dir", tmp_path, "--discover-timeout", "1"]
+
+    r = cli("ota", "rollout", for_device, "--group", GROUP, "--artifact", model, *common)
+    assert r.rc == 2 and "not group 'hall-a'" in r.err and "--group hall-a" in r.err, r.err
+    r = cli("ota", "rollout", for_group, "--group", GROUP, "--artifact", model, *common)
+    assert r.rc == 2 and "no device of group 'hall-a'" in r.err, r.err
+    assert not (tmp_path / f"rollout-{GROUP}.json").exists()
+    r = cli("ota", "rollout", for_group, "--group", GROUP, "--artifact", model, "--batch", "0%", *common)
+    assert r.rc == 2 and "--batch '0%'" in r.err, r.err
+    r = cli("ota", "rollout", for_group, "--group", "a/b", "--artifact", model, *common)
+    assert r.rc == 2 and "not a valid MQTT topic level" in r.err, r.err
+    for action in ("status", "resume", "abort"):
+        r = cli("ota", "rollout", action, "--group", GROUP, *common)
+        assert r.rc == 2 and "no rollout state" in r.err and "Traceback" not in r.err, (action, r.err)
+    (tmp_path / f"rollout-{GROUP}.json").write_text('{"v": 1, "group": 5}')
+    r = cli("ota", "rollout", "status", "--group", GROUP, *common)
+    assert r.rc == 2 and "rollout state field" in r.err, r.err
+
+
 # -- the pure parts ------------------------------------------------------------------------------
 def _devices(n: int) -> list[DeviceProgress]:
     return [DeviceProgress(device_id=f"d{i:03d}", site="s", line="l", batch=0) for i in range(n)]

@@ -50,9 +50,10 @@ def add_parser(osub: argparse._SubParsersAction, add_broker_options: Callable[[a
 
 def _rollout(args: argparse.Namespace) -> int:
     from smartstock.commands.ota_cmd import broker_from_args
-    from smartstock.ota.rollout import check_level, state_path
+    from smartstock.ota.rollout import check_level, parse_batch, state_path
 
     check_level(args.group, "--group")
+    parse_batch(args.batch)
     if not 0 <= args.canary <= 1000:
         raise ConfigError(f"--canary {args.canary}: must be 0-1000")
     if not 1 <= args.batch_timeout <= 7 * 86400 or not 0.5 <= args.discover_timeout <= 600:
