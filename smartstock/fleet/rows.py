@@ -36,7 +36,7 @@ LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what config accepts for site, li
 SUFFIXES = ("status", "state", "model/state", "alerts", "sync")
 COMMON = {"v", "device_id", "ts", "historical"}  # `historical`: a row the outbox published late
 STATE_FIELDS = COMMON | {"model_id", "model_release", "provider", "camera", "cameras", "fps", "latency_ms_p50",
-                         "latency_ms_p99", "parts", "dropped", "defect_rate", "backlog", "rss_mb"}
+                         "latency_ms_p99", "parts", "dropped", "defect_rate", "backlog", "rss_mb", "groups"}
 MODEL_FIELDS = COMMON | {"kind", "step_kind", "title", "installed_version", "latest_version", "in_progress",
                          "release_summary", "update_percentage", "status", "progress", "error", "detail", "serving",
                          "models"}
