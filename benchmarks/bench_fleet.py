@@ -243,6 +243,10 @@ def main() -> dict:
             counter.close()
         finally:
             sim = plant.stop()
+    if sim.get("seconds"):  # what the simulator managed, beside what it was asked for (it is one Python process)
+        sim["events_per_s"] = sim["events"] / sim["seconds"]
+        sim["offered_events_per_s"] = (total - real) * sim_rate
+        print(f"simulator: {sim['events_per_s']:.0f} of {sim['offered_events_per_s']:.0f} inspection events/s offered")
     return {"devices": total, "real_devices": real, "real_fps_requested": fps, "sim_parts_per_s": sim_rate,
             "window_s": window, "announce_s": online_s, "steady": steady, "fleet_status": status, "rollout": rollout,
             "simulator": sim}
