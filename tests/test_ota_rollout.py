@@ -27,7 +27,7 @@ import pytest
 from smartstock.ota.rollout import DeviceProgress, announced_groups, parse_batch, parse_topic, plan, verdict
 from smartstock.ota.sign import sign_model
 from tests.conftest import ROOT, service_port, stop_service, wait_until
-from tests.fixtures.broker import Broker, Probe
+from tests.fixtures.broker import Broker, Probe, free_port
 from tests.fixtures.ota import fleet_device_config, frame_folder, make_model_dir, technician_key
 
 GROUP = "hall-a"
@@ -247,6 +247,9 @@ def test_rollout_mistakes_are_errors_that_say_what_to_do(cli, tmp_path, broker):
     for action in ("status", "resume", "abort"):
         r = cli("ota", "rollout", action, "--group", GROUP, *common)
         assert r.rc == 2 and "no rollout state" in r.err and "Traceback" not in r.err, (action, r.err)
+    r = cli("ota", "rollout", for_group, "--group", GROUP, "--artifact", model, "--url", f"mqtt://127.0.0.1:{free_port()}",
+            "--state-dir", tmp_path)
+    assert r.rc == 8 and "cannot reach the MQTT broker" in r.err and "Traceback" not in r.err, r.err
     (tmp_path / f"rollout-{GROUP}.json").write_text('{"v": 1, "group": 5}')
     r = cli("ota", "rollout", "status", "--group", GROUP, *common)
     assert r.rc == 2 and "rollout state field" in r.err, r.err

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from smartstock.errors import BackendUnavailable, ConfigError
+from smartstock.errors import BackendUnavailable, BrokerUnavailable
 from smartstock.ota import addressing
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ class BrokerConn:
         return f"{self.host}:{self.port}"
 
 
-def connect(conn: BrokerConn, *, name: str = "smartstock-ota") -> Any:
-    """A started paho client (MQTT 3.1.1, its network loop on its own thread)."""
+def connect(conn: BrokerConn, *, name: str = "smartstock-ota", timeout: float = 10.0) -> Any:
+    """A started paho client (MQTT 3.1.1, its network loop on its own thread), connected: the broker has
+    accepted the connection. BrokerUnavailable (exit 8) when it cannot be reached or refuses us."""
     try:
         import paho.mqtt.client as mqtt
     except ImportError as e:
@@ -51,12 +53,24 @@ def connect(conn: BrokerConn, *, name: str = "smartstock-ota") -> Any:
         client.username_pw_set(conn.username, conn.password)
     if conn.tls:
         client.tls_set(ca_certs=conn.ca_file, certfile=conn.cert_file, keyfile=conn.key_file)
+    answered = threading.Event()
+    answer: list[Any] = []
+
+    def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+        answer.append(reason)
+        answered.set()
+
+    client.on_connect = on_connect
+    hint = "check --url (mqtts:// for TLS), the credentials and that the broker is running"
     try:
         client.connect(conn.host, conn.port, keepalive=30)
-    except OSError as e:
-        raise ConfigError(f"cannot reach the broker at {conn.where}: {e}",
-                          hint="check --url and that the broker is running") from None
+    except (OSError, ValueError) as e:
+        raise BrokerUnavailable(f"cannot reach the MQTT broker {conn.where}: {e}", hint=hint) from None
     client.loop_start()
+    if not answered.wait(timeout) or getattr(answer[0], "is_failure", False):
+        close(client)
+        why = f"it refused the connection: {answer[0]}" if answer else f"no answer within {timeout:g} s"
+        raise BrokerUnavailable(f"cannot use the MQTT broker {conn.where}: {why}", hint=hint)
     return client
 
 
