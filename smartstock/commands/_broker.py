@@ -1,4 +1,4 @@
-"""Broker options shared by the technician's MQTT tools (`ota push|status`, `fleet status|serve`)."""
+"""Broker options shared by the technician's MQTT tools (`ota push|status|rollout`, `fleet status|serve`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from smartstock.commands._common import add_config_option, load
 from smartstock.config import Config, MqttConfig, TlsConfig
 from smartstock.errors import ConfigError
+from smartstock.ota.link import BrokerConn
 
 
 def add_broker_options(p: argparse.ArgumentParser, *, site_help: str = "site topic level (default: the config's "
@@ -32,3 +33,18 @@ def broker_config(args: argparse.Namespace) -> tuple[MqttConfig, str | None, Con
             raise ConfigError("--ca-file is for a TLS broker", hint="use an mqtts:// --url, or drop --ca-file")
         m = m.model_copy(update={"tls": (m.tls or TlsConfig()).model_copy(update={"ca_file": args.ca_file})})
     return m, password, cfg
+
+
+def broker_conn(args: argparse.Namespace) -> tuple[BrokerConn, Config]:
+    """(BrokerConn, Config) from --config/--url/--ca-file: the options every broker-facing ota action takes."""
+    m, password, cfg = broker_config(args)
+    tls = m.tls
+
+    def path(p: Path | None) -> str | None:
+        return str(p) if p else None
+
+    conn = BrokerConn(host=m.host, port=m.port, tls=tls is not None, username=m.username,
+                      password=password if password is not None else m.password(),
+                      ca_file=path(tls.ca_file) if tls else None, cert_file=path(tls.cert_file) if tls else None,
+                      key_file=path(tls.key_file) if tls else None)
+    return conn, cfg

@@ -12,7 +12,7 @@ from typing import Any
 
 from smartstock.commands import rollout_cmd
 from smartstock.commands._broker import add_broker_options as _add_broker_options
-from smartstock.commands._broker import broker_config
+from smartstock.commands._broker import broker_conn
 from smartstock.commands._common import print_json
 from smartstock.errors import ConfigError, InputError, OtaRejected
 
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_broker_options(st)
     st.set_defaults(func=_status)
 
-    rollout_cmd.add_parser(osub, _add_broker_options)
+    rollout_cmd.add_parser(osub)
 
 
 # -- keygen / sign ------------------------------------------------------------------------------
@@ -117,23 +117,6 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 # -- push / status ------------------------------------------------------------------------------
-def broker_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(BrokerConn, Config) from --config/--url/--ca-file: the options every broker-facing ota action takes."""
-    from smartstock.ota.link import BrokerConn
-
-    m, password, cfg = broker_config(args)
-    tls = m.tls
-
-    def path(p: Path | None) -> str | None:
-        return str(p) if p else None
-
-    conn = BrokerConn(host=m.host, port=m.port, tls=tls is not None, username=m.username,
-                      password=password if password is not None else m.password(),
-                      ca_file=path(tls.ca_file) if tls else None, cert_file=path(tls.cert_file) if tls else None,
-                      key_file=path(tls.key_file) if tls else None)
-    return conn, cfg
-
-
 def _bases(args: argparse.Namespace, cfg: Any) -> str:
     from smartstock.ota.addressing import device_base, group_base
 
@@ -182,7 +165,7 @@ def _push(args: argparse.Namespace) -> int:
     raw, release, data = read_release(args.envelope, args.artifact)
     if args.wait and not args.device:
         raise ConfigError("--wait follows one device's model/state", hint="use --device ID with --wait")
-    conn, cfg = broker_from_args(args)
+    conn, cfg = broker_conn(args)
     base = _bases(args, cfg)
     client = link.connect(conn)
     try:
@@ -235,7 +218,7 @@ def _follow(feed: Any, kind: str, timeout: float, first: Any = None) -> int:
 def _status(args: argparse.Namespace) -> int:
     from smartstock.ota import addressing, link
 
-    conn, cfg = broker_from_args(args)
+    conn, cfg = broker_conn(args)
     topic = addressing.state(_bases(args, cfg))
     client = link.connect(conn)
     try:

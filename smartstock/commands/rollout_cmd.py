@@ -12,17 +12,18 @@ import hashlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from smartstock.commands._broker import add_broker_options, broker_conn
 from smartstock.commands._common import print_json
 from smartstock.errors import ConfigError, InputError, OtaRejected
 
 INTERRUPTED = 130
 
 
-def add_parser(osub: argparse._SubParsersAction, add_broker_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(osub: argparse._SubParsersAction) -> None:
     ro = osub.add_parser(
         "rollout", help="staged rollout to a group: canaries, then batches, pausing on the first failure",
         description="`ota rollout ENVELOPE --group G` starts one; `ota rollout status|resume|abort --group G` look "
@@ -44,12 +45,12 @@ def add_parser(osub: argparse._SubParsersAction, add_broker_options: Callable[[a
                     help="folder of the rollout state file (default: the config's device.state_dir, else the "
                          "current folder)")
     ro.add_argument("--json", action="store_true", help="status: print the saved state as JSON")
-    add_broker_options(ro)
+    add_broker_options(ro, site_help="only devices of this site (default: every site)",
+                       line_help="only devices of this line (default: every line)")
     ro.set_defaults(func=_rollout)
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from smartstock.commands.ota_cmd import broker_from_args
     from smartstock.ota.rollout import check_level, parse_batch, state_path
 
     check_level(args.group, "--group")
@@ -58,7 +59,7 @@ def _rollout(args: argparse.Namespace) -> int:
         raise ConfigError(f"--canary {args.canary}: must be 0-1000")
     if not 1 <= args.batch_timeout <= 7 * 86400 or not 0.5 <= args.discover_timeout <= 600:
         raise ConfigError("--batch-timeout must be 1 s - 7 days and --discover-timeout 0.5-600 s")
-    conn, cfg = broker_from_args(args)
+    conn, cfg = broker_conn(args)
     state_dir = args.state_dir or cfg.device.state_dir or Path.cwd()
     path = state_path(state_dir, args.group)
     if args.what == "status":
