@@ -181,24 +181,31 @@ def test_a_refusing_canary_pauses_the_rollout_before_any_other_device_sees_it(pl
 def test_resume_finishes_a_rollout_stopped_after_its_canary(plant, cli, tmp_path):
     envelope, model, sha = plant.release(4)
     cmd = [sys.executable, "-m", "smartstock", "ota", "rollout", str(envelope), "--group", GROUP, "--artifact",
-           str(model), "--batch", "1", "--batch-timeout", "120", "--url", plant.broker.url, "--state-dir", str(tmp_path)]
+           str(model), "--batch", "1", "--batch-timeout", "60", "--url", plant.broker.url, "--state-dir", str(tmp_path)]
+    probe = Probe(plant.broker.port, f"{plant.base('cam-b')}/model/state")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path = tmp_path / f"rollout-{GROUP}.json"
     try:
-        wait_until(lambda: path.exists() and json.loads(path.read_text())["current"] >= 1, 120, "the canary to commit")
+        # stopped once the second device has been sent the release, before it answers
+        wait_until(lambda: path.exists() and json.loads(path.read_text())["devices"][plant.base("cam-b")]["status"]
+                   == "published", 120, "the canary to commit and cam-b to be sent the release")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
+        # cam-b commits while no rollout is watching: resume must take that from its retained model/state
+        probe.wait_for(lambda m: json.loads(m.payload)["models"]["defect-classifier"].get("installed_sha256") == sha,
+                       timeout=120)
     finally:
+        probe.close()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out + err
     state = json.loads(path.read_text())
     assert state["status"] == "interrupted" and state["devices"][plant.base("cam-a")]["status"] == "committed", state
-    assert state["current"] < len(state["batches"]) and state["group_published"] is False, state  # stopped midway
+    assert state["devices"][plant.base("cam-c")]["status"] == "pending" and state["group_published"] is False, state
 
     r = cli("ota", "rollout", "resume", "--group", GROUP, "--url", plant.broker.url, "--state-dir", tmp_path, timeout=300)
     assert r.rc == 0, r.out + r.err
-    assert "resuming" in r.out and "completed: 3 committed" in r.out, r.out
+    assert "resuming" in r.out and "cam-b committed" in r.out and "completed: 3 committed" in r.out, r.out
     state = json.loads(path.read_text())
     assert state["status"] == "completed" and {d["status"] for d in state["devices"].values()} == {"committed"}
     assert plant.retained(f"smartstock/groups/{GROUP}/model/desired") == envelope.read_bytes()

@@ -143,7 +143,13 @@ class Driver:
                 d.baseline = st.get("updated_at") if st else None
                 link.publish_release(self.client, b, self.envelope, self.artifact, ro.sha256)
                 d.status, d.published_at = "published", utcnow()
-        waiting = [b for b in ro.batches[i] if ro.devices[b].status == "published"]
+        waiting = []
+        for b in ro.batches[i]:  # resumed: a device may have answered while nobody watched (its retained state)
+            d = ro.devices[b]
+            if d.status == "published" and self._judge(b, d) and d.status == "failed":
+                return self._pause(f"{d.name}: {d.reason}")
+            if d.status == "published":
+                waiting.append(b)
         self._note(f"{label}: {len(ro.batches[i])} device(s), waiting for {len(waiting)} to commit "
                    f"release {ro.release}")
         self._save()
