@@ -175,6 +175,7 @@ def _rollout(plant: Plant, root: Path) -> dict[str, Any]:
 
     from smartstock.ota import link
     from smartstock.ota.rollout_run import Driver, discover, filters, new_rollout
+    from smartstock.ota.rollout_run import open_feed
     from smartstock.ota.sign import sign_model
 
     env, rel = sign_model(plant.model2, release=2, key=plant.key, key_id="tech", groups=[GROUP])
@@ -183,7 +184,7 @@ def _rollout(plant: Plant, root: Path) -> dict[str, Any]:
     client = link.connect(link.BrokerConn("127.0.0.1", plant.broker.port), name="bench-rollout")
     try:
         t0 = time.perf_counter()
-        feed = link.Feed(client, filters("smartstock", with_state=True))
+        feed = open_feed(client, "smartstock", with_state=True)
         fleet = discover(feed, "smartstock", 30.0)
         client.unsubscribe(filters("smartstock", with_state=True)[-1])
         t_found = time.perf_counter() - t0

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from smartstock.ota.rollout import DeviceProgress, announced_groups, parse_batch, parse_topic, plan, verdict
+from smartstock.ota.rollout import (
+    DeviceProgress, announced_groups, compact, parse_batch, parse_topic, plan, verdict,
+)
 from smartstock.ota.sign import sign_model
 from tests.conftest import ROOT, service_port, stop_service, wait_until
 from tests.fixtures.broker import Broker, Probe, free_port
@@ -287,6 +289,15 @@ def test_broker_input_is_validated_not_trusted():
     assert announced_groups({"groups": ["a", "b/c", 5, "#"]}) == ["a"]
     assert announced_groups({"groups": ["g"] * 1000}) is None and announced_groups([1]) is None
     assert announced_groups({"version": "old"}) is None
+    # what a rollout keeps of each device's message is small whatever the broker sends
+    sha = "c" * 64
+    huge = {"models": {"defect-classifier": {"status": "x" * 10_000, "detail": {"nested": [1]}, "installed_sha256": sha,
+                                             "junk": "y" * 1000}, **{f"k{i}": {"status": "s"} for i in range(100)}},
+            "other": "z" * 100_000}
+    kept = compact("smartstock/p/l/d/model/state", huge)
+    assert len(kept["models"]) == 4
+    assert kept["models"]["defect-classifier"] == {"status": "x" * 400, "installed_sha256": sha}
+    assert compact("smartstock/p/l/d/state", {"groups": ["a"], "recent": [1] * 1000}) == {"groups": ["a"]}
 
 
 def test_verdicts_name_this_release_only():

@@ -101,6 +101,7 @@ def _start(envelope: Path, path: Path, args: argparse.Namespace, conn: Any, cfg:
     from smartstock.ota import link
     from smartstock.ota.rollout import load, save
     from smartstock.ota.rollout_run import discover, filters, new_rollout
+    from smartstock.ota.rollout_run import open_feed
 
     raw, release, data = read_release(envelope, args.artifact)
     t = release.target
@@ -116,7 +117,7 @@ def _start(envelope: Path, path: Path, args: argparse.Namespace, conn: Any, cfg:
     prefix = (args.prefix or cfg.mqtt.prefix).strip("/")
     client = link.connect(conn, name="smartstock-rollout")
     try:
-        feed = link.Feed(client, filters(prefix, with_state=True))
+        feed = open_feed(client, prefix, with_state=True)
         fleet = discover(feed, prefix, args.discover_timeout)
         client.unsubscribe(filters(prefix, with_state=True)[-1])  # states are large and only needed to find members
         ro = new_rollout(fleet, group=args.group, site=args.site, line=args.line, release=release,
@@ -139,7 +140,8 @@ def _resume(path: Path, args: argparse.Namespace, conn: Any) -> int:
     from smartstock.commands.ota_cmd import read_release
     from smartstock.ota import link
     from smartstock.ota.rollout import load
-    from smartstock.ota.rollout_run import discover, filters
+    from smartstock.ota.rollout_run import discover
+    from smartstock.ota.rollout_run import open_feed
 
     ro = load(path)
     if ro.status in ("completed", "aborted"):
@@ -155,7 +157,7 @@ def _resume(path: Path, args: argparse.Namespace, conn: Any) -> int:
          + (f": {ro.reason}" if ro.reason else "") + f"), at {ro.batch_label(min(ro.current, len(ro.batches) - 1))}")
     client = link.connect(conn, name="smartstock-rollout")
     try:
-        feed = link.Feed(client, filters(ro.prefix, with_state=False))
+        feed = open_feed(client, ro.prefix, with_state=False)
         fleet = discover(feed, ro.prefix, args.discover_timeout)
         return _drive(ro, path, client, feed, fleet, raw, data)
     finally:
@@ -189,7 +191,8 @@ def _drive(ro: Any, path: Path, client: Any, feed: Any, fleet: Any, raw: bytes, 
 def _abort(path: Path, conn: Any, discover_timeout: float) -> int:
     from smartstock.ota import link
     from smartstock.ota.rollout import load, save
-    from smartstock.ota.rollout_run import abort, discover, filters
+    from smartstock.ota.rollout_run import abort, discover
+    from smartstock.ota.rollout_run import open_feed
 
     ro = load(path)
     if ro.status in ("completed", "aborted"):
@@ -197,7 +200,7 @@ def _abort(path: Path, conn: Any, discover_timeout: float) -> int:
                           hint="to replace a completed release, sign and roll out a higher release")
     client = link.connect(conn, name="smartstock-rollout")
     try:
-        fleet = discover(link.Feed(client, filters(ro.prefix, with_state=False)), ro.prefix, discover_timeout)
+        fleet = discover(open_feed(client, ro.prefix, with_state=False), ro.prefix, discover_timeout)
         withdrawn = abort(ro, client, fleet)
     finally:
         link.close(client)

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,8 @@ from smartstock.ota import addressing
 
 logger = logging.getLogger(__name__)
 
-MAX_PAYLOAD_BYTES = 1024 * 1024  # a device's state with its recent parts is a few KB; 1 MB is junk
-MAX_QUEUED = 100_000             # messages waiting for the reader; 200 devices x a few topics fits many times
+MAX_PAYLOAD_BYTES = 256 * 1024  # a device's retained state is about 1 KB; 256 KiB is the device's own inbound cap
+MAX_QUEUED = 20_000             # messages waiting for the reader; 200 devices x 3 retained topics fit many times
 
 
 @dataclass(frozen=True)
@@ -101,23 +102,33 @@ class Message:
 
 
 class Feed:
-    """Messages on some topic filters as they arrive (retained ones first), parsed and bounded."""
+    """Messages on some topic filters as they arrive (retained ones first), parsed and bounded.
 
-    def __init__(self, client: Any, filters: list[str], *, text_suffixes: tuple[str, ...] = ("/status",)) -> None:
+    `compact(topic, payload)` may cut a parsed payload down to what the reader uses, on paho's thread,
+    so what waits in the queue stays small whatever the broker sends."""
+
+    def __init__(self, client: Any, filters: list[str], *, text_suffixes: tuple[str, ...] = ("/status",),
+                 compact: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.filters = list(filters)
         self.items: queue.Queue[Message] = queue.Queue(maxsize=MAX_QUEUED)
         self.dropped = 0
         self.text_suffixes = text_suffixes
-        self.subscribed = False
-        self._mids: set[int] = set()
+        self.compact = compact
+        self._subscribed = threading.Event()
+        self._lock = threading.Lock()  # the SUBACK may come back before subscribe() has returned its id
         client.on_message = self._on
         client.on_subscribe = self._on_subscribe
-        for f in filters:
-            self._mids.add(client.subscribe(f, qos=1)[1])
+        with self._lock:
+            self._mid = client.subscribe([(f, 1) for f in self.filters])[1]
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
 
     def _on_subscribe(self, _client: Any, _userdata: Any, mid: int, *_rest: Any) -> None:
-        self._mids.discard(mid)
-        self.subscribed = not self._mids
+        with self._lock:
+            if mid == self._mid:
+                self._subscribed.set()
 
     def _on(self, _client: Any, _userdata: Any, msg: Any) -> None:
         raw = bytes(msg.payload)
@@ -132,6 +143,8 @@ class Feed:
                 return
             if not isinstance(payload, dict):
                 return
+            if self.compact is not None:
+                payload = self.compact(msg.topic, payload)
         item = Message(msg.topic, bool(msg.retain), payload)
         try:
             self.items.put_nowait(item)

@@ -199,6 +199,25 @@ def model_state(payload: Any, kind: str) -> dict[str, Any] | None:
     return st if isinstance(st, dict) else None
 
 
+_MODEL_KEYS = ("status", "error", "detail", "installed_sha256", "installed_version", "step_sha256", "updated_at")
+
+
+def compact(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What a rollout keeps of a device's message (link.Feed's `compact`): its groups from `state`, the
+    fields `verdict` reads from `model/state` (scalars, text capped); a few hundred bytes per device."""
+    if topic.endswith("/model/state"):
+        models = payload.get("models")
+        kept: dict[str, Any] = {}
+        for kind, st in (list(models.items())[:4] if isinstance(models, dict) else []):
+            if isinstance(st, dict):
+                kept[str(kind)[:40]] = {k: (st[k][:400] if isinstance(st[k], str) else st[k]) for k in _MODEL_KEYS
+                                        if k in st and (st[k] is None or isinstance(st[k], (str, int, float, bool)))}
+        return {"models": kept}
+    if topic.endswith("/state"):
+        return {"groups": announced_groups(payload)}
+    return payload
+
+
 def verdict(payload: Any, kind: str, sha256: str, baseline: str | None) -> tuple[str, str] | None:
     """('committed', detail) once `sha256` serves; ('failed', reason) when the device refused or rolled back
     this release (or cannot update this kind at all); None while it is still working or says nothing new.

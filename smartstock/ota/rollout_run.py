@@ -22,7 +22,7 @@ from typing import Any
 from smartstock.errors import ConfigError
 from smartstock.ota import addressing, link
 from smartstock.ota.rollout import (
-    MAX_DEVICES, DeviceProgress, Rollout, announced_groups, base_of, model_state, parse_topic, save, verdict,
+    MAX_DEVICES, DeviceProgress, Rollout, announced_groups, base_of, compact, model_state, parse_topic, save, verdict,
 )
 from smartstock.store.db import utcnow
 
@@ -75,6 +75,12 @@ class Fleet:
     def silent(self) -> int:
         """Devices whose retained state names no groups (older SmartStock): only the group topic reaches them."""
         return sum(1 for s in self.devices.values() if s.groups is None)
+
+
+def open_feed(client: Any, prefix: str, *, with_state: bool) -> link.Feed:
+    """The devices' `status` and `model/state` (and `state`, to find a group's members), cut to what a rollout
+    reads as they arrive."""
+    return link.Feed(client, filters(prefix, with_state=with_state), compact=compact)
 
 
 def filters(prefix: str, *, with_state: bool) -> list[str]:
