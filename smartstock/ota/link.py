@@ -1,5 +1,8 @@
 """The technician's MQTT link: connect, publish a release under a base, read devices' retained topics.
 
+Connections and publishes wait for the broker's acknowledgement (smartstock.sync.acked): under a fleet
+ACL a refused release is an error naming the broker's reason, not a silent drop.
+
 `ota push`, `ota status` and `ota rollout` share it. What comes back from the broker is hostile input:
 every payload is size-capped before it is parsed, anything that is not a JSON object is dropped, and
 the queue the paho thread fills is bounded (the oldest message goes when it is full, counted).
@@ -18,6 +21,7 @@ from typing import Any
 
 from smartstock.errors import BackendUnavailable, BrokerUnavailable
 from smartstock.ota import addressing
+from smartstock.sync.acked import connect_acked, publish_acked
 
 logger = logging.getLogger(__name__)
 
@@ -41,37 +45,24 @@ class BrokerConn:
         return f"{self.host}:{self.port}"
 
 
-def connect(conn: BrokerConn, *, name: str = "smartstock-ota", timeout: float = 10.0) -> Any:
-    """A started paho client (MQTT 3.1.1, its network loop on its own thread), connected: the broker has
-    accepted the connection. BrokerUnavailable (exit 8) when it cannot be reached or refuses us."""
+def connect(conn: BrokerConn, *, name: str = "smartstock-ota") -> Any:
+    """A started paho client (MQTT 5, so a refused CONNECT or PUBLISH says why; its network loop on its own
+    thread), connected. BrokerUnavailable (exit 8) when the broker cannot be reached or refuses us."""
     try:
         import paho.mqtt.client as mqtt
     except ImportError as e:
         raise BackendUnavailable("paho-mqtt is not installed", hint="pip install 'smartstock[edge]'") from e
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{int(time.time() * 1000) % 10**9}",
-                         protocol=mqtt.MQTTv311)
+                         protocol=mqtt.MQTTv5)
     if conn.username:
         client.username_pw_set(conn.username, conn.password)
     if conn.tls:
         client.tls_set(ca_certs=conn.ca_file, certfile=conn.cert_file, keyfile=conn.key_file)
-    answered = threading.Event()
-    answer: list[Any] = []
-
-    def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
-        answer.append(reason)
-        answered.set()
-
-    client.on_connect = on_connect
-    hint = "check --url (mqtts:// for TLS), the credentials and that the broker is running"
     try:
-        client.connect(conn.host, conn.port, keepalive=30)
+        connect_acked(client, conn.host, conn.port)
     except (OSError, ValueError) as e:
-        raise BrokerUnavailable(f"cannot reach the MQTT broker {conn.where}: {e}", hint=hint) from None
-    client.loop_start()
-    if not answered.wait(timeout) or getattr(answer[0], "is_failure", False):
-        close(client)
-        why = f"it refused the connection: {answer[0]}" if answer else f"no answer within {timeout:g} s"
-        raise BrokerUnavailable(f"cannot use the MQTT broker {conn.where}: {why}", hint=hint)
+        raise BrokerUnavailable(f"cannot reach the MQTT broker {conn.where}: {e}",
+                                hint="check --url (mqtts:// for TLS) and that the broker is running") from None
     return client
 
 
@@ -83,15 +74,15 @@ def close(client: Any) -> None:
 def publish_release(client: Any, base: str, envelope: bytes, artifact: bytes | None, sha256: str) -> None:
     """Artifact first (the device asks for it as soon as the envelope arrives), then the envelope; both retained."""
     if artifact is not None:
-        client.publish(addressing.artifact(base, sha256), artifact, qos=1, retain=True).wait_for_publish(60)
-    client.publish(addressing.desired(base), envelope, qos=1, retain=True).wait_for_publish(30)
+        publish_acked(client, addressing.artifact(base, sha256), artifact, retain=True, timeout=60)
+    publish_acked(client, addressing.desired(base), envelope, retain=True)
 
 
 def withdraw_release(client: Any, base: str, sha256: str) -> None:
     """Clear the retained envelope and artifact under `base` (an empty retained message deletes one), so a
     device that was offline does not install the release when it comes back. Devices ignore empty ones."""
-    client.publish(addressing.desired(base), b"", qos=1, retain=True).wait_for_publish(30)
-    client.publish(addressing.artifact(base, sha256), b"", qos=1, retain=True).wait_for_publish(30)
+    publish_acked(client, addressing.desired(base), b"", retain=True)
+    publish_acked(client, addressing.artifact(base, sha256), b"", retain=True)
 
 
 @dataclass(frozen=True)
