@@ -89,12 +89,14 @@ def replay(train: list[np.ndarray], test: list[np.ndarray], demand: list[tuple[f
     """compute_policy per series, simulate_sq over its held-out periods, pooled figures."""
     from smartstock.config import SkuPolicy
     from smartstock.errors import SmartStockError
+    from smartstock.inventory.lead_time import DemandSample
     from smartstock.inventory.policy import DemandEstimate, compute_policy
     from smartstock.report.simulate import simulate_sq
 
     cycles = cycles_short = 0
     served = total = 0.0
     stock, stockouts, skipped = [], [], 0
+    bases: dict[str, int] = {}
     for y, a, (mean, sd) in zip(train, test, demand):
         mu = float(np.mean(y[-max(len(a), 1) * 4:]))  # recent mean demand: the cost scale, same for every driver
         if mu <= 0 or mean <= 0:
@@ -105,12 +107,17 @@ def replay(train: list[np.ndarray], test: list[np.ndarray], demand: list[tuple[f
         pol = SkuPolicy(order_cost=order_cost, holding_cost=holding, lead_time_days=lead, service_level=TARGET,
                         service_type="cycle")
         try:
-            res = compute_policy(pol, DemandEstimate(mean, max(sd, 0.0), "bench"), days_per_year=periods_per_year)
+            # the recent history (two years) lets the policy use an empirical lead-time demand on lumpy series
+            sample = DemandSample.of(y, 1.0, max_days=2 * periods_per_year)
+            res = compute_policy(pol, DemandEstimate(mean, max(sd, 0.0), "bench", sample=sample),
+                                 days_per_year=periods_per_year)
             sim = simulate_sq([max(0.0, float(v)) for v in a], reorder_point=res.reorder_point,
                               order_quantity=res.lot_size, lead_time_days=lead)
         except SmartStockError:
             skipped += 1
             continue
+        kind = res.safety_stock_basis.split(":")[0]
+        bases[kind] = bases.get(kind, 0) + 1
         final = bool(sim.short_days) and (not sim.arrival_days or sim.short_days[-1] >= sim.arrival_days[-1])
         n = len(sim.arrival_days) + int(final)
         if n:
@@ -124,7 +131,8 @@ def replay(train: list[np.ndarray], test: list[np.ndarray], demand: list[tuple[f
             "cycle_service_level": 1.0 - cycles_short / cycles if cycles else float("nan"),
             "fill_rate": served / total if total else float("nan"),
             "avg_stock_periods": float(np.mean(stock)) if stock else float("nan"),
-            "stockout_periods_per_series": float(np.mean(stockouts)) if stockouts else float("nan")}
+            "stockout_periods_per_series": float(np.mean(stockouts)) if stockouts else float("nan"),
+            "safety_stock_basis": bases}
 
 
 def run_set(name: str, train: list[np.ndarray], test: list[np.ndarray], m: int, lead: int, ppy: float,
@@ -143,6 +151,8 @@ def run_set(name: str, train: list[np.ndarray], test: list[np.ndarray], m: int, 
     for k, r in rows.items():
         print(f"  {k:12s} {r['cycle_service_level']:7.3f} {r['fill_rate']:7.3f} {r['avg_stock_periods']:7.3f} "
               f"{r['stockout_periods_per_series']:6.2f} {r['cycles']:7d} {secs[k]:8.1f}")
+    print("  safety stock basis (series):", "; ".join(
+        f"{k} " + ", ".join(f"{b} {n}" for b, n in sorted(r["safety_stock_basis"].items())) for k, r in rows.items()))
     a = rows["auto"]
     verdict = {}
     for p in d_peers:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from smartstock.config import Config, ForecastConfig
-from smartstock.forecasting.io import DAYS_PER_BUCKET, period_index, period_start
+from smartstock.forecasting.io import DAYS_PER_BUCKET, bucket_daily, period_start
 from smartstock.forecasting.runner import Job, SeriesResult, default_season_length, forecast_many
 from smartstock.inventory.history import HistoryWindow
 from smartstock.inventory.plan import plans_from_store, window_from_store
@@ -29,22 +29,6 @@ from smartstock.store.db import utcnow
 from smartstock.store.sales import sales_series, skus_with_sales
 
 logger = logging.getLogger(__name__)
-
-
-def bucket_daily(daily: list[tuple[dt.date, float]], freq: str, end: dt.date) -> tuple[int, np.ndarray]:
-    """(period index of the first bucket, sums per bucket) from the first sale to `end`, 0 where no sale.
-
-    A last bucket that `end` does not complete is dropped (a half week would look like a demand drop).
-    """
-    idx = np.array([period_index(d, freq) for d, _ in daily])
-    last = period_index(end, freq)
-    if period_index(end + dt.timedelta(days=1), freq) == last and last > idx.min():
-        last -= 1  # `end` is not the last day of its bucket
-    keep = idx <= last
-    start = int(idx.min())
-    y = np.zeros(max(0, last - start + 1))
-    np.add.at(y, idx[keep] - start, [q for (_, q), k in zip(daily, keep) if k])
-    return start, y
 
 
 def demand_estimate(res: SeriesResult, freq: str) -> DemandEstimate:

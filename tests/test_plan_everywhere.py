@@ -27,7 +27,7 @@ from smartstock.sync.topics import Topics
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 FIGURES = ("on_hand", "demand_per_day", "demand_std_per_day", "demand_basis", "eoq", "lot_size", "order_quantity",
            "safety_stock", "reorder_point", "annual_cost", "days_of_cover", "reorder_now", "stale", "last_sale",
-           "history_end")
+           "history_end", "safety_stock_basis")
 
 
 def gap_history(store, *, gap_days: int = 150, days: int = 400, per_day: float = 10.0) -> dt.date:
@@ -105,6 +105,31 @@ def test_policy_cli_says_stale_and_uses_the_history_before_the_gap(cli, tmp_path
     assert p["stale"] and p["history_end"] == end.isoformat()
     text = cli("policy", "GAP-1").out
     assert "STALE SALES" in text and "data gap" in text and "history:365 days" in text
+
+
+def test_lumpy_sku_plans_from_its_empirical_lead_time_demand(cli, tmp_path):
+    """Issue 13: a spare part that sells in lumps gets its reorder point from the history's demand over
+    the lead time (7 days by default) + one review week, named in the plan; a steady SKU keeps the normal
+    model."""
+    rng = np.random.default_rng(13)
+    start = TODAY - dt.timedelta(days=728)
+    sales = [Sale("LUMPY", start + dt.timedelta(days=k), float(rng.integers(5, 30)), None, f"l{k}")
+             for k in range(728) if rng.random() < 0.06]
+    sales += [Sale("STEADY", start + dt.timedelta(days=k), float(rng.poisson(8)), None, f"s{k}") for k in range(728)]
+    with open_store(tmp_path / "cli-state") as store, store.transaction() as conn:
+        insert_sales(conn, sales)
+    lumpy = json.loads(cli("policy", "LUMPY", "--json").out)
+    steady = json.loads(cli("policy", "STEADY", "--json").out)
+    assert lumpy["safety_stock_basis"].startswith("empirical:2-week demand sums over 103 weeks"), lumpy
+    assert steady["safety_stock_basis"] == "normal"
+    # the normal model on the same mean and std would keep less stock for this lumpy part
+    from smartstock.config import SkuPolicy
+    from smartstock.inventory.policy import DemandEstimate, compute_policy
+
+    normal = compute_policy(SkuPolicy(**lumpy["inputs"]), DemandEstimate(lumpy["demand_per_day"],
+                                                                         lumpy["demand_std_per_day"], "t"))
+    assert lumpy["reorder_point"] > normal.reorder_point
+    assert "safety stock basis: empirical:" in cli("policy", "LUMPY").out
 
 
 # -- impossible dates and quantities -------------------------------------------------------------

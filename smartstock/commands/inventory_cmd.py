@@ -172,6 +172,8 @@ def _policy(args: argparse.Namespace) -> int:
             ("reorder now", "YES" if p["reorder_now"] else "no")]
     for k, v in rows:
         print(f"  {k:<24}{v:>12}")
+    if p["safety_stock_basis"]:
+        print(f"  safety stock basis: {p['safety_stock_basis']}")
     for note in p["notes"]:
         if not note.startswith("stale sales:"):
             print(f"  note: {note}")

@@ -52,6 +52,22 @@ def period_start(idx: int, freq: str) -> dt.date:
     return dt.date(idx // 4, (idx % 4) * 3 + 1, 1)
 
 
+def bucket_daily(daily: list[tuple[dt.date, float]], freq: str, end: dt.date) -> tuple[int, np.ndarray]:
+    """(period index of the first bucket, sums per bucket) from the first sale to `end`, 0 where no sale.
+
+    A last bucket that `end` does not complete is dropped (a half week would look like a demand drop).
+    """
+    idx = np.array([period_index(d, freq) for d, _ in daily])
+    last = period_index(end, freq)
+    if period_index(end + dt.timedelta(days=1), freq) == last and last > idx.min():
+        last -= 1  # `end` is not the last day of its bucket
+    keep = idx <= last
+    start = int(idx.min())
+    y = np.zeros(max(0, last - start + 1))
+    np.add.at(y, idx[keep] - start, [q for (_, q), k in zip(daily, keep) if k])
+    return start, y
+
+
 def _month_like(template: dt.date, year: int, month: int) -> dt.date:
     """Same day-of-month as `template` (month end stays month end)."""
     last = calendar.monthrange(year, month)[1]

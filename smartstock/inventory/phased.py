@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from smartstock.config import SkuPolicy
+from smartstock.inventory.lead_time import DemandSample
 from smartstock.inventory.policy import DemandEstimate, compute_policy
 
 MAX_PERIODS = 26  # periods kept in a plan (and on MQTT): half a year of weeks, two years of months
@@ -29,10 +30,12 @@ MAX_ORDERS_PER_DAY = 20
 
 def phased_plan(policy: SkuPolicy, starts: Sequence[dt.date], demand: Sequence[float], days_per_period: Sequence[float],
                 std_per_day: float, *, on_hand: float, defect_rate: float, days_per_year: float = 365.0,
-                basis: str = "forecast") -> list[dict[str, Any]]:
+                basis: str = "forecast", sample: DemandSample | None = None) -> list[dict[str, Any]]:
     """One row per upcoming period: start, demand (units in the period), demand per day, EOQ, lot and
     start quantity (yield-adjusted), safety stock and reorder point at the period's start, projected
-    on hand at its start and the orders the projection places in it."""
+    on hand at its start and the orders the projection places in it. With `sample` (recent demand per
+    bucket) an intermittent SKU's safety stock comes from its empirical lead-time demand, scaled to
+    each period's rate, as in the current plan."""
     n = min(len(starts), len(demand), len(days_per_period), MAX_PERIODS)
     if n == 0:
         return []
@@ -56,9 +59,9 @@ def phased_plan(policy: SkuPolicy, starts: Sequence[dt.date], demand: Sequence[f
 
     def at(t: int, own: float) -> tuple[Any, Any]:
         """(policy for the lead-time window from day t, policy for demand `own` per day) via compute_policy."""
-        window = compute_policy(policy, DemandEstimate(lead_rate(t), std_per_day, basis), defect_rate=p,
+        window = compute_policy(policy, DemandEstimate(lead_rate(t), std_per_day, basis, sample), defect_rate=p,
                                 on_hand=0.0, days_per_year=days_per_year)
-        period = compute_policy(policy, DemandEstimate(own, std_per_day, basis), defect_rate=p, on_hand=0.0,
+        period = compute_policy(policy, DemandEstimate(own, std_per_day, basis, sample), defect_rate=p, on_hand=0.0,
                                 days_per_year=days_per_year)
         return window, period
 

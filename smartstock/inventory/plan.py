@@ -9,6 +9,7 @@ safety stock, reorder point, the data window (gap, stale) and the time-phased pl
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -17,8 +18,9 @@ from typing import Any
 
 from smartstock.config import Config, ForecastConfig
 from smartstock.errors import ConfigError, InvalidParameter, SmartStockError
-from smartstock.forecasting.io import DAYS_PER_BUCKET
+from smartstock.forecasting.io import DAYS_PER_BUCKET, bucket_daily
 from smartstock.inventory.history import HistoryWindow, history_window, max_gap_days
+from smartstock.inventory.lead_time import DemandSample
 from smartstock.inventory.phased import MAX_PERIODS, phased_plan
 from smartstock.inventory.policy import DemandEstimate, compute_policy, demand_from_sales
 from smartstock.store.db import utcnow
@@ -34,8 +36,8 @@ PAYLOAD_KEYS = ("sku", "as_of", "on_hand", "demand_per_day", "demand_std_per_day
                 "model", "forecast", "forecast_total", "forecast_freq", "eoq", "lot_size", "order_quantity",
                 "lot_model", "safety_stock", "reorder_point", "order_up_to", "days_of_cover", "reorder_now",
                 "defect_rate", "annual_cost", "order_cost", "holding_cost", "unit_cost", "lead_time_days",
-                "service_level", "service_type", "last_sale", "history_end", "stale", "stale_reason", "data_gap",
-                "horizon", "error")
+                "service_level", "service_type", "safety_stock_basis", "last_sale", "history_end", "stale",
+                "stale_reason", "data_gap", "horizon", "error")
 HORIZON_KEYS = ("start", "demand", "eoq", "order_quantity", "safety_stock", "reorder_point", "projected_on_hand",
                 "order_total", "first_order_day")
 
@@ -88,6 +90,7 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
                     lead_time_days=policy.lead_time_days, service_level=policy.service_level,
                     service_type=policy.service_type)
         run = latest_run(conn, sku)
+        series = sales_series(conn, sku, start=window.start, end=window.end)
         if run is not None:
             demand = run["demand"]
             basis = f"forecast:{run['model']}"
@@ -95,19 +98,19 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
             plan.update(model=run["model"], forecast_run=run["id"], forecast_freq=run["freq"],
                         demand_class=run["demand_class"], forecast_total=float(sum(run["forecast"])),
                         forecast=[v / per for v in run["forecast"]])
+        elif series:
+            demand = demand_from_sales(series, window_days=history_days, end=window.end)
+            basis = f"history:{_days(demand)} days"
+        elif policy.annual_demand is not None:
+            demand = DemandEstimate(policy.annual_demand / config.inventory.days_per_year, 0.0,
+                                    "config:annual_demand")
+            basis = "config:annual_demand"
         else:
-            series = sales_series(conn, sku, start=window.start, end=window.end)
-            if series:
-                demand = demand_from_sales(series, window_days=history_days, end=window.end)
-                basis = f"history:{_days(demand)} days"
-            elif policy.annual_demand is not None:
-                demand = DemandEstimate(policy.annual_demand / config.inventory.days_per_year, 0.0,
-                                        "config:annual_demand")
-                basis = "config:annual_demand"
-            else:
-                raise ConfigError(f"SKU {sku}: no sales history and no annual_demand to base the policy on",
-                                  hint=f"import sales (`smartstock sales import FILE.csv`) or set one: "
-                                       f"`smartstock sku set {sku} --annual-demand N`")
+            raise ConfigError(f"SKU {sku}: no sales history and no annual_demand to base the policy on",
+                              hint=f"import sales (`smartstock sales import FILE.csv`) or set one: "
+                                   f"`smartstock sku set {sku} --annual-demand N`")
+        sample = demand_sample(series, run["freq"] if run is not None else config.forecast.freq, window.end)
+        demand = dataclasses.replace(demand, sample=sample)
         try:
             res = compute_policy(policy, demand, defect_rate=p, on_hand=on_hand,
                                  days_per_year=config.inventory.days_per_year)
@@ -119,7 +122,8 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
             per = DAYS_PER_BUCKET.get(run["freq"], 7.0)
             plan["horizon"] = phased_plan(policy, run["dates"], run["forecast"], [per] * len(run["forecast"]),
                                           demand.std_per_day, on_hand=on_hand, defect_rate=p,
-                                          days_per_year=config.inventory.days_per_year, basis=basis)
+                                          days_per_year=config.inventory.days_per_year, basis=basis,
+                                          sample=sample)
     except SmartStockError as e:
         if strict:
             raise
@@ -127,6 +131,15 @@ def plan_sku(conn: sqlite3.Connection, config: Config, sku: str, *, window: Hist
     if window.stale:
         plan["notes"] = [f"stale sales: {window.reason}", *plan.get("notes", [])]
     return plan
+
+
+def demand_sample(series: list[tuple[dt.date, float]], freq: str, end: dt.date | None) -> DemandSample | None:
+    """The SKU's recent demand per `freq` bucket (inside the history window), for the lead-time demand of
+    intermittent SKUs (`smartstock.inventory.lead_time`); None without sales."""
+    if not series or end is None or freq not in DAYS_PER_BUCKET:
+        return None
+    _, y = bucket_daily(series, freq, end)
+    return DemandSample.of(y, DAYS_PER_BUCKET[freq]) if len(y) else None
 
 
 def plans_from_store(conn: sqlite3.Connection, config: Config, skus: list[str] | None = None, *,

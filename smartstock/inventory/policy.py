@@ -19,25 +19,29 @@ from smartstock.inventory import lot_size as ls
 from smartstock.inventory import service as sv
 from smartstock.inventory._check import defect_rate as check_defect_rate
 from smartstock.inventory._check import finite, non_negative
+from smartstock.inventory.lead_time import DemandSample, Empirical, empirical
 
 
 @dataclass(frozen=True)
 class DemandEstimate:
     """Expected demand per day and its day-to-day standard deviation, with where it came from.
 
-    `source` is free text for people ("sales:365d", "forecast:ets", "config:annual_demand").
+    `source` is free text for people ("sales:365d", "forecast:ets", "config:annual_demand"). `sample`,
+    the recent demand per bucket, lets `compute_policy` use an empirical lead-time demand when demand is
+    intermittent or lumpy (`smartstock.inventory.lead_time`); without it the normal model is used.
     """
 
     mean_per_day: float
     std_per_day: float
     source: str
+    sample: DemandSample | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         non_negative("mean_per_day", self.mean_per_day, "demand cannot be negative")
         non_negative("std_per_day", self.std_per_day)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"mean_per_day": self.mean_per_day, "std_per_day": self.std_per_day, "source": self.source}
 
 
 def _as_date(value: dt.date | str) -> dt.date:
@@ -94,6 +98,7 @@ class PolicyResult:
     demand_per_day: float
     demand_std_per_day: float
     demand_source: str
+    safety_stock_basis: str  # "normal" or "empirical:..." (how the lead-time demand was modelled)
     defect_rate: float
     on_hand: float
     reorder_now: bool
@@ -145,23 +150,52 @@ def compute_policy(policy: SkuPolicy, demand: DemandEstimate, *, defect_rate: fl
     order_qty = sv.yield_adjusted_quantity(lot, p)
     if p > 0:
         notes.append(f"defect rate {p:.1%}: start {order_qty:.1f} to get {lot:.1f} good")
-    sigma = sv.yield_adjusted_sigma(d_day, sd_day, lt, slt, p)
-    if policy.service_type == "fill_rate":
-        ss = sv.safety_stock_fill_rate(policy.service_level, lot, sigma) if lot > 0 else 0.0
+    review = policy.review_period_days
+    bucket = demand.sample.bucket_days if demand.sample is not None else 0.0
+    emp = empirical(demand.sample, d_day, lt + max(review, bucket))
+    if emp is not None:
+        ss, rop = _empirical_ss(emp, policy, d_day, lt, slt, p, lot)
+        basis = emp.basis
+        notes.append(f"intermittent demand: safety stock from the history's demand over lead time + review "
+                     f"({emp.periods:.3g} buckets), not a normal quantile")
     else:
-        ss = sv.z_for_service_level(policy.service_level) * sigma
-    rop = d_day * lt / (1.0 - p) + ss
+        sigma = sv.yield_adjusted_sigma(d_day, sd_day, lt, slt, p)
+        if policy.service_type == "fill_rate":
+            ss = sv.safety_stock_fill_rate(policy.service_level, lot, sigma) if lot > 0 else 0.0
+        else:
+            ss = sv.z_for_service_level(policy.service_level) * sigma
+        rop = d_day * lt / (1.0 - p) + ss
+        basis = "normal"
 
     up_to: float | None = None
-    if policy.review_period_days > 0:
-        r = policy.review_period_days
+    if review > 0:
         z = sv.z_for_service_level(policy.service_level)
-        up_to = d_day * (r + lt) / (1.0 - p) + z * sv.yield_adjusted_sigma(d_day, sd_day, r + lt, slt, p)
-        notes.append(f"periodic review every {r:g} days: order up to {up_to:.1f}")
+        emp_r = empirical(demand.sample, d_day, review + lt)
+        if emp_r is not None:
+            up_to = max(emp_r.quantile(policy.service_level), d_day * (review + lt)) / (1.0 - p)
+        else:
+            up_to = d_day * (review + lt) / (1.0 - p) + z * sv.yield_adjusted_sigma(d_day, sd_day, review + lt, slt, p)
+        notes.append(f"periodic review every {review:g} days: order up to {up_to:.1f}")
 
     cover = sv.days_of_cover(stock, d_day)
     return PolicyResult(
         eoq=q_eoq, order_quantity=order_qty, safety_stock=ss, reorder_point=rop, order_up_to=up_to,
         days_of_cover=cover, annual_cost=cycle_cost + h * ss, epq=q_epq, lot_size=lot, lot_model=model,
         annual_demand=annual, demand_per_day=d_day, demand_std_per_day=sd_day, demand_source=demand.source,
-        defect_rate=p, on_hand=stock, reorder_now=annual > 0 and stock <= rop, notes=notes)
+        safety_stock_basis=basis, defect_rate=p, on_hand=stock, reorder_now=annual > 0 and stock <= rop, notes=notes)
+
+
+def _empirical_ss(emp: Empirical, policy: SkuPolicy, d_day: float, lt: float, slt: float, p: float,
+                  lot: float) -> tuple[float, float]:
+    """(safety stock, reorder point) from the empirical risk-period demand: the service-level quantile
+    (cycle service) or the level whose expected shortage per cycle is Q (1 - beta) (fill rate); lead-time
+    variability adds z d sigma_L in quadrature; scrap scales the units to start by 1 / (1 - p)."""
+    if policy.service_type == "fill_rate":
+        level = emp.level_for_fill_rate(lot * (1.0 - policy.service_level)) if lot > 0 else d_day * lt
+    else:
+        level = emp.quantile(policy.service_level)
+    ss = max(0.0, level - d_day * lt)
+    if slt > 0:
+        ss = math.hypot(ss, sv.z_for_service_level(policy.service_level) * d_day * slt)
+    ss /= 1.0 - p
+    return ss, d_day * lt / (1.0 - p) + ss

@@ -6,6 +6,7 @@ The forecasting models and the policy maths are the library's own (`smartstock.f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -132,9 +133,12 @@ def policy_view(r: SkuReport, config: Config, *, on_hand: float | None, defect_r
     """compute_policy with the forecast's demand (std from the backtest errors), else the sales history."""
     from smartstock.config import SkuPolicy
     from smartstock.inventory.phased import phased_plan
+    from smartstock.inventory.plan import demand_sample
     from smartstock.inventory.policy import DemandEstimate, compute_policy, demand_from_sales
 
     base = config.inventory.policy_for(r.sku)
+    freq = r.forecast.freq if r.forecast is not None else config.forecast.freq
+    sample = demand_sample(list(zip(r.days, r.sales)), freq, r.days[-1] if r.days else None)
     sku_policy = SkuPolicy(**{**base.model_dump(), **(overrides or {})})
     horizon: list[dict[str, Any]] = []
     if r.forecast is not None and r.forecast.future_mean:
@@ -143,12 +147,12 @@ def policy_view(r: SkuReport, config: Config, *, on_hand: float | None, defect_r
         errors = np.array([a - m for w in fv.windows for a, m in zip(w.actual, w.mean)])
         std_bucket = float(np.sqrt(np.mean(errors ** 2))) if len(errors) else 0.0
         basis = f"forecast:{_short(fv.model)}"
-        demand = DemandEstimate(float(np.mean(fv.future_mean)) / per, std_bucket / math.sqrt(per), basis)
+        demand = DemandEstimate(float(np.mean(fv.future_mean)) / per, std_bucket / math.sqrt(per), basis, sample)
         horizon = phased_plan(sku_policy, fv.future_dates, fv.future_mean, [per] * len(fv.future_mean),
                               demand.std_per_day, on_hand=on_hand or 0.0, defect_rate=defect_rate,
-                              days_per_year=config.inventory.days_per_year, basis=basis)
+                              days_per_year=config.inventory.days_per_year, basis=basis, sample=sample)
     elif r.days:
-        demand = demand_from_sales(zip(r.days, r.sales), window_days=365)
+        demand = dataclasses.replace(demand_from_sales(zip(r.days, r.sales), window_days=365), sample=sample)
         basis = f"history:{demand.source.split(':')[-1].rstrip('d')} days"
     elif sku_policy.annual_demand:
         demand = DemandEstimate(sku_policy.annual_demand / config.inventory.days_per_year, 0.0, "config:annual_demand")
