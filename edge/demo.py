@@ -173,13 +173,17 @@ def step_book_stock(ctx: DemoContext) -> None:
 
 
 def step_policies(ctx: DemoContext) -> None:
-    from smartstock.inventory.from_store import sku_policy
+    """Each SKU's plan from `plan_sku`, the one function behind `smartstock policy`, the report, the status
+    page and MQTT, as of DEMO_END (the sales end there; a later run date must not read as a stale feed)."""
+    from smartstock.inventory.plan import plan_sku
+    from smartstock.store.skus import effective_policy
 
     store, config = ctx.need("store"), ctx.need("config")
     with store.read() as conn:
         for sku in DEMO_SKUS:
-            policy, result = sku_policy(conn, config.inventory, sku)
-            ctx.policies[sku] = {**result.to_dict(), "inputs": policy.model_dump()}
+            plan = plan_sku(conn, config, sku, today=DEMO_END, strict=True)
+            plan["as_of"] = DEMO_END.isoformat()  # reproducible: the demo plans as of its fixed end
+            ctx.policies[sku] = {**plan, "inputs": effective_policy(config.inventory, conn, sku).model_dump()}
     ctx.say(f"computed EOQ, safety stock and reorder point for {len(ctx.policies)} SKUs")
 
 

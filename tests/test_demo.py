@@ -35,6 +35,12 @@ def test_demo_inventory_steps_give_figures_and_rerun_identically(cli, tmp_path):
 
     run_demo(out, steps=INVENTORY_STEPS)  # same folder again: nothing doubled
     assert json.loads((out / "policy.json").read_text()) == first
-    # The figures come from the store and config the demo left behind.
-    p = cli("policy", "HOUSING-B", "--json", "--config", out / "smartstock.toml", "--state-dir", out / "state")
-    assert json.loads(p.out)["reorder_point"] == pytest.approx(first["policies"]["HOUSING-B"]["reorder_point"])
+    # The figures come from the store and config the demo left behind, through the same plan as `policy`.
+    for sku in ("HOUSING-B", "SPARE-D"):
+        p = json.loads(cli("policy", sku, "--json", "--config", out / "smartstock.toml", "--state-dir",
+                           out / "state").out)
+        for k in ("demand_basis", "demand_per_day", "eoq", "order_quantity", "safety_stock", "reorder_point",
+                  "safety_stock_basis", "history_end"):
+            assert p[k] == first["policies"][sku][k], (sku, k)
+    assert first["policies"]["SPARE-D"]["safety_stock_basis"].startswith("empirical:")  # the intermittent part
+    assert first["policies"]["GEAR-A"]["safety_stock_basis"] == "normal"

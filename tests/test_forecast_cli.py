@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from smartstock.errors import InputError
-from smartstock.forecasting.io import read_series_csv
+from smartstock.forecasting.io import period_start, read_series_csv
 
 
 def write(path: Path, text: str) -> Path:
@@ -47,6 +47,41 @@ def test_sales_rows_are_bucketed_and_gaps_are_zero(tmp_path):
     # a file that stops on a Wednesday: that part-week is left out instead of looking like a slump
     f = write(tmp_path / "s2.csv", "sku,date,quantity\nA,2024-01-01,7\nA,2024-01-08,7\nA,2024-01-10,1\n")
     np.testing.assert_allclose(read_series_csv(f, "W").series["A"].y, [7.0])
+
+
+def _gap_file(path, *, after_days: int) -> tuple:
+    """300 days of steady sales of A and B, 120 days of no sales at all, then `after_days` days of sales."""
+    start = dt.date(2024, 1, 1)
+    end = start + dt.timedelta(days=299)
+    rows = ["sku,date,quantity"]
+    rows += [f"{s},{start + dt.timedelta(days=k)},10" for k in range(300) for s in "AB"]
+    back = end + dt.timedelta(days=121)
+    rows += [f"A,{back + dt.timedelta(days=k)},30" for k in range(after_days)]
+    return write(path, "\n".join(rows) + "\n"), end, back
+
+
+def test_a_data_gap_in_a_sales_file_is_left_out_not_read_as_zeros(tmp_path):
+    f, end, back = _gap_file(tmp_path / "gap.csv", after_days=1)
+    assert 0.0 in read_series_csv(f, "W").series["A"].y  # without the rule: 17 weeks of zeros
+    t = read_series_csv(f, "W", gap_periods=8)
+    assert t.window is not None and t.window.stale and t.window.end == end and "data gap" in t.window.reason
+    for s in t.series.values():
+        assert s.y.min() > 0 and period_start(s.start + len(s.y) - 1, "W") <= end  # only the weeks before it
+    # enough sales after the gap (longer than the gap rule): the new regime is used, not stale
+    f, end, back = _gap_file(tmp_path / "regime.csv", after_days=70)
+    t = read_series_csv(f, "W", gap_periods=8)
+    assert not t.window.stale and t.window.start == back and set(t.series) == {"A"}
+    assert np.all(t.series["A"].y == 210.0)
+
+
+def test_cli_forecast_says_so_when_a_file_has_a_data_gap(cli, tmp_path):
+    f, end, _ = _gap_file(tmp_path / "gap.csv", after_days=1)
+    r = cli("forecast", f, "--horizon", "4", "--freq", "W", "--model", "theta", "--out", tmp_path / "o.csv")
+    assert r.rc == 0 and "STALE SALES: data gap" in r.out, r.out
+    fc = (tmp_path / "o.csv").read_text().splitlines()[1:]
+    assert all(float(line.split(",")[2]) == pytest.approx(70.0, rel=0.05) for line in fc)  # not dragged to ~0
+    r = cli("backtest", f, "--horizon", "4", "--freq", "W", "--models", "naive")
+    assert r.rc == 0 and "STALE SALES: data gap" in r.out
 
 
 def test_series_format_keeps_dates_and_infers_freq(tmp_path):

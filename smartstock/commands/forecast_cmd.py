@@ -7,10 +7,14 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smartstock.commands._common import add_store_options, load, print_json, print_table, store_from_args
 from smartstock.config import ForecastConfig
 from smartstock.errors import ConfigError
+
+if TYPE_CHECKING:
+    from smartstock.forecasting.io import SeriesTable
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +110,8 @@ def _forecast(args: argparse.Namespace) -> int:
     from smartstock.forecasting.io import read_series_csv, write_forecasts
     from smartstock.forecasting.runner import Job, forecast_many
 
-    table = read_series_csv(args.input, args.freq or (cfg.freq if _is_sales(args.input) else None))
+    table = read_series_csv(args.input, args.freq or (cfg.freq if _is_sales(args.input) else None),
+                            gap_periods=cfg.gap_periods)
     season = cfg.season_length or default_season(table.freq)
     series = list(table.series.values())
     todo = [Job(s.key, s.y, cfg.horizon, cfg.model, season, cfg.interval_level, cfg.lstm_model, args.windows,
@@ -119,7 +124,14 @@ def _forecast(args: argparse.Namespace) -> int:
     models = Counter(r.model for r in results if r.forecast is not None)
     print(f"forecast: {len(series)} series (freq {table.freq}, season {season}), {rows} rows -> {args.out}; "
           f"models: {', '.join(f'{m} {n}' for m, n in models.most_common())}")
+    _say_gap(table)
     return 0
+
+
+def _say_gap(table: SeriesTable) -> None:
+    """A data gap in the file was left out (`forecast.gap_periods`): say which rows were used."""
+    if table.window is not None:
+        print(f"{'STALE SALES' if table.window.stale else 'data gap'}: {table.window.reason}")
 
 
 def _is_sales(path: Path) -> bool:
@@ -143,7 +155,8 @@ def _backtest(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown or unsupported model(s) for backtest: {', '.join(unknown)}",
                           hint=f"choose from {', '.join(m for m in available() if m != 'lstm')}")
-    table = read_series_csv(args.input, args.freq or (cfg.freq if _is_sales(args.input) else None))
+    table = read_series_csv(args.input, args.freq or (cfg.freq if _is_sales(args.input) else None),
+                            gap_periods=cfg.gap_periods)
     season = cfg.season_length or default_season(table.freq)
     todo = [BacktestJob(s.key, s.y, cfg.horizon, models, season, cfg.interval_level, args.windows)
             for s in table.series.values()]
@@ -170,4 +183,5 @@ def _backtest(args: argparse.Namespace) -> int:
         if skipped:
             print(f"{len(skipped)} series too short for one window of {cfg.horizon}: {', '.join(skipped[:10])}"
                   + (" ..." if len(skipped) > 10 else ""))
+        _say_gap(table)
     return 0

@@ -6,6 +6,9 @@ Two input shapes, read by `smartstock.ingest` (line-numbered errors, BOM, `;`):
 - `unique_id,ds,y`: one row per period already (Nixtla style). Must be sorted by date within a series
   and hold each period once; a missing period is 0 (a sales bucket without sales).
 Output mirrors the input naming: `sku,date,forecast,lo,hi` or `unique_id,ds,forecast,lo,hi`.
+With `gap_periods` (the CLI passes `forecast.gap_periods`) a stretch of more than that many periods
+without a row for any series is a data gap, not zero demand: the same rule as the store's
+(`smartstock.forecasting.gaps`), and the rows outside the window it keeps are left out.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from smartstock.errors import InputError
+from smartstock.forecasting.gaps import HistoryWindow, history_window
 from smartstock.ingest import RowError, open_sales_csv
 from smartstock.sku import csv_text
 
@@ -119,6 +123,7 @@ class SeriesTable:
     naming: str  # "sku" or "unique_id"
     freq: str
     series: dict[str, Series] = field(default_factory=dict)
+    window: HistoryWindow | None = None  # the gap rule's window when one was applied and found a gap
 
     @property
     def columns(self) -> tuple[str, str]:
@@ -137,8 +142,10 @@ def _fail(path: Path, errors: list[RowError], total: int) -> None:
                      hint="fix those rows; a forecast from partly read data would be silently wrong")
 
 
-def read_series_csv(path: Path | str, freq: str | None = None) -> SeriesTable:
-    """Read and bucket a CSV; every problem is an InputError naming the file and line."""
+def read_series_csv(path: Path | str, freq: str | None = None, *, gap_periods: int | None = None) -> SeriesTable:
+    """Read and bucket a CSV; every problem is an InputError naming the file and line. With `gap_periods`,
+    a data gap (no row of any series for more than that many periods) is left out, not read as zeros:
+    `table.window` says which rows were used and why."""
     path = Path(path)
     if freq is not None and freq not in FREQS:
         raise InputError(f"unknown frequency {freq!r}", hint=f"use one of {', '.join(FREQS)}")
@@ -164,6 +171,8 @@ def read_series_csv(path: Path | str, freq: str | None = None) -> SeriesTable:
             raise InputError(f"{path}: cannot tell the bucket size from the dates",
                              hint="pass --freq D, W, M or Q")
     table = SeriesTable(path, naming, freq)
+    if gap_periods is not None:
+        rows = _apply_gap_rule(table, rows, gap_periods)
     if naming == "sku":
         _bucket_sales(table, rows)
     else:
@@ -172,6 +181,20 @@ def read_series_csv(path: Path | str, freq: str | None = None) -> SeriesTable:
     if filled:
         logger.info("%s: %d missing bucket(s) filled with 0 (no sales recorded in them)", path, filled)
     return table
+
+
+def _apply_gap_rule(table: SeriesTable, rows: dict[str, list[tuple[int, dt.date, float]]],
+                    gap_periods: int) -> dict[str, list[tuple[int, dt.date, float]]]:
+    """Rows inside the gap rule's window; the window (with its reason) is kept on the table when a gap
+    was found. The file is a snapshot: it is not stale for being old (today = its last date)."""
+    days = sorted({d for recs in rows.values() for _, d, _ in recs})
+    w = history_window(days, today=days[-1], max_gap_days=gap_periods * DAYS_PER_BUCKET[table.freq])
+    if w.gap_start is None or w.start is None or w.end is None:
+        return rows
+    table.window = w
+    logger.info("%s: %s", table.path, w.reason)
+    kept = {k: [r for r in recs if w.start <= r[1] <= w.end] for k, recs in rows.items()}
+    return {k: recs for k, recs in kept.items() if recs}
 
 
 def _bucket_sales(table: SeriesTable, rows: dict[str, list[tuple[int, dt.date, float]]]) -> None:
