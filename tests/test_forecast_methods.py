@@ -156,3 +156,30 @@ def test_without_statsforecast_auto_warns_and_uses_the_hand_written_models(monke
     assert np.all(np.isfinite(a.predict(6).mean))
     combo = make_forecaster("combo", season_length=12, horizon=6).fit(y)  # still works, on the fallback members
     assert np.all(np.isfinite(combo.predict(6).mean))
+    weekly = make_forecaster("combo", season_length=52, horizon=13).fit(_two_years_weekly())  # AutoETS member too
+    assert weekly.combination in ("mean3", "mean2") and np.all(np.isfinite(weekly.predict(13).mean))
+
+
+def _two_years_weekly() -> np.ndarray:
+    t = np.arange(120)
+    return 200 + 0.5 * t + 30 * np.sin(2 * np.pi * t / 52) + np.random.default_rng(2).normal(0, 5, len(t))
+
+
+def test_weekly_yearly_season_combines_ets_dynamic_theta_and_autoets():
+    """m = 52 uses mean3 (chosen on one half of M4 weekly's 156-week cuts, confirmed on the other); other
+    season lengths keep median3; the backtest weighs exactly the default against its alternative."""
+    from smartstock.forecasting.combo import COMBINATIONS, ComboConfig, combine, default_combination
+
+    y = _two_years_weekly()
+    weekly = make_forecaster("combo", season_length=52, horizon=13).fit(y)
+    assert default_combination(ComboConfig(), 52) == "mean3" and set(weekly.backtest.metrics) == {
+        "mean3", "mean2", "combo"}
+    assert set(weekly._parts) == {"damped", "dot", "autoets"}  # theta is not fitted when nothing uses it
+    mean, _ = combine(weekly._parts, "mean3")
+    np.testing.assert_allclose(mean, np.mean([weekly._parts[k][0] for k in COMBINATIONS["mean3"][1]], axis=0))
+    assert weekly.combination == "mean3"  # the alternative did not backtest 20 % better on this series
+    np.testing.assert_allclose(weekly.predict(13).mean, mean)
+    assert default_combination(ComboConfig(), 4) == "median3" == default_combination(ComboConfig(), 12)
+    assert default_combination(ComboConfig(default="median3"), 52) == "median3"
+    quarterly = make_forecaster("combo", season_length=4, horizon=8).fit(y[:60])
+    assert set(quarterly.backtest.metrics) == {"median3", "mean2", "combo"}

@@ -17,7 +17,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-MEMBERS = ("damped", "dot", "theta")  # damped-trend ETS, dynamic optimised Theta, standard Theta
+# damped-trend ETS, dynamic optimised Theta, standard Theta, and ETS with the error/trend form chosen by AICc
+MEMBERS = ("damped", "dot", "theta", "autoets")
 _Z80 = NormalDist().inv_cdf(0.9)
 _state: dict[str, Any] = {}
 
@@ -42,6 +43,8 @@ def _build(models: Any, kind: str) -> Any:
         return models.DynamicOptimizedTheta(season_length=1)
     if kind == "theta":
         return models.Theta(season_length=1)
+    if kind == "autoets":  # no seasonal form: the series is already seasonally adjusted
+        return models.AutoETS(season_length=1, model="ZZN")
     raise ValueError(f"unknown engine member {kind!r}")
 
 
@@ -49,7 +52,8 @@ def _fallback(kind: str, x: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]
     from smartstock.forecasting.statistical import Ets
     from smartstock.forecasting.theta import Theta
 
-    model = Ets(Ets.Config(seasonal_test=False)) if kind == "damped" else Theta(Theta.Config(seasonal_test=False))
+    ets = kind in ("damped", "autoets")
+    model = Ets(Ets.Config(seasonal_test=False)) if ets else Theta(Theta.Config(seasonal_test=False))
     return model.fit(x)._predict(h)
 
 
