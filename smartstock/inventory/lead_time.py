@@ -1,11 +1,13 @@
 """Lead-time demand that is not normal: the empirical distribution of demand over the risk period.
 
-The normal model (`service.py`) under-covers lumpy demand: most periods sell nothing and one order
-can take several periods' worth. Measured with `python -m benchmarks inventory` on the generated
-intermittent weekly set (200 parts, a sale in 15-45 % of weeks, lead time 2 weeks, 95 % cycle service
-target, (s, Q) replayed over 13 held-out weeks): the normal reorder point reached a cycle service of
-0.87, a gamma quantile 0.915; the normal quantile over the lead time plus one review period 0.93;
-the empirical quantile of that risk period's demand sums 0.95.
+The normal model (`service.py`) under-covers lumpy demand: most periods sell nothing and one sale
+can take several periods' worth, so the stock falls well below the reorder point before an order is
+placed. `python -m benchmarks inventory`, generated intermittent weekly set (200 parts, a sale in
+15-45 % of weeks, lead time 2 weeks, 95 % cycle service target, (s, Q) replayed over 13 held-out
+weeks): with the normal reorder point `auto` reached a cycle service of 0.878 (statsforecast drivers
+0.850-0.873); with this one 0.946 (AutoETS 0.948, CrostonSBA 0.951), at 8.7 instead of 6.1 periods of
+demand in stock. In throw-away replays of the same set a gamma quantile reached 0.915 and a normal
+quantile over the same risk period about 0.93.
 
 Method: from the SKU's recent demand per bucket (`DemandSample`), the overlapping sums over the risk
 period k = (lead time + review period) / bucket, k fractional where needed (the next bucket counted
