@@ -65,6 +65,30 @@ def licence_path() -> Path | None:
     return None
 
 
+def fold_bn(sd: dict[str, np.ndarray], conv: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
+    """Convolution `conv` with batch norm `bn` folded in: (weight (out, in, k, k), bias (out,)), float32.
+    One home for the folding: the ONNX backbone and the Keras transfer model (training/efficientnet.py)."""
+    w = sd[f"{conv}.weight"].astype(np.float64)
+    gamma, beta = sd[f"{bn}.weight"], sd[f"{bn}.bias"]
+    mean, var = sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"]
+    scale = gamma / np.sqrt(var.astype(np.float64) + BN_EPS)
+    return (w * scale[:, None, None, None]).astype(np.float32), (beta - mean * scale).astype(np.float32)
+
+
+def is_stride2(i: int) -> bool:
+    """Block i downsamples (first block of stages 2, 3, 4 and 6)."""
+    return i in _STRIDE2
+
+
+def has_skip(sd: dict[str, np.ndarray], i: int) -> bool:
+    """Block i adds its input to its output (stride 1, same channels)."""
+    return i not in _STRIDE2 and _in_channels(sd, i) == _out_channels(sd, i)
+
+
+def block_count(sd: dict[str, np.ndarray]) -> int:
+    return 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("_blocks."))
+
+
 class _Graph:
     """Accumulates nodes and initializers; one method per layer kind."""
 
@@ -90,13 +114,8 @@ class _Graph:
         return out
 
     def conv_bn(self, x: str, conv: str, bn: str, stride: int = 1, groups: int = 1, act: bool = True) -> str:
-        w = self.sd[f"{conv}.weight"].astype(np.float64)
-        gamma, beta = self.sd[f"{bn}.weight"], self.sd[f"{bn}.bias"]
-        mean, var = self.sd[f"{bn}.running_mean"], self.sd[f"{bn}.running_var"]
-        scale = gamma / np.sqrt(var.astype(np.float64) + BN_EPS)
-        wf = (w * scale[:, None, None, None]).astype(np.float32)
-        bf = (beta - mean * scale).astype(np.float32)
-        k = int(w.shape[-1])
+        wf, bf = fold_bn(self.sd, conv, bn)
+        k = int(wf.shape[-1])
         y = self.node("Conv", [x, self.const(f"{conv}.w", wf), self.const(f"{conv}.b", bf)],
                       kernel_shape=[k, k], strides=[stride, stride], group=groups, auto_pad="SAME_UPPER")
         return self.relu6(y) if act else y
@@ -119,7 +138,7 @@ def build_backbone(sd: dict[str, np.ndarray], *, last_block: int = 10, full: boo
     shift = (-np.array(MEAN) / np.array(STD)).astype(np.float32).reshape(1, 3, 1, 1)
     x = g.node("Add", [g.node("Mul", [x, g.const("scale", scale)]), g.const("shift", shift)])
     x = g.conv_bn(x, "_conv_stem", "_bn0", stride=2)
-    n_blocks = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("_blocks."))
+    n_blocks = block_count(sd)
     last = n_blocks - 1 if full else last_block
     named: dict[str, str] = {}
     for i in range(last + 1):
@@ -128,9 +147,9 @@ def build_backbone(sd: dict[str, np.ndarray], *, last_block: int = 10, full: boo
         if f"{p}._expand_conv.weight" in sd:
             x = g.conv_bn(x, f"{p}._expand_conv", f"{p}._bn0")
         ch = sd[f"{p}._depthwise_conv.weight"].shape[0]
-        x = g.conv_bn(x, f"{p}._depthwise_conv", f"{p}._bn1", stride=2 if i in _STRIDE2 else 1, groups=ch)
+        x = g.conv_bn(x, f"{p}._depthwise_conv", f"{p}._bn1", stride=2 if is_stride2(i) else 1, groups=ch)
         x = g.conv_bn(x, f"{p}._project_conv", f"{p}._bn2", act=False)
-        if i not in _STRIDE2 and _in_channels(sd, i) == _out_channels(sd, i):  # id skip
+        if has_skip(sd, i):  # id skip
             x = g.node("Add", [x, inp])
         for name, (idx, _s) in FEATURES.items():
             if idx == i and name in outputs:
