@@ -102,7 +102,8 @@ def load_dataset(root: Path, *, image_size: int | None = 96, color: str = "auto"
         color = detect_color(images)
     if image_size is None:
         image_size = max(auto_image_size(images), min_image_size)
-        logger.info("input size %d px chosen from the images (median longest side)", image_size)
+        logger.info("input size %d px chosen from the images (median longest side, at least %d)", image_size,
+                    min_image_size)
     spec = InputSpec(shape=[-1, image_size, image_size, 1 if color == "gray" else 3], color=color, fit=fit)
     x = np.stack([preprocess(img, spec).astype(np.uint8) for img in images])
     y = np.array(ys, dtype=np.int64)
