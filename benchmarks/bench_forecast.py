@@ -6,6 +6,8 @@ Sets (real data from ../shared/data where present, generated ones with fixed see
   m4w156    the same cut to the last 156 + 13 weeks: a yearly season seen under three times
   wineind   pmdarima's monthly wine sales, 4 rolling origins x 12 months, season 12
   daily     60 generated SKUs, 2 years of daily sales, Sunday closed, 28 days held out, season 7
+  dailyy    40 generated SKUs, 3 years of daily sales, weekly and yearly pattern, 28 days held out, season 7
+            (peers include MSTL with a weekly and a yearly season)
   spares    400 generated spare parts, 104 + 13 weeks, about 76 % zero weeks
 Per set: MASE, RMSSE, sMAPE (where no actual is 0), coverage of the 80 % and 95 % intervals and
 wall ms per series, for `auto` and statsforecast's AutoETS, DynamicOptimizedTheta, AutoARIMA,
@@ -39,7 +41,7 @@ from smartstock.forecasting import metrics  # noqa: E402
 JOBS = int(os.environ.get("SMARTSTOCK_BENCH_JOBS", "2"))
 LIMIT = int(os.environ.get("SMARTSTOCK_BENCH_SERIES", "0"))
 ARIMA_SAMPLE = int(os.environ.get("SMARTSTOCK_BENCH_ARIMA_SAMPLE", "10"))
-SETS = os.environ.get("SMARTSTOCK_BENCH_SETS", "m3q,m4w,m4w156,wineind,daily,spares").split(",")
+SETS = os.environ.get("SMARTSTOCK_BENCH_SETS", "m3q,m4w,m4w156,wineind,daily,dailyy,spares").split(",")
 LEVELS = (80, 95)
 
 
@@ -89,6 +91,19 @@ def daily_closed_sunday(n_skus: int = 60, days: int = 730 + 28, seed: int = 11) 
     return out
 
 
+def daily_weekly_yearly(n_skus: int = 40, days: int = 3 * 365 + 28, seed: int = 17) -> list[np.ndarray]:
+    """Daily sales, open every day: a weekday pattern, a yearly wave of 20-60 %, a drifting level."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days)
+    out = []
+    for _ in range(n_skus):
+        weekday = np.roll(np.r_[rng.uniform(0.7, 1.0, 4), rng.uniform(1.1, 1.6, 2), rng.uniform(0.4, 1.0)], rng.integers(7))
+        year = 1 + rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * (t + rng.integers(365)) / 365.25)
+        level = rng.uniform(3, 60) * np.exp(np.cumsum(rng.normal(0, 0.005, days))) * year
+        out.append(rng.poisson(level * weekday[t % 7]).astype(float))
+    return out
+
+
 def spare_parts(n_parts: int = 400, weeks: int = 104 + 13, seed: int = 13) -> list[np.ndarray]:
     """Intermittent weekly demand: a slowly drifting chance of an order, negative-binomial sizes."""
     rng = np.random.default_rng(seed)
@@ -133,6 +148,11 @@ def _sets() -> list[Set]:
         sets.append(_held_out("daily", "daily, Sunday closed (generated, seed 11): {n} SKUs, 28 days held out",
                               daily_closed_sunday(), 28, 7, 7, peers={**core(7), "MSTL": MSTL(season_length=7)},
                               sampled=("AutoARIMA",), smape=False))  # AutoARIMA(7): about 9 s per 2-year series
+    if "dailyy" in SETS:
+        sets.append(_held_out("dailyy", "daily, weekly + yearly pattern (generated, seed 17): {n} SKUs, 28 days held out",
+                              daily_weekly_yearly(), 28, 7, 7, sampled=("AutoARIMA",), smape=False,
+                              peers={**core(7), "MSTL": MSTL(season_length=7),
+                                     "MSTL(7, 365)": MSTL(season_length=[7, 365])}))
     if "spares" in SETS:
         sets.append(_held_out("spares", "spare parts, intermittent (generated, seed 13): {n} parts, 13 weeks held out",
                               spare_parts(), 13, 1, 1, smape=False,

@@ -183,3 +183,27 @@ def test_weekly_yearly_season_combines_ets_dynamic_theta_and_autoets():
     assert default_combination(ComboConfig(default="median3"), 52) == "median3"
     quarterly = make_forecaster("combo", season_length=4, horizon=8).fit(y[:60])
     assert set(quarterly.backtest.metrics) == {"median3", "mean2", "combo"}
+
+
+def _daily(days: int, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(days)
+    weekday = np.array([1.0, 0.9, 0.95, 1.0, 1.2, 1.5, 0.6])
+    return rng.poisson(30 * (1 + 0.4 * np.sin(2 * np.pi * t / 365.25)) * weekday[t % 7]).astype(float)
+
+
+def test_daily_weekly_season_uses_damped_ets_backtested_against_mean2():
+    """m = 7 defaults to damped ETS alone (chosen on one half of generated daily SKUs, confirmed on the
+    other); the backtest still weighs it against mean2, and other season lengths keep their defaults."""
+    from smartstock.forecasting.combo import COMBINATIONS, ComboConfig, default_combination
+
+    assert default_combination(ComboConfig(), 7) == "damped" and COMBINATIONS["damped"] == ("mean", ("damped",))
+    assert default_combination(ComboConfig(), 6) == "median3"  # not daily with a weekly season
+    y = _daily(800)
+    daily = make_forecaster("combo", season_length=7, horizon=28).fit(y)
+    assert set(daily.backtest.metrics) == {"damped", "mean2", "combo"}
+    assert set(daily._parts) == {"damped", "dot"}  # theta is not fitted when nothing uses it
+    assert daily.combination == "damped"
+    np.testing.assert_allclose(daily.predict(28).mean, daily._parts["damped"][0])
+    pinned = make_forecaster("combo", season_length=7, horizon=28, default="median3").fit(y)
+    assert pinned.combination == "median3" and not np.allclose(pinned.predict(28).mean, daily.predict(28).mean)
