@@ -97,7 +97,8 @@ def daily_weekly_yearly(n_skus: int = 40, days: int = 3 * 365 + 28, seed: int = 
     t = np.arange(days)
     out = []
     for _ in range(n_skus):
-        weekday = np.roll(np.r_[rng.uniform(0.7, 1.0, 4), rng.uniform(1.1, 1.6, 2), rng.uniform(0.4, 1.0)], rng.integers(7))
+        weekday = np.r_[rng.uniform(0.7, 1.0, 4), rng.uniform(1.1, 1.6, 2), rng.uniform(0.4, 1.0)]
+        weekday = np.roll(weekday, rng.integers(7))
         year = 1 + rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * (t + rng.integers(365)) / 365.25)
         level = rng.uniform(3, 60) * np.exp(np.cumsum(rng.normal(0, 0.005, days))) * year
         out.append(rng.poisson(level * weekday[t % 7]).astype(float))
