@@ -48,10 +48,10 @@ YEARLY_WEEKLY = 52
 # out), confirmed on the other half: `auto` MASE 0.751 vs 0.787 with median3 (the old default), statsforecast
 # MSTL(7) 0.812 and AutoETS(7) 0.762 (the backtest kept damped on all 110). Dynamic and standard Theta
 # flatten the local trend a yearly wave puts into four weeks (median3 0.880 vs damped 0.720 on the SKUs with
-# a smooth wave; members fitted once per SKU, combined offline). Not better on the choosing half: STL
-# instead of classical adjustment (statsforecast's mstl), a yearly STL term
-# from two years of history (MSTL 7 + 365), members on 730 instead of 300 days (0.797 vs 0.802, at 2.4x the
-# time), and adding AutoETS (0.804; 0.792 on 730 days, but then auto took longer than AutoETS(7) itself).
+# a smooth wave; members fitted once per SKU, combined offline). Not better on the choosing half: STL instead
+# of classical adjustment (statsforecast's mstl), a yearly STL term from two years of history (MSTL 7 + 365),
+# members on 730 instead of 300 days (0.797 vs 0.802, at 2.4x the time), and adding AutoETS (0.804; 0.792 on
+# 730 days, but then `auto` took 1.86x AutoETS(7)'s time on the closed-Sunday benchmark set).
 DAILY_WEEKLY = 7
 
 
