@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from smartstock.errors import ConfigError
+from smartstock.errors import ConfigError, first_problem
 from smartstock.forecasting import FORECASTERS
 from smartstock.sku import sku_problem
 from smartstock.runtime.backends import BACKEND_CHOICES
@@ -202,8 +202,7 @@ class InventoryConfig(Section):
             try:
                 SkuPolicy(**{**self.defaults.model_dump(), **over})
             except ValidationError as e:
-                first = e.errors()[0]
-                field = ".".join(str(p) for p in first["loc"])
+                field, first = first_problem(e)
                 raise ValueError(f"inventory.skus.{sku}.{field}: {first['msg']}") from None
         return self
 

@@ -15,6 +15,8 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SmartStockError(Exception):
     """Base class: a problem the user can fix; the CLI prints it without a traceback."""
@@ -83,3 +85,10 @@ class BrokerUnavailable(SmartStockError):
     """A command that needs the MQTT broker now could not connect (the device service itself retries)."""
 
     exit_code = 8
+
+
+def first_problem(e: Any) -> tuple[str, dict[str, Any]]:
+    """(dotted field path or "(top level)", pydantic's first error dict) of a pydantic ValidationError:
+    the one place that turns a validation failure into the field a user's message names."""
+    first = e.errors()[0]
+    return ".".join(str(p) for p in first["loc"]) or "(top level)", first

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from smartstock.errors import first_problem
 from smartstock.ota.refusal import MALFORMED, UpdateRefused
 
 FORMAT_VERSION = 1
@@ -73,8 +74,7 @@ def parse_release(data: bytes) -> ReleaseManifest:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UpdateRefused(MALFORMED, f"release manifest is not UTF-8 JSON: {e}") from None
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        where, first = first_problem(e)
         raise UpdateRefused(MALFORMED, f"release manifest field {where}: {first['msg']}",
                             hint="sign with the same SmartStock version as the device runs") from None
     except (binascii.Error, ValueError):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from smartstock.errors import ConfigError
+from smartstock.errors import ConfigError, first_problem
 from smartstock.ota.addressing import device_base
 
 STATE_VERSION = 1
@@ -116,8 +116,7 @@ def load(path: Path) -> Rollout:
     try:
         return Rollout.model_validate_json(text)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        where, first = first_problem(e)
         raise ConfigError(f"{path}: rollout state field {where}: {first['msg']}",
                           hint="the file was edited or written by another version; abort by hand: clear the "
                                "devices' retained model/desired topics and delete the file") from None

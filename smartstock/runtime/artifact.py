@@ -16,7 +16,7 @@ from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from smartstock.errors import ModelError
+from smartstock.errors import ModelError, first_problem
 from smartstock.runtime.hashing import file_sha256
 
 MANIFEST_NAME = "manifest.json"
@@ -110,8 +110,7 @@ def parse_manifest_as(cls: type[M], data: bytes, source: str = MANIFEST_NAME, *,
     try:
         return cls.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        where, first = first_problem(e)
         raise ModelError(f"{source}: {where}: {first['msg']} ({e.error_count()} problem(s))",
                          hint="re-export the model; a hand-edited manifest must keep every field valid") from None
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from smartstock.config import InventoryConfig, SkuPolicy
-from smartstock.errors import InvalidParameter
+from smartstock.errors import InvalidParameter, first_problem
 from smartstock.sku import sku_problem
 from smartstock.store.db import utcnow
 
@@ -87,8 +87,7 @@ def _validated(sku: str, data: dict[str, Any]) -> SkuPolicy:
     try:
         return SkuPolicy(**data)
     except ValidationError as e:
-        first = e.errors()[0]
-        fld = ".".join(str(p) for p in first["loc"])
+        fld, first = first_problem(e)
         desc = SkuPolicy.model_fields[fld].description if fld in SkuPolicy.model_fields else ""
         raise InvalidParameter(f"SKU {sku}: {fld} = {first.get('input')!r}: {first['msg']}",
                                hint=f"{fld}: {desc}" if desc else None) from None
