@@ -1,9 +1,13 @@
 """Good-parts-only detection: PatchCore-style nearest-neighbour scores on frozen ImageNet features.
 
 Training needs images of good parts only. Their patch features (training.goodonly_graph) fill a
-memory bank (a greedy coreset, or a random subsample); a part's anomaly score is the largest
-distance from any of its patches to the nearest bank entry, and the heat map is that distance per
-patch. The threshold is the (1 - false-alarm rate) quantile of the scores of held-out good images.
+memory bank (a greedy coreset, or a random subsample), optionally from the good images in all
+eight orientations (`augment="d4"`: parts lie on the line in any orientation). A patch's distance
+is that to the nearest bank entry; with `position_norm` it is then divided into a z-score by the
+mean and spread that good parts show at the same distance from the image edge (the "ring": edge
+patches, cut by the crop, are far from the bank even on good parts). A part's anomaly score is the
+mean of its `top_k` largest patch scores (1 = the largest), and the heat map is the patch score.
+The threshold is the (1 - false-alarm rate) quantile of the scores of held-out good images.
 Everything runs with ONNX Runtime and numpy: no TensorFlow, no PyTorch, here or on the device.
 """
 
@@ -37,6 +41,10 @@ class GoodOnlyRecipe:
     bank_size: int = 3_000           # patches kept in the memory bank (search cost grows with it)
     patch_stride: int | None = 8     # grid of the patches; None = the shallowest layer's stride
     border: int = 0                  # patch rows/columns at each image edge left out of the score (README)
+    pad: int = 0                     # input pixels mirrored outwards at each edge before the backbone
+    top_k: int = 1                   # image score = mean of the k largest patch scores
+    position_norm: bool = False      # patch distance -> z-score of good parts at the same ring from the edge
+    augment: str = "none"            # none | d4: bank from the good images in all 8 orientations
     sampler: str = "coreset"         # coreset | random
     coreset_dims: int = 64           # random projection used only to pick the coreset
     coreset_candidates: int = 100_000  # random patches the coreset is picked from (its cost is k x this)
@@ -64,7 +72,8 @@ class PatchFeatures:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = recipe.threads
         opts.log_severity_level = 3
-        proto = feature_model(recipe.layers, recipe.image_size, backbone, recipe.patch_stride).SerializeToString()
+        proto = feature_model(recipe.layers, recipe.image_size, backbone, recipe.patch_stride,
+                              pad=recipe.pad).SerializeToString()
         self.session = ort.InferenceSession(proto, opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -111,6 +120,39 @@ def nn_distances(patches: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2, 0)).reshape(n, p)
 
 
+def rings(side: int) -> np.ndarray:
+    """(side * side,) ring index of each grid cell: 0 at the edge, growing inwards."""
+    i = np.arange(side)
+    r = np.minimum(i, side - 1 - i)
+    return np.minimum(r[:, None], r[None, :]).ravel()
+
+
+def position_stats(d: np.ndarray, floor: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-patch (mean, std) of good parts' distances (N, P), pooled over each ring of the grid."""
+    rg = rings(int(round(np.sqrt(d.shape[1]))))
+    mean, std = np.empty(d.shape[1], np.float32), np.empty(d.shape[1], np.float32)
+    for r in np.unique(rg):
+        v = d[:, rg == r]
+        mean[rg == r], std[rg == r] = v.mean(), max(float(v.std()), floor * max(float(v.mean()), 1.0))
+    return mean, std
+
+
+def image_scores(d: np.ndarray, border: int = 0, top_k: int = 1) -> np.ndarray:
+    """(N, P) patch scores -> (N,) image scores: mean of the top_k largest, `border` cells in from each edge."""
+    side = int(round(np.sqrt(d.shape[1])))
+    inner = d.reshape(len(d), side, side)[:, border:side - border, border:side - border].reshape(len(d), -1)
+    return np.sort(inner, 1)[:, -top_k:].mean(1)
+
+
+def oriented(frames: Sequence[np.ndarray], k: int) -> list[np.ndarray]:
+    """The frames turned by k * 90 degrees, mirrored when k >= 4 (k in 0..7: the eight orientations)."""
+    out = []
+    for f in frames:
+        t = np.rot90(f, k % 4)
+        out.append(np.ascontiguousarray(t[:, ::-1] if k >= 4 else t))
+    return out
+
+
 @dataclass
 class Calibration:
     threshold: float      # raw max-patch distance that marks a defect
@@ -142,19 +184,19 @@ class GoodOnlyModel:
     bank: np.ndarray
     calibration: Calibration
     timings: dict[str, float]
+    position: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) per patch when recipe.position_norm
 
     def raw_scores(self, feats: PatchFeatures, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(image scores (N,), patch distances (N, P)) computed in numpy, for evaluation and parity."""
-        return raw_scores(feats, self.bank, frames, self.recipe.border)
+        """(image scores (N,), patch scores (N, P)) computed in numpy, for evaluation and parity."""
+        d = patch_distances(feats, self.bank, frames)
+        if self.position is not None:
+            d = (d - self.position[0]) / self.position[1]
+        return image_scores(d, self.recipe.border, self.recipe.top_k), d
 
 
-def raw_scores(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.ndarray],
-               border: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(image scores (N,), patch distances (N, P)): the largest distance, `border` grid cells in from each edge."""
-    d = np.concatenate([nn_distances(feats(frames[i:i + BATCH]), bank) for i in range(0, len(frames), BATCH)])
-    side = int(round(np.sqrt(d.shape[1])))
-    inner = d.reshape(len(d), side, side)[:, border:side - border, border:side - border]
-    return inner.reshape(len(d), -1).max(1), d
+def patch_distances(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, P) distance of each patch to its nearest bank row."""
+    return np.concatenate([nn_distances(feats(frames[i:i + BATCH]), bank) for i in range(0, len(frames), BATCH)])
 
 
 def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOnlyRecipe,
@@ -162,11 +204,20 @@ def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOn
     """Memory bank from `train`, threshold from `calib` (both good parts only)."""
     if recipe.sampler not in ("coreset", "random"):
         raise InputError(f"unknown sampler {recipe.sampler!r}", hint="use coreset or random")
+    if recipe.augment not in ("none", "d4"):
+        raise InputError(f"unknown augmentation {recipe.augment!r}", hint="use none or d4")
     feats = feats or PatchFeatures(recipe)
     rng = np.random.default_rng(recipe.seed)
     t0 = time.perf_counter()
-    all_patches = feats(train)
-    all_patches = all_patches.reshape(-1, all_patches.shape[-1])
+    turns = 8 if recipe.augment == "d4" else 1
+    parts = []
+    for k in range(turns):  # each orientation keeps an equal share of the candidates: memory stays bounded
+        p = feats(oriented(train, k) if k else train)
+        p = p.reshape(-1, p.shape[-1])
+        if turns > 1 and recipe.sampler == "coreset":
+            p = p[random_subsample(p, -(-recipe.coreset_candidates // turns), rng)]
+        parts.append(p)
+    all_patches = np.concatenate(parts)
     t1 = time.perf_counter()
     if recipe.sampler == "coreset":
         pool = random_subsample(all_patches, recipe.coreset_candidates, rng)
@@ -175,10 +226,14 @@ def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOn
         pick = random_subsample(all_patches, recipe.bank_size, rng)
     bank = np.ascontiguousarray(all_patches[pick])
     t2 = time.perf_counter()
-    calibration = calibrate(raw_scores(feats, bank, calib, recipe.border)[0], recipe.false_alarm_rate)
+    d = patch_distances(feats, bank, calib)
+    position = position_stats(d) if recipe.position_norm else None
+    if position is not None:  # the same held-out good images give the ring statistics and the threshold
+        d = (d - position[0]) / position[1]
+    calibration = calibrate(image_scores(d, recipe.border, recipe.top_k), recipe.false_alarm_rate)
     model = GoodOnlyModel(recipe, bank, calibration, {"features_s": t1 - t0, "bank_s": t2 - t1,
                                                       "calibration_s": time.perf_counter() - t2,
-                                                      "patches": float(len(all_patches))})
+                                                      "patches": float(len(all_patches))}, position)
     logger.info("good-only: %d patches from %d images, bank %d (%s) in %.1fs, threshold %.4g on %d held-out images",
                 len(all_patches), len(train), len(bank), recipe.sampler, t2 - t1, calibration.threshold,
                 len(calib))

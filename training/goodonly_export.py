@@ -58,7 +58,8 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
     out.mkdir(parents=True, exist_ok=True)
     path = out / MODEL_FILE
     onnx.save(detector_model(r.layers, r.image_size, model.bank, cal.threshold, cal.scale,
-                             patch_stride=r.patch_stride, border=r.border), str(path))
+                             patch_stride=r.patch_stride, border=r.border, pad=r.pad, top_k=r.top_k,
+                             position=model.position), str(path))
     spec = r.spec()
     x = preprocess_batch(list(calib), spec)
     backend = load_backend(path, "onnx", threads=r.threads)
@@ -85,6 +86,8 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         anomaly=AnomalySpec(backbone=f"efficientnet-lite0 imagenet ({BACKBONE_FILE})", layers=list(r.layers),
                             bank_size=len(model.bank), patch_stride=grid_stride(r.layers, r.patch_stride),
                             border=r.border, sampler=r.sampler, threshold=cal.threshold, scale=cal.scale,
+                            pad=r.pad, top_k=r.top_k, position_norm=model.position is not None,
+                            augment=r.augment,
                             false_alarm_rate=r.false_alarm_rate, calibration_images=cal.images))
     manifest.artifacts["onnx"] = Artifact(
         format="onnx", file=path.name, sha256=file_sha256(path), size=path.stat().st_size, precision="float32",

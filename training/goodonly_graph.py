@@ -2,7 +2,10 @@
 
 `feature_model`: image -> locally aware patch features (N, P, D), PatchCore style: each chosen
 block's output is averaged over its 3x3 neighbourhood, the deeper map is upsampled (bilinear) to
-the grid of the shallower one, and the channels are concatenated.
+the grid of the shallower one, and the channels are concatenated. With `pad`, the image is first
+mirrored outwards by that many pixels and the grid cropped back to the image, so a patch at the
+edge sees mirrored board instead of the convolutions' zero padding (pcb_patches: ROC AUC 0.84 ->
+0.92 on the validation split, README).
 `detector_model`: the same plus the nearest-neighbour search against the memory bank, so the whole
 detector is one ONNX file the device runs with ONNX Runtime alone:
   scores (N, 2)    [1 - s, s] with s = sigmoid((max patch distance - threshold) / scale)
@@ -44,7 +47,8 @@ def grid_of(image_size: int, layers: Sequence[str], patch_stride: int | None = N
     return -(-image_size // grid_stride(layers, patch_stride))
 
 
-def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | None = None, border: int = 0) -> None:
+def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | None = None, border: int = 0,
+                 pad: int = 0) -> None:
     from smartstock.errors import InputError
 
     unknown = [name for name in layers if name not in FEATURES]
@@ -56,6 +60,9 @@ def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | Non
     if image_size % stride or not 32 <= image_size <= 640:
         raise InputError(f"--image-size {image_size} must be 32..640 and a multiple of {stride} (the stride of "
                          f"{'+'.join(layers)})", hint="use e.g. 96, 160 or 224")
+    if pad < 0 or pad % stride or pad > image_size // 2:
+        raise InputError(f"--pad {pad} must be a multiple of {stride} and at most half the image size",
+                         hint="use 0 or 16")
     side = grid_of(image_size, layers, patch_stride)
     if not 0 <= border < side / 2:
         raise InputError(f"--border {border} leaves no patch of the {side}x{side} grid", hint="use 0, 1 or 2")
@@ -87,16 +94,22 @@ def _prune(model, keep: Sequence[str]):
 
 
 def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None = None,
-                  patch_stride: int | None = None):
+                  patch_stride: int | None = None, pad: int = 0):
     """Backbone + patch-feature head: `image` (N, S, S, 3) BGR 0..255 -> `patches` (N, P, D).
-    A layer finer than the grid by f is averaged over (2f+1)^2 neighbours at stride f, a coarser one upsampled."""
+    A layer finer than the grid by f is averaged over (2f+1)^2 neighbours at stride f, a coarser one upsampled.
+    `pad` > 0: the image is mirrored outwards by `pad` pixels first and the grid cropped back to the image's."""
     import onnx
     from onnx import TensorProto, helper
 
-    check_layers(image_size, layers, patch_stride)
+    check_layers(image_size, layers, patch_stride, pad=pad)
     model = onnx.load(str(backbone or backbone_file()))
     g = model.graph
     base = grid_stride(layers, patch_stride)
+    if pad:
+        for node in g.node:
+            node.input[:] = ["image_padded" if i == "image" else i for i in node.input]
+        g.initializer.append(_tensor("image_pads", np.array([0, pad, pad, 0, 0, pad, pad, 0], np.int64)))
+        g.node.insert(0, helper.make_node("Pad", ["image", "image_pads"], ["image_padded"], mode="reflect"))
     maps = []
     for name in layers:
         pooled = f"{name}_pool"
@@ -110,7 +123,12 @@ def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None 
                                            coordinate_transformation_mode="half_pixel"))
             pooled = f"{name}_up"
         maps.append(pooled)
-    g.node.append(helper.make_node("Concat", maps, ["features"], axis=1))
+    g.node.append(helper.make_node("Concat", maps, ["features_all"], axis=1))
+    c, side = pad // base, grid_of(image_size, layers, patch_stride)
+    g.initializer.extend([_tensor("crop_lo", np.array([c, c], np.int64)),
+                          _tensor("crop_hi", np.array([c + side, c + side], np.int64)),
+                          _tensor("crop_axes", np.array([2, 3], np.int64))])
+    g.node.append(helper.make_node("Slice", ["features_all", "crop_lo", "crop_hi", "crop_axes"], ["features"]))
     g.initializer.append(_tensor("patch_shape", np.array([0, 0, -1], np.int64)))
     g.node.append(helper.make_node("Reshape", ["features", "patch_shape"], ["features_flat"]))
     g.node.append(helper.make_node("Transpose", ["features_flat"], [PATCHES], perm=[0, 2, 1]))
@@ -121,15 +139,23 @@ def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None 
 
 
 def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
-                   backbone: Path | None = None, patch_stride: int | None = None, border: int = 0):
+                   backbone: Path | None = None, patch_stride: int | None = None, border: int = 0, *,
+                   pad: int = 0, top_k: int = 1, position: tuple[np.ndarray, np.ndarray] | None = None):
     """feature_model + nearest-neighbour distances to `bank` (K, D) -> `scores` (N, 2) and `heatmap`.
-    `border` patch rows/columns at each edge are left out of the score (the heat map keeps them)."""
+    `position` (mean, std) per patch turns the distances into z-scores (training.goodonly.position_stats);
+    the image score is the mean of the `top_k` largest patch scores, `border` patch rows/columns at each
+    edge left out (the heat map keeps them)."""
     from onnx import TensorProto, checker, helper
 
-    model = feature_model(layers, image_size, backbone, patch_stride)
+    model = feature_model(layers, image_size, backbone, patch_stride, pad=pad)
     g = model.graph
     side = grid_of(image_size, layers, patch_stride)
-    check_layers(image_size, layers, patch_stride, border)
+    check_layers(image_size, layers, patch_stride, border, pad)
+    inner = (side - 2 * border) ** 2
+    if not 1 <= top_k <= inner:
+        from smartstock.errors import InputError
+
+        raise InputError(f"top_k {top_k} must be 1..{inner} (patches scored)", hint="use 1 or 10")
     bank = np.asarray(bank, np.float32)
     # |p - m|^2 = |p|^2 + (-2 p.m + |m|^2): the bracket is one MatMul of [p, 1] with [-2 M^T; |m|^2], so
     # the (P x K) distance block is written once and read once (ReduceMin) instead of four times.
@@ -157,13 +183,39 @@ def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, thr
         n("ReduceMin", ["d_part"], ["d_min"], axes=[-1], keepdims=0),                 # (N, P) opset 13: axes attr
         n("Add", ["d_min", "p_sq"], ["d2"]),
         n("Max", ["d2", "zero_f"], ["d2_pos"]),
-        n("Sqrt", ["d2_pos"], ["dist"]),
+        n("Sqrt", ["d2_pos"], ["dist_raw"]),
+    ])
+    if position is not None:  # z-score against good parts at the same distance from the edge
+        g.initializer.extend([_tensor("pos_mean", np.asarray(position[0], np.float32)),
+                              _tensor("pos_inv_std", (1 / np.asarray(position[1], np.float64)).astype(np.float32))])
+        g.node.extend([n("Sub", ["dist_raw", "pos_mean"], ["dist_c0"]), n("Mul", ["dist_c0", "pos_inv_std"], ["dist"])])
+    else:
+        g.node.append(n("Identity", ["dist_raw"], ["dist"]))
+    g.node.extend([
         n("Sub", ["dist", "threshold"], ["dist_c"]),
         n("Mul", ["dist_c", "inv_scale"], ["dist_z"]),
         n("Sigmoid", ["dist_z"], ["patch_s"]),
         n("Reshape", ["patch_s", "heat_shape"], [HEATMAP]),
-        n("Slice", [HEATMAP, "border_lo", "border_hi", "border_axes"], ["inner"]),
-        n("ReduceMax", ["inner"], ["s_flat"], axes=[1, 2], keepdims=0),               # (N,): sigmoid is monotone
+    ])
+    if top_k == 1:
+        g.node.extend([
+            n("Slice", [HEATMAP, "border_lo", "border_hi", "border_axes"], ["inner"]),
+            n("ReduceMax", ["inner"], ["s_flat"], axes=[1, 2], keepdims=0),           # (N,): sigmoid is monotone
+        ])
+    else:  # mean of the k largest patch scores, squashed after the mean (as training.goodonly.image_scores)
+        g.initializer.extend([_tensor("top_k", np.array([top_k], np.int64)),
+                              _tensor("flat_shape", np.array([0, -1], np.int64))])
+        g.node.extend([
+            n("Reshape", ["dist", "heat_shape"], ["dist_map"]),
+            n("Slice", ["dist_map", "border_lo", "border_hi", "border_axes"], ["dist_inner"]),
+            n("Reshape", ["dist_inner", "flat_shape"], ["dist_flat"]),
+            n("TopK", ["dist_flat", "top_k"], ["top_v", "top_i"], axis=-1),
+            n("ReduceMean", ["top_v"], ["top_mean"], axes=[1], keepdims=0),
+            n("Sub", ["top_mean", "threshold"], ["top_c"]),
+            n("Mul", ["top_c", "inv_scale"], ["top_z"]),
+            n("Sigmoid", ["top_z"], ["s_flat"]),
+        ])
+    g.node.extend([
         n("Unsqueeze", ["s_flat", "axis_last"], ["s"]),                               # (N, 1)
         n("Sub", ["one_f", "s"], ["ok_s"]),
         n("Concat", ["ok_s", "s"], [SCORES], axis=1),

@@ -46,8 +46,9 @@ class OutputSpec(_Strict):
 
 class AnomalySpec(_Strict):
     """A good-parts-only detector (PatchCore-style): how its score was made and calibrated. The model's
-    `scores` output is [1 - s, s] with s = sigmoid((max patch distance - threshold) / scale), so the
-    usual defect threshold 0.5 sits exactly on the calibrated distance."""
+    `scores` output is [1 - s, s] with s = sigmoid((image score - threshold) / scale), the image score being
+    the largest patch distance (or the mean of the top_k largest, z-scored with position_norm), so the
+    usual defect threshold 0.5 sits exactly on the calibrated score."""
 
     method: Literal["patchcore"] = "patchcore"
     backbone: str = Field(..., description="Frozen feature network the memory bank was built with")
@@ -56,6 +57,12 @@ class AnomalySpec(_Strict):
     patch_stride: int = Field(8, ge=1, description="Input pixels between two patches of the grid")
     border: int = Field(0, ge=0, description="Patch rows/columns at each edge left out of the score")
     sampler: Literal["coreset", "random"] = "coreset"
+    pad: int = Field(0, ge=0, description="Input pixels mirrored outwards at each edge before the backbone")
+    top_k: int = Field(1, ge=1, description="Image score: mean of this many largest patch scores")
+    position_norm: bool = Field(False, description="Patch distances are z-scores of good parts at the same "
+                                                   "distance from the image edge")
+    augment: Literal["none", "d4"] = Field("none", description="Bank built from the good images in all 8 "
+                                                                "orientations (d4) or as given")
     threshold: float = Field(..., description="Max patch distance that marks a defect (raw anomaly score)")
     scale: float = Field(..., gt=0, description="Width of the sigmoid that maps the raw score to [0, 1]")
     false_alarm_rate: float = Field(..., ge=0, le=1, description="Target share of good parts flagged")
