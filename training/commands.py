@@ -66,6 +66,20 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
                           "(default 0.01)")
     cnn.add_argument("--border", type=int, default=None,
                      help="good-only folders: patch rows/columns at each image edge left out of the score (default 0)")
+    cnn.add_argument("--bank-size", type=int, default=None,
+                     help="good-only folders: good patches kept in the memory bank (default 3000; search time grows "
+                          "with it)")
+    cnn.add_argument("--top-k", type=int, default=None,
+                     help="good-only folders: a part's score is the mean of its k highest patch scores (default 3)")
+    cnn.add_argument("--mirror-pad", type=int, default=None,
+                     help="good-only folders: pixels mirrored outwards at each image edge before the features "
+                          "(default 16, 0 = off)")
+    cnn.add_argument("--no-position-norm", action="store_true",
+                     help="good-only folders: raw patch distances, not z-scores of good parts at the same distance "
+                          "from the edge")
+    cnn.add_argument("--orientations", action="store_true",
+                     help="good-only folders: build the bank from the good images in all 8 orientations "
+                          "(8x the feature time)")
 
 
 def _lazy(module: str):

@@ -151,17 +151,30 @@ def run(args: Any) -> int:
         recipe.image_size = args.image_size
     if getattr(args, "false_alarm_rate", None) is not None:
         recipe.false_alarm_rate = args.false_alarm_rate
-    if getattr(args, "border", None) is not None:
-        recipe.border = args.border
+    for name, field in (("border", "border"), ("bank_size", "bank_size"), ("top_k", "top_k"), ("mirror_pad", "pad")):
+        if getattr(args, name, None) is not None:
+            setattr(recipe, field, getattr(args, name))
+    if getattr(args, "no_position_norm", False):
+        recipe.position_norm = False
+    if getattr(args, "orientations", False):
+        recipe.augment = "d4"
+    if recipe.bank_size < 1 or recipe.top_k < 1:
+        raise InputError(f"--bank-size {recipe.bank_size} / --top-k {recipe.top_k} must be at least 1",
+                         hint="use e.g. --bank-size 3000 --top-k 3")
     if getattr(args, "epochs", None) is not None:
         logger.info("--epochs is ignored: a good-only detector is built, not trained by epochs")
-    from training.goodonly_graph import check_layers
+    from training.goodonly_graph import check_layers, grid_of
 
-    check_layers(recipe.image_size, recipe.layers, recipe.patch_stride, recipe.border)
+    check_layers(recipe.image_size, recipe.layers, recipe.patch_stride, recipe.border, recipe.pad)
+    scored = (grid_of(recipe.image_size, recipe.layers, recipe.patch_stride) - 2 * recipe.border) ** 2
+    if recipe.top_k > scored:
+        raise InputError(f"--top-k {recipe.top_k} is more than the {scored} patches scored per part", hint="use e.g. 3")
     result = train_and_export(args.data, args.out, recipe)
     ev = result["evaluation"]
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "
-          f"of {ev['bank_size']} patches ({recipe.sampler}, {'+'.join(recipe.layers)}, {recipe.image_size} px)")
+          f"of {ev['bank_size']} patches ({recipe.sampler}, {'+'.join(recipe.layers)}, {recipe.image_size} px, "
+          f"mirror pad {recipe.pad}, score = mean of top {recipe.top_k} "
+          f"{'ring z-scores' if recipe.position_norm else 'distances'})")
     print(f"threshold {ev['threshold']:.4g} (raw score) for {recipe.false_alarm_rate:.2%} false alarms, from "
           f"{ev['calibration_images']} held-out good images (false alarms there: "
           f"{ev['calibration_false_alarm_rate']:.2%})")
