@@ -31,14 +31,14 @@ PREVIOUS = {"pad": 0, "top_k": 1, "position_norm": False, "augment": "none"}
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "previous": PREVIOUS,
-    "previous, random bank": {**PREVIOUS, "sampler": "random"},
+    "previous + random bank": {**PREVIOUS, "sampler": "random"},
     "mirror pad 16": {**PREVIOUS, "pad": 16},
     "pad + top-10 mean": {**PREVIOUS, "pad": 16, "top_k": 10},
     "pad + ring z-score": {**PREVIOUS, "pad": 16, "position_norm": True},
     "default + d4 bank": {"augment": "d4"},
-    "default, bank 10000": {"bank_size": 10_000},
+    "default + bank 10000": {"bank_size": 10_000},
 }
-SURFACE_ROWS = ("default", "previous", "previous, random bank")
+SURFACE_ROWS = ("default", "previous", "previous + random bank")
 PCB_ROWS = ("default", "previous", "mirror pad 16", "pad + top-10 mean", "pad + ring z-score")
 
 

@@ -183,3 +183,15 @@ def test_defect_snapshot_gets_its_heat_map(goodonly, tmp_path):
     assert heat.is_file() and snaps.path_of(heat.name) == heat
     assert cv2.imread(str(heat)).shape == (SIZE, SIZE, 3)
     assert snaps.bytes == sum(p.stat().st_size for p in (tmp_path / "snaps").glob("*.jpg"))
+
+
+def test_good_only_options_out_of_range_are_refused_before_any_work(tmp_path):
+    data = tmp_path / "line"
+    generate(data, 12, seed=3, size=SIZE, classes="binary", ok_fraction=1.0)
+    for flags, word in ((["--top-k", "100"], "--top-k 100"), (["--mirror-pad", "12"], "--mirror-pad 12")):
+        p = subprocess.run([sys.executable, "-m", "smartstock", "train", "cnn", "--data", str(data), "--out",
+                            str(tmp_path / "out"), "--image-size", str(SIZE), *flags],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 3, (p.returncode, p.stderr[-2000:])   # InputError: bad input
+        assert word in p.stderr and "Traceback" not in p.stderr
+        assert not (tmp_path / "out" / "goodonly.onnx").exists()

@@ -61,7 +61,7 @@ def check_layers(image_size: int, layers: Sequence[str], patch_stride: int | Non
         raise InputError(f"--image-size {image_size} must be 32..640 and a multiple of {stride} (the stride of "
                          f"{'+'.join(layers)})", hint="use e.g. 96, 160 or 224")
     if pad < 0 or pad % stride or pad > image_size // 2:
-        raise InputError(f"--pad {pad} must be a multiple of {stride} and at most half the image size",
+        raise InputError(f"--mirror-pad {pad} must be a multiple of {stride} and at most half the image size",
                          hint="use 0 or 16")
     side = grid_of(image_size, layers, patch_stride)
     if not 0 <= border < side / 2:
