@@ -30,16 +30,18 @@ from benchmarks._common import shared_data, time_per_call
 PREVIOUS = {"pad": 0, "top_k": 1, "position_norm": False, "augment": "none"}
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
+    "default + coreset seed 1": {"seed": 1},
     "previous": PREVIOUS,
     "previous + random bank": {**PREVIOUS, "sampler": "random"},
-    "mirror pad 16": {**PREVIOUS, "pad": 16},
-    "pad + top-10 mean": {**PREVIOUS, "pad": 16, "top_k": 10},
-    "pad + ring z-score": {**PREVIOUS, "pad": 16, "position_norm": True},
+    "previous + top-3 mean": {**PREVIOUS, "top_k": 3},
+    "previous + mirror pad 16": {**PREVIOUS, "pad": 16},
+    "default + mirror pad 16": {"pad": 16},
     "default + d4 bank": {"augment": "d4"},
     "default + bank 10000": {"bank_size": 10_000},
 }
 SURFACE_ROWS = ("default", "previous", "previous + random bank")
-PCB_ROWS = ("default", "previous", "mirror pad 16", "pad + top-10 mean", "pad + ring z-score")
+PCB_ROWS = ("default", "default + coreset seed 1", "previous", "previous + top-3 mean", "previous + mirror pad 16",
+            "default + mirror pad 16")
 
 
 def _sizes() -> dict[str, int]:

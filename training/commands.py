@@ -73,10 +73,10 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
                      help="good-only folders: a part's score is the mean of its k highest patch scores (default 3)")
     cnn.add_argument("--mirror-pad", type=int, default=None,
                      help="good-only folders: pixels mirrored outwards at each image edge before the features "
-                          "(default 16, 0 = off)")
+                          "(default 0 = off; e.g. 16)")
     cnn.add_argument("--no-position-norm", action="store_true",
-                     help="good-only folders: raw patch distances, not z-scores of good parts at the same distance "
-                          "from the edge")
+                     help="good-only folders: raw patch distances, not rescaled by good parts at the same "
+                          "distance from the edge")
     cnn.add_argument("--orientations", action="store_true",
                      help="good-only folders: build the bank from the good images in all 8 orientations "
                           "(8x the feature time)")

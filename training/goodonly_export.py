@@ -174,7 +174,7 @@ def run(args: Any) -> int:
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "
           f"of {ev['bank_size']} patches ({recipe.sampler}, {'+'.join(recipe.layers)}, {recipe.image_size} px, "
           f"mirror pad {recipe.pad}, score = mean of top {recipe.top_k} "
-          f"{'ring z-scores' if recipe.position_norm else 'distances'})")
+          f"{'distances rescaled per ring' if recipe.position_norm else 'distances'})")
     print(f"threshold {ev['threshold']:.4g} (raw score) for {recipe.false_alarm_rate:.2%} false alarms, from "
           f"{ev['calibration_images']} held-out good images (false alarms there: "
           f"{ev['calibration_false_alarm_rate']:.2%})")

@@ -47,7 +47,7 @@ class OutputSpec(_Strict):
 class AnomalySpec(_Strict):
     """A good-parts-only detector (PatchCore-style): how its score was made and calibrated. The model's
     `scores` output is [1 - s, s] with s = sigmoid((image score - threshold) / scale), the image score being
-    the largest patch distance (or the mean of the top_k largest, z-scored with position_norm), so the
+    the largest patch distance (or the mean of the top_k largest, rescaled with position_norm), so the
     usual defect threshold 0.5 sits exactly on the calibrated score."""
 
     method: Literal["patchcore"] = "patchcore"
@@ -59,8 +59,8 @@ class AnomalySpec(_Strict):
     sampler: Literal["coreset", "random"] = "coreset"
     pad: int = Field(0, ge=0, description="Input pixels mirrored outwards at each edge before the backbone")
     top_k: int = Field(1, ge=1, description="Image score: mean of this many largest patch scores")
-    position_norm: bool = Field(False, description="Patch distances are z-scores of good parts at the same "
-                                                   "distance from the image edge")
+    position_norm: bool = Field(False, description="Patch distances are rescaled by good parts' median and 99th "
+                                                   "percentile at the same distance from the image edge")
     augment: Literal["none", "d4"] = Field("none", description="Bank built from the good images in all 8 "
                                                                 "orientations (d4) or as given")
     threshold: float = Field(..., description="Max patch distance that marks a defect (raw anomaly score)")
