@@ -33,14 +33,14 @@ NN_CHUNK = 4096  # bank rows per distance block: bounds the (patches x chunk) ma
 @dataclass
 class GoodOnlyRecipe:
     # Defaults chosen on the validation split of `python -m benchmarks goodonly` (pcb_patches, split by source
-    # image, 300 good to build from; README has the whole table): block2 + block4 at 160 px on the stride-8
-    # grid (224 px, 96 px, stride 4, block4+block10, block3+block5, block2+3+4 and a random bank were all
-    # worse), scored as the mean of the 3 largest patch distances rescaled per ring (validation ROC AUC
-    # 0.833 -> 0.969 / 0.963 for coreset seeds 0 / 1). Mirroring the image 16 px outwards helps the raw
-    # distance (0.833 -> 0.914) but not the rescaled one (0.967 / 0.965) and costs 20% more per part; a
-    # 10,000-patch bank, the 8 orientations in the bank, whitened features, a second input scale and PaDiM
-    # gave no more on validation (or less) for their cost.
-    image_size: int = 160
+    # image, 300 good to build from; README has the whole table): block2 + block4 on the stride-8 grid
+    # (block4+block10, block3+block5, block2+3+4, stride 4 and a random bank were worse), scored as the mean
+    # of the 3 largest patch distances rescaled per ring (validation ROC AUC 0.833 -> 0.969 / 0.963 for
+    # coreset seeds 0 / 1 at 160 px), at 128 px (0.977 / 0.970, and 36% fewer pixels). Mirroring the image
+    # 16 px outwards helps the raw distance (0.833 -> 0.914) but not the rescaled one and costs 20% more per
+    # part; a 10,000-patch bank, the 8 orientations in the bank, whitened features, a second input scale
+    # and PaDiM gave no more on validation (or less) for their cost.
+    image_size: int = 128
     layers: tuple[str, ...] = ("block2", "block4")
     bank_size: int = 3_000           # patches kept in the memory bank (search cost grows with it)
     patch_stride: int | None = 8     # grid of the patches; None = the shallowest layer's stride
