@@ -79,8 +79,10 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         description=r.description or (f"good-parts-only detector ({'+'.join(r.layers)}, {r.image_size} px, patch "
                                       f"stride {grid_stride(r.layers, r.patch_stride)})"),
         input=spec.model_copy(update={"name": "image", "dtype": "float32"}),
-        output=OutputSpec(meaning="[1 - s, s], s = sigmoid((largest patch distance to the good-patch memory bank "
-                                  "- anomaly.threshold) / anomaly.scale); heatmap output: s per patch"),
+        output=OutputSpec(meaning="[1 - s, s], s = sigmoid((image score - anomaly.threshold) / anomaly.scale), the image "
+                                  "score being the mean of the anomaly.top_k largest patch distances to the good-patch "
+                                  "memory bank (rescaled per ring when anomaly.position_norm); heatmap output: the same "
+                                  "squashing per patch"),
         labels=[good_label, DEFECT_LABEL], defect_labels=[DEFECT_LABEL], thresholds={DEFECT_LABEL: 0.5},
         metrics=metrics or {}, golden_inputs=encode_array(golden),
         anomaly=AnomalySpec(backbone=f"efficientnet-lite0 imagenet ({BACKBONE_FILE})", layers=list(r.layers),
