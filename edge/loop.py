@@ -289,8 +289,11 @@ class InspectionLoop:
                 self.metrics.inc("parts_triggered")
                 cam.counters["parts_triggered"] += 1
                 self._hand_over(cam, replace(frame, image=seen) if seen is not frame.image else frame, model_input)
-        except Exception as e:  # noqa: BLE001 - logged; health reports the camera
+        except Exception as e:  # noqa: BLE001 - a bug outside the per-frame work: the service restarts
             cam.error = f"capture thread failed: {type(e).__name__}: {e}"
+            # worker_error makes App.alive() false, so the watchdog stops and systemd restarts the service
+            # (a dead capture thread would otherwise leave a live-looking service that inspects nothing)
+            self.worker_error = f"capture {cam.id}: {type(e).__name__}: {e}"
             logger.exception("capture thread of camera %s failed", cam.id)
         finally:
             with self._hand_lock:

@@ -305,3 +305,20 @@ def test_parts_preprocessed_in_the_capture_thread_score_exactly_as_in_the_worker
             scores[prepared] = [tuple(r) for r in store.query("SELECT frame_id, label, score FROM inspections ORDER BY frame_id")]
     assert len(scores[True]) == 40 and scores[True] == scores[False]
     assert {label for _, label, _ in scores[True]} == set(clf.labels)  # both kinds of part were seen
+
+
+def test_a_crashed_capture_thread_makes_the_loop_unhealthy(store):
+    """A bug outside the per-frame work ends the camera's thread: the loop must say so (App.alive() is
+    false, the watchdog stops and systemd restarts the service), not end as if the camera had finished."""
+
+    class Exploding(FakeFrameSource):
+        def read(self, timeout):
+            if self.i == 5:
+                raise RuntimeError("driver bug")
+            return super().read(timeout)
+
+    loop = InspectionLoop(Exploding(flat_images([10] * 20)), FakeClassifier(), store, _settings())
+    loop.start()
+    assert loop.done.wait(20)
+    loop.stop()
+    assert loop.worker_error and "driver bug" in loop.worker_error and not loop.alive()
