@@ -155,6 +155,25 @@ def test_trial_model_serves_failed_frames_with_the_old_model():
     assert judge(s, {"ok_frames": 0}, TrialLimits(frames=100), 1.0, final=False)[0] == "rollback"
 
 
+def test_trial_model_prepares_with_the_old_model_when_the_candidate_fails():
+    """The loop preprocesses in the camera's thread through prepare(): a candidate failing there is a
+    trial error (counted towards rollback) and the trusted model prepares the part instead."""
+
+    class Broken:
+        def prepare(self, image):
+            raise ValueError("input spec mismatch")
+
+    class Old:
+        def prepare(self, image):
+            return ("old", image)
+
+    t = TrialModel(Broken(), Old())
+    assert t.prepare(7) == ("old", 7)
+    assert t.window.summary()["errors"] == 1
+    shadow = TrialModel(Broken(), Old(), shadow=Old(), live=False)
+    assert shadow.prepare(8) == ("old", 8) and shadow.window.summary()["errors"] == 0
+
+
 def _window(labels, defect, latency, errors=0):
     w = Window()
     for lab in labels:

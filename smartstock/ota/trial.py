@@ -180,6 +180,17 @@ class TrialModel(ObservedModel):
         if name not in self._OWN and not self.__dict__.get("live", True):
             setattr(self.fallback, name, value)  # e.g. set-threshold: the serving model must follow too
 
+    def prepare(self, image: Any) -> Any:
+        """The serving model's input for a part (the loop calls it in the camera's thread). A live candidate
+        failing on it is a trial error, as in classify_batch: the trusted model prepares the part instead."""
+        if not self.live:
+            return self.fallback.prepare(image)
+        try:
+            return self.model.prepare(image)
+        except Exception:  # noqa: BLE001 - any failure of an untrusted model is an error to count
+            self.window.add_error()
+            return self.fallback.prepare(image)
+
     def classify_batch(self, frames: Sequence[Any]) -> list[Any]:
         if not self.live:
             return self._shadow_batch(frames)
