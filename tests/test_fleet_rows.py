@@ -144,3 +144,26 @@ def test_hostile_payloads_are_counted_and_flagged_never_fatal():
     assert "not an object" in rows["arr"].problems[0] and "not valid JSON" in rows["bin"].problems[0]
     assert rows["nan"].fps is None and " | ".join(rows["nan"].problems) == \
         "state.ts: not an ISO time | state.fps: wrong type or out of range"
+
+
+def test_the_watch_keeps_a_bounded_total_of_payload_bytes(monkeypatch):
+    """Many maximal payloads (an open broker) stop being kept past MAX_TOTAL_BYTES and are counted;
+    replacing a topic's message frees its old bytes."""
+    import smartstock.fleet.watch as watch
+    from smartstock.config import MqttConfig
+
+    class Idle:  # the watch's client is not used before start(): messages are handed in directly below
+        last_error = None
+
+        def subscribe(self, topic_filter, handler, qos=1):
+            pass
+
+    monkeypatch.setattr(watch, "MAX_TOTAL_BYTES", 3100)
+    w = watch.FleetWatch(MqttConfig(), client_factory=lambda cfg, password, cid: Idle())
+    big = b"x" * 1000
+    for i in range(5):
+        w._on_message(InboundMessage(f"smartstock/p/l/cam-{i}/state", big, True))
+    assert len(w._latest) == 3 and w._extra == 2 and w._bytes == 3000
+    w._on_message(InboundMessage("smartstock/p/l/cam-0/state", b"{}", True))  # a replacement shrinks it
+    w._on_message(InboundMessage("smartstock/p/l/cam-3/state", big, True))
+    assert len(w._latest) == 4 and w._bytes == 2002 + 1000 and w._extra == 2

@@ -3,8 +3,8 @@
 The broker hands a new subscriber the retained message of every matching topic right after it
 acknowledges the subscription, so one look is: subscribe, wait until no retained message has
 arrived for `quiet_s` (or `wait_s` passed), build the rows. The watch keeps only the latest
-message per topic (at most `MAX_PAYLOAD_BYTES + 1` bytes of it), so its memory is bounded by the
-number of devices, whatever they send.
+message per topic (at most `MAX_PAYLOAD_BYTES + 1` bytes of it, and `MAX_TOTAL_BYTES` in all), so its
+memory is bounded whatever the devices send.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from smartstock.sync.topics import Topics
 logger = logging.getLogger(__name__)
 
 MAX_TOPICS = MAX_DEVICES * len(SUFFIXES)
+#: all kept payloads together: a real device's retained topics are a few KB, so 10,000 devices fit many
+#: times; a flood of maximal payloads (an open broker) is refused past it instead of growing the process
+MAX_TOTAL_BYTES = 256 * 1024 * 1024
 
 
 class FleetClient(Protocol):
@@ -62,7 +65,8 @@ class FleetWatch:
         self.where = f"{mqtt.host}:{mqtt.port}"
         self._lock = threading.Lock()
         self._latest: dict[str, InboundMessage] = {}
-        self._extra = 0  # messages on new topics beyond MAX_TOPICS
+        self._extra = 0  # messages refused: new topics beyond MAX_TOPICS, or past MAX_TOTAL_BYTES
+        self._bytes = 0  # payload bytes kept in _latest
         self._received = 0
         self._last_retained = time.monotonic()
         factory = client_factory or mqtt_client
@@ -77,8 +81,11 @@ class FleetWatch:
             self._received += 1
             if msg.retain:
                 self._last_retained = time.monotonic()
-            if msg.topic in self._latest or len(self._latest) < MAX_TOPICS:
+            old = self._latest.get(msg.topic)
+            grown = self._bytes + len(msg.payload) - (len(old.payload) if old else 0)
+            if (old is not None or len(self._latest) < MAX_TOPICS) and grown <= MAX_TOTAL_BYTES:
                 self._latest[msg.topic] = msg
+                self._bytes = grown
             else:
                 self._extra += 1
 
