@@ -102,25 +102,6 @@ def build_backbone(x, sd: dict[str, np.ndarray], channels: int, *, last_block: i
     return x, tapped
 
 
-def trainable_from(model, block: int) -> int:
-    """Freeze the backbone up to block `block - 1`, let blocks >= `block` and the head train; returns the
-    number of trainable parameters. The normalising convolution stays frozen always."""
-    n = 0
-    for layer in model.layers:
-        name = layer.name
-        if name == "normalise":
-            layer.trainable = False
-        elif name.startswith("stem"):
-            layer.trainable = False
-        elif name.startswith("block"):
-            layer.trainable = int(name[5:].split("_")[0]) >= block
-        else:
-            layer.trainable = True
-        if layer.trainable:
-            n += sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-    return n
-
-
 def _check(images: int = 4, size: int = 96, seed: int = 0) -> float:
     """Max abs difference between this Keras backbone and models/backbone/*.onnx (block2/4/7/10)."""
     import keras

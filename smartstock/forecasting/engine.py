@@ -17,8 +17,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# damped-trend ETS, dynamic optimised Theta, standard Theta, and ETS with the error/trend form chosen by AICc
-MEMBERS = ("damped", "dot", "theta", "autoets")
 _Z80 = NormalDist().inv_cdf(0.9)
 _state: dict[str, Any] = {}
 

@@ -15,7 +15,9 @@ in part); the review period is at least one bucket, the bucket in which a lumpy 
 below the reorder point (it covers that undershoot). The sums are scaled so their mean matches the
 demand rate the plan uses (the forecast sets the level, the history the shape). Used when the history
 is intermittent or lumpy (Syntetos-Boylan, `smartstock.forecasting.demand.classify`) and long enough;
-smooth and erratic demand keep the normal formulas, which meet the target there.
+smooth and erratic demand keep the normal formulas, which meet the target there. So do monthly and
+quarterly SKUs: two years hold at most 24 / 8 buckets, fewer than the MIN_SUMS risk-period sums a
+quantile needs, so the empirical method is a daily and weekly one.
 """
 
 from __future__ import annotations

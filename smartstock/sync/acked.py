@@ -28,6 +28,7 @@ def connect_acked(client: Any, host: str, port: int, *, keepalive: int = 30,
     client.connect(host, port, keepalive=keepalive)
     client.loop_start()
     if not connack.wait(timeout) or answer[0].is_failure:
+        client.disconnect()  # no socket left open behind the error
         client.loop_stop()
         why = f"refused the connection: {answer[0]}" if answer else f"did not answer within {timeout:g} s"
         raise BrokerUnavailable(f"the broker at {host}:{port} {why}", hint=CREDENTIALS_HINT)
