@@ -8,6 +8,7 @@ MQTT password comes from an environment variable or a credentials file.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,9 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 ENV_STATE_DIR = "SMARTSTOCK_STATE_DIR"
 ENV_CONFIG = "SMARTSTOCK_CONFIG"
 DEFAULT_STATE_DIR = Path("state")
+#: one MQTT topic level a device id, site, line or group may be (checked here and by every MQTT tool)
+TOPIC_LEVEL = r"^[A-Za-z0-9_-]{1,64}$"
+LEVEL = re.compile(TOPIC_LEVEL)
 
 
 class Section(BaseModel):
@@ -37,10 +41,10 @@ class Section(BaseModel):
 
 
 class DeviceConfig(Section):
-    device_id: str = Field("line1-cam1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    device_id: str = Field("line1-cam1", pattern=TOPIC_LEVEL,
                            description="Unique id of this device; used in MQTT topics and payloads")
-    site: str = Field("plant", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Site (plant) name, MQTT topic level")
-    line: str = Field("line1", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Production line name, MQTT topic level")
+    site: str = Field("plant", pattern=TOPIC_LEVEL, description="Site (plant) name, MQTT topic level")
+    line: str = Field("line1", pattern=TOPIC_LEVEL, description="Production line name, MQTT topic level")
     groups: list[str] = Field(default_factory=list, description="Groups this device belongs to (OTA targeting)")
     state_dir: Path | None = Field(None, description="Directory for the SQLite store, models and snapshots "
                                    "(overridden by --state-dir or SMARTSTOCK_STATE_DIR)")

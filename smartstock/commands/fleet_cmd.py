@@ -42,7 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _watch(args: argparse.Namespace):
     from smartstock.fleet import FleetWatch
-    from smartstock.fleet.rows import LEVEL
+    from smartstock.config import LEVEL
 
     for opt in ("site", "line"):
         value = getattr(args, opt)

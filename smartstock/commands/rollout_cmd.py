@@ -51,7 +51,8 @@ def add_parser(osub: argparse._SubParsersAction) -> None:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from smartstock.ota.rollout import check_level, parse_batch, state_path
+    from smartstock.ota.addressing import check_level
+    from smartstock.ota.rollout import parse_batch, state_path
 
     check_level(args.group, "--group")
     parse_batch(args.batch)

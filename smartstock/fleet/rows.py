@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from smartstock.config import LEVEL
 from smartstock.sync.drain import COUNTER_NAMES
 from smartstock.sync.payloads import SCHEMA_VERSION
 
@@ -32,7 +32,6 @@ MAX_TEXT = 200
 MAX_PROBLEMS = 10
 MAX_CAMERAS = 32
 
-LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what config accepts for site, line and device_id
 SUFFIXES = ("status", "state", "model/state", "alerts", "sync")
 COMMON = {"v", "device_id", "ts", "historical"}  # `historical`: a row the outbox published late
 STATE_FIELDS = COMMON | {"model_id", "model_release", "provider", "camera", "cameras", "fps", "latency_ms_p50",

@@ -7,26 +7,24 @@ Artifacts live under the same base: {base}/model/artifact/<sha256> (retained).
 
 from __future__ import annotations
 
-import re
-
+from smartstock.config import LEVEL
 from smartstock.errors import ConfigError
 
-_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-
-def _check(value: str, what: str) -> str:
-    if not _LEVEL.match(value):
+def check_level(value: str, what: str) -> str:
+    """`value` if it is one valid MQTT topic level (config's rule for device ids, sites, lines, groups)."""
+    if not LEVEL.match(value):
         raise ConfigError(f"{what} {value!r} is not a valid MQTT topic level",
                           hint="use 1-64 letters, digits, '_' or '-'")
     return value
 
 
 def device_base(prefix: str, site: str, line: str, device_id: str) -> str:
-    return f"{prefix.strip('/')}/{_check(site, 'site')}/{_check(line, 'line')}/{_check(device_id, 'device id')}"
+    return f"{prefix.strip('/')}/{check_level(site, 'site')}/{check_level(line, 'line')}/{check_level(device_id, 'device id')}"
 
 
 def group_base(prefix: str, group: str) -> str:
-    return f"{prefix.strip('/')}/groups/{_check(group, 'group')}"
+    return f"{prefix.strip('/')}/groups/{check_level(group, 'group')}"
 
 
 def desired(base: str) -> str:

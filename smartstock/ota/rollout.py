@@ -20,14 +20,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smartstock.errors import ConfigError, first_problem
-from smartstock.ota.addressing import device_base
+from smartstock.config import LEVEL
+from smartstock.ota.addressing import check_level, device_base
 
 STATE_VERSION = 1
 MAX_DEVICES = 10_000  # a plant has hundreds; more than this on one prefix is junk on the broker
 MAX_GROUPS = 64       # per device, in its retained state
 FINAL_FAILURES = {"refused", "rolled_back"}
 DEVICE_FAILURES = {"disabled", "unavailable"}  # the device cannot take any update of the kind at all
-_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 DeviceStatus = Literal["pending", "published", "committed", "failed", "skipped"]
 RolloutStatus = Literal["running", "paused", "interrupted", "completed", "aborted"]
@@ -96,12 +96,6 @@ class Rollout(_Strict):
 def state_path(state_dir: Path, group: str) -> Path:
     check_level(group, "group")
     return Path(state_dir) / f"rollout-{group}.json"
-
-
-def check_level(value: str, what: str) -> str:
-    if not _LEVEL.match(value):
-        raise ConfigError(f"{what} {value!r} is not a valid MQTT topic level", hint="use 1-64 letters, digits, '_' or '-'")
-    return value
 
 
 def load(path: Path) -> Rollout:
@@ -176,7 +170,7 @@ def parse_topic(prefix: str, topic: str) -> tuple[str, str, str, str] | None:
     else:
         return None
     site, line, dev = parts[:3]
-    if site == "groups" or not all(_LEVEL.match(p) for p in (site, line, dev)):
+    if site == "groups" or not all(LEVEL.match(p) for p in (site, line, dev)):
         return None
     return site, line, dev, leaf
 
@@ -188,7 +182,7 @@ def announced_groups(payload: Any) -> list[str] | None:
     groups = payload.get("groups")
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
         return None
-    return [g for g in groups if isinstance(g, str) and _LEVEL.match(g)]
+    return [g for g in groups if isinstance(g, str) and LEVEL.match(g)]
 
 
 def model_state(payload: Any, kind: str) -> dict[str, Any] | None:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from smartstock.config import LEVEL
 from smartstock.errors import ConfigError
 from smartstock.sync.discovery import node_id
 from smartstock.sync.topics import Topics
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a device id, site or group (DeviceConfig's rule)
 HA_BUTTONS = ("sync-now", "rebirth")  # the only commands Home Assistant's discovery buttons send
 
 
@@ -48,7 +48,7 @@ class Fleet:
         device id would get that device's rights through the patterns."""
         problems: list[str] = []
         for d in self.devices:
-            if not _LEVEL.match(d):
+            if not LEVEL.match(d):
                 problems.append(f"device {d!r}: 1-64 letters, digits, '-' or '_' (a device id)")
         people = {"technician": self.technicians, "homeassistant": self.homeassistant,
                   "dashboard": self.dashboards, "sales": self.sales, "bridge": tuple(self.bridges)}
@@ -62,7 +62,7 @@ class Fleet:
                                     "(device patterns apply to every user name)")
                 seen.setdefault(n, role)
         for user, site in self.bridges.items():
-            if not _LEVEL.match(site):
+            if not LEVEL.match(site):
                 problems.append(f"bridge {user!r}: site {site!r} is not a topic level")
         if problems:
             raise ConfigError("cannot build the ACL: " + "; ".join(problems),
@@ -156,7 +156,7 @@ class Bridge:
 
 def bridge_text(fleet: Fleet, b: Bridge) -> str:
     """mosquitto config for the site broker: persistence, queue sizes and the bridge up to the plant."""
-    if not _LEVEL.match(b.site):
+    if not LEVEL.match(b.site):
         raise ConfigError(f"site {b.site!r} is not a topic level", hint="1-64 letters, digits, '-' or '_'")
     ha = fleet.ha_prefix
     out = [f"# SmartStock bridge: site {b.site} -> plant, written by `smartstock mqtt bridge` (README \"Running a fleet\").",
