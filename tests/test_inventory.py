@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -268,6 +269,25 @@ def test_intermittent_reorder_point_is_the_quantile_of_the_risk_period_sums():
     # the forecast sets the level: twice the rate, twice the reorder point
     doubled = compute_policy(pol, DemandEstimate(2 * d, 0.0, "t", DemandSample.of(y, 7.0)))
     assert doubled.reorder_point == pytest.approx(2 * res.reorder_point)
+
+
+def test_intermittent_order_up_to_level_treats_lead_time_spread_as_the_reorder_point_does():
+    """Periodic review on lumpy demand: the order-up-to level is the quantile of the review + lead time
+    sums, and a variable lead time raises it exactly as it raises the reorder point (in quadrature)."""
+    from smartstock.inventory.lead_time import DemandSample
+
+    y = _lumpy(7, 104)
+    d = float(y.mean()) / 7.0
+    est = DemandEstimate(d, float(y.std()) / math.sqrt(7), "t", DemandSample.of(y, 7.0))
+    fixed = compute_policy(SkuPolicy(order_cost=20.0, holding_cost=1.0, lead_time_days=14, service_level=0.95,
+                                     review_period_days=7), est)
+    sums = [y[i] + y[i + 1] + y[i + 2] for i in range(len(y) - 2)]
+    assert fixed.order_up_to == pytest.approx(max(float(np.quantile(sums, 0.95)), d * 21))
+    spread = compute_policy(SkuPolicy(order_cost=20.0, holding_cost=1.0, lead_time_days=14, service_level=0.95,
+                                      review_period_days=7, lead_time_std_days=4), est)
+    z_term = NormalDist().inv_cdf(0.95) * d * 4
+    assert spread.order_up_to == pytest.approx(d * 21 + math.hypot(fixed.order_up_to - d * 21, z_term))
+    assert spread.reorder_point - d * 14 == pytest.approx(math.hypot(fixed.reorder_point - d * 14, z_term))
 
 
 def test_smooth_or_short_history_keeps_the_normal_model():

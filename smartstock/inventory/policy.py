@@ -170,11 +170,15 @@ def compute_policy(policy: SkuPolicy, demand: DemandEstimate, *, defect_rate: fl
     up_to: float | None = None
     if review > 0:
         z = sv.z_for_service_level(policy.service_level)
-        emp_r = empirical(demand.sample, d_day, review + lt)
-        if emp_r is not None:
-            up_to = max(emp_r.quantile(policy.service_level), d_day * (review + lt)) / (1.0 - p)
+        risk = review + lt
+        emp_r = emp if emp is not None and review >= bucket else empirical(demand.sample, d_day, risk)
+        if emp_r is not None:  # as the reorder point: the quantile's excess, lead-time spread in quadrature
+            extra = max(0.0, emp_r.quantile(policy.service_level) - d_day * risk)
+            if slt > 0:
+                extra = math.hypot(extra, z * d_day * slt)
+            up_to = (d_day * risk + extra) / (1.0 - p)
         else:
-            up_to = d_day * (review + lt) / (1.0 - p) + z * sv.yield_adjusted_sigma(d_day, sd_day, review + lt, slt, p)
+            up_to = d_day * risk / (1.0 - p) + z * sv.yield_adjusted_sigma(d_day, sd_day, risk, slt, p)
         notes.append(f"periodic review every {review:g} days: order up to {up_to:.1f}")
 
     cover = sv.days_of_cover(stock, d_day)
