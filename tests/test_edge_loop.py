@@ -283,19 +283,26 @@ def test_snapshots_saved_from_several_workers_keep_the_quota_and_the_count(tmp_p
     assert snaps.failed == 0 and snaps.deleted > 0
 
 
-def test_parts_preprocessed_in_the_capture_thread_score_exactly_as_in_the_worker(tmp_path):
+def test_parts_preprocessed_in_the_capture_thread_score_exactly_as_in_the_worker(tmp_path, monkeypatch):
     """The capture thread makes the model's input (prepare_in_capture, the default): every part gets
-    the very score it got when the inference workers preprocessed it, on the real shipped model."""
+    the very score it got when the inference workers preprocessed it, on the real shipped model, and
+    the workers then preprocess nothing."""
     import cv2
 
+    import smartstock.vision.classifier as classifier_mod
     from smartstock.store import open_store
     from smartstock.vision.classifier import DefectClassifier, default_model_path
+
+    in_workers = []  # preprocess_batch is what classify_batch runs on frames not prepared for it
+    real = classifier_mod.preprocess_batch
+    monkeypatch.setattr(classifier_mod, "preprocess_batch", lambda *args: in_workers.append(1) or real(*args))
 
     clf = DefectClassifier.load(default_model_path(), threads=1, providers=("cpu",))
     parts = sorted((Path(__file__).resolve().parents[1] / "edge" / "sample_parts").glob("part-*.png"))[:40]
     frames = [cv2.resize(cv2.imread(str(p)), (200, 160)) for p in parts]  # 200x160: resized to the model's 96x96
-    scores = {}
+    scores, worker_calls = {}, {}
     for prepared in (True, False):
+        in_workers.clear()
         with open_store(tmp_path / str(prepared)) as store:
             loop = InspectionLoop(FakeFrameSource(frames), clf, store, LoopSettings(
                 sku="S", device_id="d", events_topic="t", batch_max=8, workers=2, prepare_in_capture=prepared))
@@ -303,7 +310,9 @@ def test_parts_preprocessed_in_the_capture_thread_score_exactly_as_in_the_worker
             assert loop.done.wait(60)
             loop.stop()
             scores[prepared] = [tuple(r) for r in store.query("SELECT frame_id, label, score FROM inspections ORDER BY frame_id")]
+        worker_calls[prepared] = len(in_workers)
     assert len(scores[True]) == 40 and scores[True] == scores[False]
+    assert worker_calls[True] == 0 and worker_calls[False] > 0
     assert {label for _, label, _ in scores[True]} == set(clf.labels)  # both kinds of part were seen
 
 

@@ -462,9 +462,11 @@ def test_letterbox_keeps_the_aspect_and_pads_with_the_frame_mean():
     assert (batch[1][:, :15] == round(frame.mean())).all()  # a tall frame is padded left and right
 
 
-def test_prepared_frames_score_as_plain_frames_and_are_redone_for_another_input():
+def test_prepared_frames_score_as_plain_frames_and_are_redone_for_another_input(monkeypatch):
     """classify_batch takes frames preprocessed ahead (prepare(), in a capture thread): the same scores
-    bit for bit; one made for another ROI (a model swapped in meanwhile) is preprocessed again."""
+    bit for bit, without preprocessing them again; one made for another ROI (a model swapped in
+    meanwhile) is preprocessed again."""
+    import smartstock.vision.classifier as classifier_mod
     from smartstock.vision.classifier import default_model_path
 
     path = default_model_path()
@@ -473,8 +475,12 @@ def test_prepared_frames_score_as_plain_frames_and_are_redone_for_another_input(
     rng = np.random.default_rng(2)
     frames = [rng.integers(0, 256, (240, 320, 3), np.uint8) for _ in range(5)]
     want_a, want_b = a.scores_batch(frames), b.scores_batch(frames)
-    assert np.array_equal(a.scores_batch([a.prepare(f) for f in frames]), want_a)
-    assert np.array_equal(b.scores_batch([a.prepare(f) for f in frames]), want_b)  # made for a's input: redone
+    calls = []
+    real = classifier_mod.preprocess_batch
+    monkeypatch.setattr(classifier_mod, "preprocess_batch", lambda *args: calls.append(1) or real(*args))
+    prepared = [a.prepare(f) for f in frames]
+    assert np.array_equal(a.scores_batch(prepared), want_a) and calls == []  # the samples, not redone
+    assert np.array_equal(b.scores_batch(prepared), want_b) and calls == [1]  # made for a's input: redone
     mixed = [a.prepare(f) if i % 2 else f for i, f in enumerate(frames)]
     assert np.array_equal(a.scores_batch(mixed), want_a)
     assert [r.label for r in a.classify_batch([a.prepare(f) for f in frames])] == [r.label for r in a.classify_batch(frames)]
