@@ -128,12 +128,13 @@ def fit_transfer(ds, recipe, seed: int):
         from smartstock.errors import InputError
 
         raise InputError(f"--fine-tune-from {ft_from} is outside 1..{last + 1}")
-    frozen = keras.Model(full.input, [full.get_layer(_block_output(full, ft_from - 1)).output,
-                                      full.get_layer(_block_output(full, last)).output])
+    tune = recipe.fine_tune_epochs > 0 and ft_from <= last
+    taps = [_block_output(full, ft_from - 1)] if tune else []  # the fine-tuning input, only when it is needed
+    frozen = keras.Model(full.input, [full.get_layer(t).output for t in [*taps, _block_output(full, last)]])
     augment = make_augmenter(seed, flip=recipe.flip) if recipe.augment else None
     copies = max(1, recipe.transfer_copies) if recipe.augment else 1
-    mid_tr, top_tr = _features(frozen, ds.train.x, augment, copies)
-    mid_va, top_va = _features(frozen, ds.val.x)
+    *mid_tr, top_tr = _features(frozen, ds.train.x, augment, copies)
+    *mid_va, top_va = _features(frozen, ds.val.x)
     y_tr = np.tile(ds.train.y, copies)
     logger.info("cached backbone features of %d training images (%d versions each) and %d validation images",
                 len(ds.train.y), copies, len(ds.val.y))
@@ -144,10 +145,10 @@ def fit_transfer(ds, recipe, seed: int):
                                  recipe.learning_rate, ds.labels, ds.defect_labels, patience_n)
     _copy_weights(head, full)
     logger.info("frozen backbone: %d epochs, best validation score %.4f", epochs, score)
-    if recipe.fine_tune_epochs > 0 and ft_from <= last:
-        tuned = _stage_model(mid_tr.shape[1:], n, sd, ft_from, last)
+    if tune:
+        tuned = _stage_model(mid_tr[0].shape[1:], n, sd, ft_from, last)
         _copy_weights(head, tuned)
-        ft_epochs, ft_score = _train_stage(tuned, Split(mid_tr, y_tr), Split(mid_va, ds.val.y), recipe, seed + 1,
+        ft_epochs, ft_score = _train_stage(tuned, Split(mid_tr[0], y_tr), Split(mid_va[0], ds.val.y), recipe, seed + 1,
                                            recipe.fine_tune_epochs, recipe.learning_rate * recipe.fine_tune_lr_factor,
                                            ds.labels, ds.defect_labels, patience_n)
         logger.info("fine-tuning blocks %d-%d: %d epochs, best validation score %.4f (frozen: %.4f)%s", ft_from, last,
