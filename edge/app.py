@@ -196,7 +196,7 @@ class App:
         settings = LoopSettings(sku=self.cameras[0].sku, device_id=self.config.device.device_id,
                                 events_topic=self.topics.inspection_events, queue_size=ins.queue_size,
                                 batch_max=v.batch_max, batch_wait_s=v.batch_wait_ms / 1000.0, workers=v.worker_count, max_parts=self.max_parts,
-                                uncertain_margin=ins.uncertain_margin)
+                                uncertain_margin=ins.uncertain_margin, prepare_in_capture=v.preprocess_in_capture)
         cameras = [Camera(c.id, self.sources[c.id], c.sku, snapshots=self.camera_snapshots.get(c.id),
                           # the shortcut's vision.roi is the model's own crop; a [[sources]] roi crops before it
                           roi=c.roi if self.config.sources else None,

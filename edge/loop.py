@@ -1,7 +1,7 @@
 """The inspection loop: a capture thread that never blocks and an inference worker that batches.
 
-capture thread: source.read -> ROI crop -> trigger -> preprocessing (the model's input, made here and
-not in the inference worker: see `_prepare`) -> bounded queue. On a full queue the OLDEST part is
+capture thread: source.read -> ROI crop -> trigger (-> preprocessing, the model's input, when
+`prepare_in_capture`: see `_prepare`) -> bounded queue. On a full queue the OLDEST part is
 dropped and counted (a live camera must never wait). A replay at full speed (`source.realtime` is
 False) is paced by inference instead, so a replay books every part.
 inference workers (`workers`, default one): each takes one part, plus up to `batch_max - 1` more
@@ -156,7 +156,7 @@ class LoopSettings:
     # health goes red once this many commits in a row failed (one write that lost a lock race is no outage)
     store_failures_unhealthy: int = 3
     uncertain_margin: float = 0.0      # snapshot parts this close to the decision as `uncertain` (0 = off)
-    prepare_in_capture: bool = True    # preprocess in each camera's capture thread (False: in the inference workers)
+    prepare_in_capture: bool = False   # preprocess in each camera's capture thread (vision.preprocess_in_capture)
 
 
 class InspectionLoop:
@@ -304,10 +304,11 @@ class InspectionLoop:
                 self.queue.close()  # let the workers see the end without waiting for their timeout
 
     def _prepare(self, image: np.ndarray) -> object:
-        """The model's input for a part, preprocessed here in the camera's capture thread: resizing a
-        640x480 frame costs several times the shipped model's inference (benchmarks/bench_providers.py),
-        and with several cameras (or a GPU doing the inference) it then runs in parallel, off the
-        worker. The model serving when the batch runs redoes it only if it wants other input (swap)."""
+        """With `prepare_in_capture`, the model's input for a part, made here in the camera's capture
+        thread (the model serving when the batch runs redoes it only if it wants other input: a swap):
+        meant for a GPU, where the workers should only feed the model. Off by default: on a 2-core CPU
+        it made one camera's capture thread (decode + preprocess) the bottleneck, 1,452 vs 2,500
+        parts/s and frame-to-result p50 54 vs 16.5 ms (`python -m benchmarks edge`, same run settings)."""
         if not self.settings.prepare_in_capture:
             return image
         with self._swap_lock:

@@ -119,6 +119,10 @@ class VisionConfig(Section):
     batch_wait_ms: float = Field(0.0, ge=0.0, le=100.0, description=(
         "Once a part is waiting, wait up to this long for the batch to fill (a GPU runs a full batch for "
         "about the cost of one; 0 on a CPU, where it only adds latency)"))
+    preprocess_in_capture: bool = Field(False, description=(
+        "Make the model's input (crop, colour, resize) in each camera's capture thread instead of the "
+        "inference workers: meant for a GPU, where the workers should only feed the model; on a CPU it "
+        "made one camera's capture thread the bottleneck (benchmarks/bench_edge.py), so off by default"))
     roi: tuple[int, int, int, int] | None = Field(None, description="Region of interest [x, y, width, height] in pixels")
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Per-class score thresholds overriding the manifest's")
