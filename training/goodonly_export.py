@@ -26,7 +26,8 @@ from smartstock.vision.images import GOOD_LABEL_NAMES, read_image, scan_image_fo
 from smartstock.vision.manifest import AnomalySpec, Manifest, OutputSpec, write_manifest
 from smartstock.vision.preprocess import preprocess_batch
 from training.backbone_export import BACKBONE_FILE
-from training.goodonly import GoodOnlyModel, GoodOnlyRecipe, PatchFeatures, fit
+from training.goodonly import (BOUND_CONFIDENCE, GoodOnlyModel, GoodOnlyRecipe, PatchFeatures, fit,
+                               images_needed)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
                             border=r.border, sampler=r.sampler, threshold=cal.threshold, scale=cal.scale,
                             pad=r.pad, top_k=r.top_k, position_norm=model.position is not None,
                             augment=r.augment,
-                            false_alarm_rate=r.false_alarm_rate, calibration_images=cal.images))
+                            false_alarm_rate=r.false_alarm_rate, calibration_images=cal.images,
+                            expected_false_alarm_rate=cal.expected_false_alarm_rate,
+                            false_alarm_bound=cal.false_alarm_bound))
     manifest.artifacts["onnx"] = Artifact(
         format="onnx", file=path.name, sha256=file_sha256(path), size=path.stat().st_size, precision="float32",
         golden_outputs=encode_array(backend.run(golden.astype(np.float32))), golden_tolerance=1e-4,
@@ -136,6 +139,9 @@ def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None
     report = {"method": "good-only (patchcore)", "data": str(data), "train_images": len(train),
               "calibration_images": cal.images, "threshold": cal.threshold, "scale": cal.scale,
               "calibration_false_alarm_rate": cal.false_alarm_rate, "target_false_alarm_rate": recipe.false_alarm_rate,
+              "expected_false_alarm_rate": cal.expected_false_alarm_rate, "false_alarm_bound": cal.false_alarm_bound,
+              "false_alarm_bound_confidence": BOUND_CONFIDENCE, "calibration_enough": cal.enough,
+              "calibration_images_needed": images_needed(recipe.false_alarm_rate),
               "bank_size": len(model.bank), "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
               "recipe": {k: v for k, v in asdict(recipe).items() if k != "extra"}, "skipped": skipped_c + skipped_t}
     metrics = {"method": "good-only", "train_images": len(train), "calibration_images": cal.images,
@@ -178,8 +184,15 @@ def run(args: Any) -> int:
           f"mirror pad {recipe.pad}, score = mean of top {recipe.top_k} "
           f"{'distances rescaled per ring' if recipe.position_norm else 'distances'})")
     print(f"threshold {ev['threshold']:.4g} (raw score) for {recipe.false_alarm_rate:.2%} false alarms, from "
-          f"{ev['calibration_images']} held-out good images (false alarms there: "
-          f"{ev['calibration_false_alarm_rate']:.2%})")
+          f"{ev['calibration_images']} held-out good images scored with ring statistics of the others: expect "
+          f"{ev['expected_false_alarm_rate']:.2%} of unseen good parts flagged (up to {ev['false_alarm_bound']:.2%} "
+          f"with {ev['false_alarm_bound_confidence']:.0%} confidence)")
+    if not ev["calibration_enough"]:
+        need = ev["calibration_images_needed"]
+        print(f"warning: too few good images for a {recipe.false_alarm_rate:.2%} false-alarm rate: the threshold "
+              f"rests on {ev['calibration_images']} held-out good images and needs at least {need} (about "
+              f"{int(np.ceil(need / recipe.calibration_fraction))} good images in --data, "
+              f"{recipe.calibration_fraction:.0%} held out), or a higher --false-alarm-rate")
     print(f"wrote {MODEL_FILE}, manifest.json, evaluation.json to {result['out']} in {result['seconds']:.0f} s; "
           f"check it on a folder with ok/ and defect images: smartstock eval cnn --model {result['files']['onnx']} "
           f"--data FOLDER")

@@ -67,6 +67,11 @@ class AnomalySpec(_Strict):
     scale: float = Field(..., gt=0, description="Width of the sigmoid that maps the raw score to [0, 1]")
     false_alarm_rate: float = Field(..., ge=0, le=1, description="Target share of good parts flagged")
     calibration_images: int = Field(..., ge=1, description="Held-out good images the threshold came from")
+    expected_false_alarm_rate: float | None = Field(
+        None, ge=0, le=1, description="Share of unseen good parts the threshold flags in expectation, (images above "
+                                      "it + 1) / (calibration_images + 1); above the target when too few images")
+    false_alarm_bound: float | None = Field(
+        None, ge=0, le=1, description="Upper bound on that share holding with 90% confidence (order statistic)")
     heatmap_output: str = Field("heatmap", description="Model output holding the per-patch score map (N, h, w)")
 
 
