@@ -253,6 +253,8 @@ def test_rollout_mistakes_are_errors_that_say_what_to_do(cli, tmp_path, broker):
     assert r.rc == 2 and "--batch '0%'" in r.err, r.err
     r = cli("ota", "rollout", for_group, "--group", "a/b", "--artifact", model, *common)
     assert r.rc == 2 and "not a valid MQTT topic level" in r.err, r.err
+    r = cli("ota", "rollout", for_group, "--group", GROUP, "--artifact", model, "--prefix", "smartstock/#", *common)
+    assert r.rc == 2 and "--prefix 'smartstock/#' is not a topic prefix" in r.err, r.err  # no wildcard subscribed
     for action in ("status", "resume", "abort"):
         r = cli("ota", "rollout", action, "--group", GROUP, *common)
         assert r.rc == 2 and "no rollout state" in r.err and "Traceback" not in r.err, (action, r.err)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from smartstock.commands._common import add_config_option, load
-from smartstock.config import Config, MqttConfig, TlsConfig
+from smartstock.config import LEVEL, Config, MqttConfig, TlsConfig
 from smartstock.errors import ConfigError
 from smartstock.ota.link import BrokerConn
 
@@ -22,8 +22,21 @@ def add_broker_options(p: argparse.ArgumentParser, *, site_help: str = "site top
     p.add_argument("--prefix", default=None, help="topic prefix (default: the config's mqtt.prefix)")
 
 
+def check_topic_options(args: argparse.Namespace) -> None:
+    for opt in ("site", "line"):
+        value = getattr(args, opt, None)
+        if value is not None and not LEVEL.match(value):
+            raise ConfigError(f"--{opt} {value!r} is not a topic level", hint="1-64 letters, digits, '_' or '-'")
+    prefix = getattr(args, "prefix", None)
+    if prefix is not None and not all(LEVEL.match(p) for p in prefix.strip("/").split("/")):
+        raise ConfigError(f"--prefix {prefix!r} is not a topic prefix",
+                          hint="levels of 1-64 letters, digits, '_' or '-', separated by '/' (no wildcards)")
+
+
 def broker_config(args: argparse.Namespace) -> tuple[MqttConfig, str | None, Config]:
-    """(mqtt config with --url and --ca-file applied, the URL's password or None, the whole config)."""
+    """(mqtt config with --url and --ca-file applied, the URL's password or None, the whole config).
+    --site/--line/--prefix are checked first: no wildcard or odd level reaches a subscription or a topic."""
+    check_topic_options(args)
     cfg = load(args)
     from smartstock.sync.client import config_from_url  # the one MQTT URL parser
 

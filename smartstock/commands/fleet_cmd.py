@@ -42,15 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _watch(args: argparse.Namespace):
     from smartstock.fleet import FleetWatch
-    from smartstock.config import LEVEL
 
-    for opt in ("site", "line"):
-        value = getattr(args, opt)
-        if value is not None and not LEVEL.match(value):
-            raise ConfigError(f"--{opt} {value!r} is not a topic level", hint="1-64 letters, digits, '_' or '-'")
-    if args.prefix is not None and not all(LEVEL.match(p) for p in args.prefix.strip("/").split("/")):
-        raise ConfigError(f"--prefix {args.prefix!r} is not a topic prefix",
-                          hint="levels of 1-64 letters, digits, '_' or '-', separated by '/' (no wildcards)")
     if args.stale_minutes <= 0 or getattr(args, "wait", 1.0) < 0:
         raise ConfigError("--stale-minutes must be > 0 and --wait >= 0")
     mqtt, password, _cfg = broker_config(args)
