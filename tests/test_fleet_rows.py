@@ -167,3 +167,28 @@ def test_the_watch_keeps_a_bounded_total_of_payload_bytes(monkeypatch):
     w._on_message(InboundMessage("smartstock/p/l/cam-0/state", b"{}", True))  # a replacement shrinks it
     w._on_message(InboundMessage("smartstock/p/l/cam-3/state", big, True))
     assert len(w._latest) == 4 and w._bytes == 2002 + 1000 and w._extra == 2
+
+
+def test_the_plant_page_builds_the_rows_at_most_once_a_second_for_all_its_clients(monkeypatch):
+    import smartstock.fleet.server as server
+    import smartstock.fleet.watch as watch
+    from smartstock.config import MqttConfig
+
+    class Idle:
+        last_error, connected = None, True
+
+        def subscribe(self, topic_filter, handler, qos=1):
+            pass
+
+    w = watch.FleetWatch(MqttConfig(), client_factory=lambda cfg, password, cid: Idle())
+    builds = []
+    real = w.view
+    monkeypatch.setattr(w, "view", lambda stale: builds.append(stale) or real(stale))
+    views = server._Views(w, 10.0)
+    first = views.json()
+    assert views.json() is first and builds == [10.0]  # a second client within the second: the same build
+    t = Topics("smartstock", "p", "l", "cam-1")
+    w._on_message(InboundMessage(t.status, b"online", True))
+    monkeypatch.setattr(server, "VIEW_MAX_AGE_S", 0.0)
+    again = views.json()
+    assert len(builds) == 2 and [r["device_id"] for r in again["devices"]] == ["cam-1"]
