@@ -8,7 +8,7 @@ Exit codes (documented in the README):
     4  model file or manifest rejected (also: `train cnn` judged the trained model unfit)
     5  an optional runtime is not installed
     6  state store problem (locked, corrupt, not writable)
-    7  over-the-air update refused
+    7  over-the-air update refused or rolled back (`ota rollout`: paused)
     8  MQTT broker unreachable or it refused the connection (tools that need it now)
     130 interrupted (Ctrl-C)
 """
