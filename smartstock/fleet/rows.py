@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from smartstock.config import LEVEL
 from smartstock.sync.drain import COUNTER_NAMES
 from smartstock.sync.payloads import SCHEMA_VERSION
+from smartstock.sync.topics import split_device_topic
 
 # The retained state of a device is about 1 KB; the alerts list of a device with every SKU alarming a
 # few tens of KB. 256 KiB is the device's own inbound cap (mqtt.max_payload_kb).
@@ -121,7 +121,6 @@ def build_rows(messages: Iterable[Message], *, prefix: str = "smartstock", stale
     """Rows from messages in arrival order (a later message on a topic replaces an earlier one, as
     retained messages do); sorted by site, line, device id."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    head = prefix.strip("/") + "/"
     counters = dict.fromkeys(COUNTERS, 0)
     latest: dict[str, bytes] = {}
     for m in messages:
@@ -132,7 +131,7 @@ def build_rows(messages: Iterable[Message], *, prefix: str = "smartstock", stale
             latest[m.topic] = m.payload
     rows: dict[tuple[str, str, str], DeviceRow] = {}
     for topic, payload in latest.items():
-        where = _split(topic, head)
+        where = _split(topic, prefix)
         if where is None:
             counters["bad_topic"] += 1
             continue
@@ -152,14 +151,11 @@ def build_rows(messages: Iterable[Message], *, prefix: str = "smartstock", stale
 
 
 # -- one message ------------------------------------------------------------------------------------
-def _split(topic: str, head: str) -> tuple[tuple[str, str, str], str] | None:
-    if not topic.startswith(head):
+def _split(topic: str, prefix: str) -> tuple[tuple[str, str, str], str] | None:
+    where = split_device_topic(prefix, topic)
+    if where is None or where[3] not in SUFFIXES:
         return None
-    parts = topic[len(head):].split("/")
-    if len(parts) < 4 or not all(LEVEL.match(p) for p in parts[:3]):
-        return None
-    suffix = "/".join(parts[3:])
-    return ((parts[0], parts[1], parts[2]), suffix) if suffix in SUFFIXES else None
+    return where[:3], where[3]
 
 
 def _apply(row: DeviceRow, suffix: str, payload: bytes, counters: dict[str, int]) -> None:

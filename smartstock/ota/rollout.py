@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from smartstock.errors import ConfigError, first_problem
 from smartstock.config import LEVEL
 from smartstock.ota.addressing import check_level, device_base
+from smartstock.sync.topics import split_device_topic
 
 STATE_VERSION = 1
 MAX_DEVICES = 10_000  # a plant has hundreds; more than this on one prefix is junk on the broker
@@ -159,20 +160,8 @@ def base_of(prefix: str, d: DeviceProgress) -> str:
 # -- what the broker says -----------------------------------------------------------------------
 def parse_topic(prefix: str, topic: str) -> tuple[str, str, str, str] | None:
     """(site, line, device_id, leaf) of `{prefix}/site/line/device/{state|status|model/state}`, else None."""
-    head = prefix.strip("/") + "/"
-    if not topic.startswith(head):
-        return None
-    parts = topic[len(head):].split("/")
-    if len(parts) == 5 and parts[3:] == ["model", "state"]:
-        leaf = "model/state"
-    elif len(parts) == 4 and parts[3] in ("state", "status"):
-        leaf = parts[3]
-    else:
-        return None
-    site, line, dev = parts[:3]
-    if site == "groups" or not all(LEVEL.match(p) for p in (site, line, dev)):
-        return None
-    return site, line, dev, leaf
+    where = split_device_topic(prefix, topic)
+    return where if where is not None and where[3] in ("state", "status", "model/state") else None
 
 
 def announced_groups(payload: Any) -> list[str] | None:

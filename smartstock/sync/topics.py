@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from smartstock.config import LEVEL
+
 logger = logging.getLogger(__name__)
 
 
@@ -99,3 +101,16 @@ class Topics:
     def sync_stats(self) -> str:
         """Live counters of the sync path itself (published directly, not via the outbox)."""
         return f"{self.base}/sync"
+
+
+def split_device_topic(prefix: str, topic: str) -> tuple[str, str, str, str] | None:
+    """(site, line, device_id, suffix) of a `{prefix}/<site>/<line>/<device_id>/<suffix...>` topic as
+    `Topics` builds it, each level valid; None for anything else (group topics included). Tools that
+    read many devices' topics (fleet status, OTA rollouts) use it on hostile input."""
+    head = prefix.strip("/") + "/"
+    if not topic.startswith(head):
+        return None
+    parts = topic[len(head):].split("/")
+    if len(parts) < 4 or parts[0] == "groups" or not all(LEVEL.match(p) for p in parts[:3]):
+        return None
+    return parts[0], parts[1], parts[2], "/".join(parts[3:])
