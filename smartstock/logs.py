@@ -52,15 +52,18 @@ def setup_logging(level: str | int = "INFO") -> None:
 
 class Progress:
     """`label: i/total (rate/s)` on one rewritten stderr line while a long command works, when stderr
-    is a terminal; a log line (INFO) every `log_every` items and at the end for journald and files.
-    `log_every = 0` is silent (benchmarks)."""
+    is a terminal; for journald and files a log line (INFO) every `log_every` items, at most one per
+    `log_interval_s`, and one at the end when the work took that long (a short run logs nothing, so a
+    four-SKU report does not print four progress lines). `log_every = 0` is silent (benchmarks)."""
 
-    def __init__(self, label: str, total: int, *, log_every: int = 100, interval_s: float = 0.5) -> None:
+    def __init__(self, label: str, total: int, *, log_every: int = 100, interval_s: float = 0.5,
+                 log_interval_s: float = 10.0) -> None:
         import time
 
         self.label, self.total, self.log_every, self.interval_s = label, total, log_every, interval_s
+        self.log_interval_s = log_interval_s
         self._clock = time.monotonic
-        self._t0 = self._last = self._clock()
+        self._t0 = self._last = self._last_log = self._clock()
         self.tty = bool(log_every) and total > 1 and sys.stderr.isatty()
 
     def __call__(self, done: int) -> None:
@@ -73,5 +76,7 @@ class Progress:
             self._last = now
             sys.stderr.write(f"\r{self.label} {done}/{self.total} ({rate:.1f}/s)" + ("\n" if final else ""))
             sys.stderr.flush()
-        if final or done % self.log_every == 0:
+        due = final or done % self.log_every == 0
+        if due and now - self._last_log >= self.log_interval_s:
+            self._last_log = now
             logging.getLogger("smartstock.progress").info("%s %d/%d (%.1f/s)", self.label, done, self.total, rate)
