@@ -13,7 +13,9 @@ Per series (one period = one bucket of the data set):
    orders arrive L periods after they are placed, lost sales, start at s + Q.
 Reported per set and driver, pooled over series: cycle service level (replenishment cycles without
 a stock-out), fill rate, average stock in periods of mean demand, stock-out periods per series,
-and the verdict: target met within 1 point with less average stock than the peer.
+and the verdict: target met within 1 point with less average stock than the peer. On the generated
+set the generator's true expected demand per period also drives the policy, as a reference: what the
+policy does with a perfect forecast level (not a peer, not in the verdict).
 
 Sets: M4 weekly, last 156 weeks (13 held out, L = 2), M3 quarterly (8 held out, L = 1) from
 ../shared/data (skipped with a message when absent), and a generated intermittent set (seeded).
@@ -34,6 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks._common import shared_data  # noqa: E402
 
 TARGET = 0.95
+TRUE_RATE = "true rate (ref.)"  # the generator's expected demand: a reference driver, not a peer
 EOQ_PERIODS = 3.0
 WINDOWS = 3
 JOBS = int(os.environ.get("SMARTSTOCK_BENCH_JOBS", "2"))
@@ -136,7 +139,8 @@ def replay(train: list[np.ndarray], test: list[np.ndarray], demand: list[tuple[f
 
 
 def run_set(name: str, train: list[np.ndarray], test: list[np.ndarray], m: int, lead: int, ppy: float,
-            peer_names: list[str]) -> dict:
+            peer_names: list[str], true_rate: list[float] | None = None) -> dict:
+    """`true_rate`: the generator's expected demand per period, replayed as a reference driver (not a peer)."""
     h = len(test[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -146,10 +150,13 @@ def run_set(name: str, train: list[np.ndarray], test: list[np.ndarray], m: int, 
     for p, d in d_peers.items():
         rows[p] = replay(train, test, d, lead, ppy)
     secs = {"auto": t_ours, **t_peers}
+    if true_rate is not None:  # what a perfect level would do with the same policy: the policy's own share
+        rows[TRUE_RATE] = replay(train, test, [(r, 0.0) for r in true_rate], lead, ppy)
+        secs[TRUE_RATE] = 0.0
     print(f"{name}: {len(train)} series, {h} periods held out, lead time {lead}, season {m}, target CSL {TARGET:.0%}")
-    print(f"  {'driver':12s} {'CSL':>7s} {'fill':>7s} {'stock':>7s} {'outs':>6s} {'cycles':>7s} {'s total':>8s}")
+    print(f"  {'driver':17s} {'CSL':>7s} {'fill':>7s} {'stock':>7s} {'outs':>6s} {'cycles':>7s} {'s total':>8s}")
     for k, r in rows.items():
-        print(f"  {k:12s} {r['cycle_service_level']:7.3f} {r['fill_rate']:7.3f} {r['avg_stock_periods']:7.3f} "
+        print(f"  {k:17s} {r['cycle_service_level']:7.3f} {r['fill_rate']:7.3f} {r['avg_stock_periods']:7.3f} "
               f"{r['stockout_periods_per_series']:6.2f} {r['cycles']:7d} {secs[k]:8.1f}")
     print("  safety stock basis (series):", "; ".join(
         f"{k} " + ", ".join(f"{b} {n}" for b, n in sorted(r["safety_stock_basis"].items())) for k, r in rows.items()))
@@ -209,13 +216,14 @@ def intermittent(n: int = 200, weeks: int = 156, h: int = 13) -> dict:
     """Spare-part-like weekly demand: a sale in about 30 % of weeks, sizes 1 + Poisson, rates vary by part."""
     rng = np.random.default_rng(13)
     n = min(n, LIMIT) if LIMIT else n
-    series = []
+    series, rates = [], []
     for _ in range(n):
         p = rng.uniform(0.15, 0.45)
         size = rng.uniform(1.0, 6.0)
         series.append(((rng.random(weeks) < p) * (1 + rng.poisson(size, weeks))).astype(float))
+        rates.append(p * (1.0 + size))
     return run_set(f"generated intermittent weekly ({n} parts, seed 13)", [y[:-h] for y in series],
-                   [y[-h:] for y in series], 52, 2, 52.0, ["AutoETS", "Theta", "CrostonSBA"])
+                   [y[-h:] for y in series], 52, 2, 52.0, ["AutoETS", "Theta", "CrostonSBA"], true_rate=rates)
 
 
 def main() -> dict:
