@@ -241,8 +241,8 @@ def _print(s: Set, rows: dict[str, dict[str, float]]) -> None:
           f"{'ms/series':>10s}")
     for name, r in sorted(rows.items(), key=lambda kv: (kv[1]["series"] != len(s.train), kv[1]["mase"])):
         sm = "      -" if not np.isfinite(r["smape"]) else f"{r['smape']:7.2f}"
-        print(f"  {name:33s} {r['mase']:7.3f} {r['rmsse']:7.3f} {sm} {r['bias']:+6.3f} {r['cover80']:6.3f} {r['cover95']:6.3f} "
-              f"{r['ms_per_series']:10.1f}")
+        print(f"  {name:33s} {r['mase']:7.3f} {r['rmsse']:7.3f} {sm} {r['bias']:+6.3f} {r['cover80']:6.3f} "
+              f"{r['cover95']:6.3f} {r['ms_per_series']:10.1f}")
 
 
 def run_set(s: Set) -> dict:
