@@ -5,9 +5,11 @@ can take several periods' worth, so the stock falls well below the reorder point
 placed. `python -m benchmarks inventory`, generated intermittent weekly set (200 parts, a sale in
 15-45 % of weeks, lead time 2 weeks, 95 % cycle service target, (s, Q) replayed over 13 held-out
 weeks): with the normal reorder point `auto` reached a cycle service of 0.878 (statsforecast drivers
-0.850-0.873); with this one 0.946 (AutoETS 0.948, CrostonSBA 0.951), at 8.7 instead of 6.1 periods of
+0.850-0.873); with this one 0.952 (AutoETS 0.948, CrostonSBA 0.953), at 8.7 instead of 6.1 periods of
 demand in stock. In throw-away replays of the same set a gamma quantile reached 0.915 and a normal
-quantile over the same risk period about 0.93.
+quantile over the same risk period about 0.93; scaling the whole distribution to the forecast's rate
+(instead of `rate_scaled`) gave 0.946 at the same stock, and 2-3 % more stock at an achieved 95 % on
+2,000 other generated parts over 52 weeks.
 
 Method: from the SKU's recent demand per bucket (`DemandSample`), the overlapping sums over the risk
 period k = (lead time + review period) / bucket, k fractional where needed (the next bucket counted
