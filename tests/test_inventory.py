@@ -279,8 +279,8 @@ def test_intermittent_reorder_point_follows_a_noisy_rate_less_than_the_rate_move
     """A forecast rate off by +-10 % by chance moves the reorder point by the same +-10 % of the mean
     lead-time demand plus sqrt(1.1) of the spread, not 10 % of the whole 95 % quantile: the quantile is
     about three times the mean on lumpy demand, so the plain rescaling tripled the forecast's noise in the
-    reorder point (at the same achieved cycle service it needed 2-3 % more stock in benchmarks/bench_inventory
-    style replays of generated parts)."""
+    reorder point (at the same achieved cycle service it needed about 2 % more stock in replays of
+    generated parts like benchmarks/bench_inventory's)."""
     from smartstock.inventory.lead_time import DemandSample
 
     y = _lumpy(5, 104)
