@@ -146,3 +146,24 @@ def test_daily_history_with_a_yearly_wave_follows_the_rising_level(closed):
         if closed:
             assert np.all(fc.mean[future == 6] == 0.0) and np.all(fc.hi[future == 6] == 0.0)
     assert 0.92 < np.mean(ratios) < 1.08, ratios
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_daily_history_ending_in_a_yearly_peak_expects_the_drop_after_it(closed):
+    """Two years of daily sales with four peak weeks a year (80 % up), the history ending on the last peak
+    day: the next four weeks fall back to the base level. Damped ETS alone carries the peak on (1.7-1.9x
+    the truth, the daily default before the yearly member); last year's same weeks say it ends, so the
+    forecast is at most 1.5x and its error at most 0.6x damped ETS's. Closed days stay exactly 0."""
+    t = np.arange(2 * 364 + 56)
+    n = len(t) - 28
+    weekday = np.array([1.0, 0.9, 0.95, 1.0, 1.2, 1.5, 0.0 if closed else 0.6])
+    level = 60 * np.where((t - n) % 364 >= 364 - 28, 1.8, 1.0)
+    truth = level[n:] * weekday[t[n:] % 7]
+    for seed in (3, 4, 5):
+        y = np.random.default_rng(seed).poisson(level * weekday[t % 7]).astype(float)
+        fc = make_forecaster("auto", season_length=7, horizon=28).fit(y[:n]).predict(28)
+        damped = make_forecaster("combo", season_length=7, horizon=28, default="damped").fit(y[:n]).predict(28)
+        assert fc.mean.sum() < 1.5 * truth.sum(), (seed, fc.mean.sum() / truth.sum())
+        assert np.mean(np.abs(fc.mean - truth)) < 0.6 * np.mean(np.abs(damped.mean - truth)), seed
+        if closed:
+            assert np.all(fc.mean[t[n:] % 7 == 6] == 0.0) and np.all(fc.hi[t[n:] % 7 == 6] == 0.0)
