@@ -8,6 +8,8 @@ Sets (real data from ../shared/data where present, generated ones with fixed see
   daily     60 generated SKUs, 2 years of daily sales, Sunday closed, 28 days held out, season 7
   dailyy    40 generated SKUs, 3 years of daily sales, weekly and yearly pattern, 28 days held out, season 7
             (peers include MSTL with a weekly and a yearly season)
+  dailyyc   40 generated SKUs, 2 years of daily sales, weekly and yearly pattern, one weekday closed, 28 days
+            held out, season 7 (seed 23; never used to choose a model)
   spares    400 generated spare parts, 104 + 13 weeks, about 76 % zero weeks
 Per set: MASE, RMSSE, sMAPE (where no actual is 0), bias (mean forecast - actual over the mean
 training level: > 0 forecasts too high), coverage of the 80 % and 95 % intervals and wall ms per
@@ -44,7 +46,7 @@ from smartstock.forecasting import metrics  # noqa: E402
 JOBS = int(os.environ.get("SMARTSTOCK_BENCH_JOBS", "2"))
 LIMIT = int(os.environ.get("SMARTSTOCK_BENCH_SERIES", "0"))
 ARIMA_SAMPLE = int(os.environ.get("SMARTSTOCK_BENCH_ARIMA_SAMPLE", "10"))
-SETS = os.environ.get("SMARTSTOCK_BENCH_SETS", "m3q,m4w,m4w156,wineind,daily,dailyy,spares").split(",")
+SETS = os.environ.get("SMARTSTOCK_BENCH_SETS", "m3q,m4w,m4w156,wineind,daily,dailyy,dailyyc,spares").split(",")
 LEVELS = (80, 95)
 
 
@@ -98,13 +100,16 @@ def daily_closed_sunday(n_skus: int = 60, days: int = 730 + 28, seed: int = 11) 
     return out
 
 
-def daily_weekly_yearly(n_skus: int = 40, days: int = 3 * 365 + 28, seed: int = 17) -> list[np.ndarray]:
-    """Daily sales, open every day: a weekday pattern, a yearly wave of 20-60 %, a drifting level."""
+def daily_weekly_yearly(n_skus: int = 40, days: int = 3 * 365 + 28, seed: int = 17,
+                        closed: bool = False) -> list[np.ndarray]:
+    """Daily sales: a weekday pattern, a yearly wave of 20-60 %, a drifting level; open every day, or with
+    one weekday (a different one per SKU) closed."""
     rng = np.random.default_rng(seed)
     t = np.arange(days)
     out = []
     for _ in range(n_skus):
         weekday = np.r_[rng.uniform(0.7, 1.0, 4), rng.uniform(1.1, 1.6, 2), rng.uniform(0.4, 1.0)]
+        weekday[-1] *= not closed
         weekday = np.roll(weekday, rng.integers(7))
         year = 1 + rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * (t + rng.integers(365)) / 365.25)
         level = rng.uniform(3, 60) * np.exp(np.cumsum(rng.normal(0, 0.005, days))) * year
@@ -169,6 +174,10 @@ def _sets() -> list[Set]:
                               daily_weekly_yearly(), 28, 7, 7, sampled=("AutoARIMA",), smape=False,
                               peers={**core(7), "MSTL": MSTL(season_length=7),
                                      "MSTL(7, 365)": MSTL(season_length=[7, 365])}))
+    if "dailyyc" in SETS:
+        sets.append(_held_out("dailyyc", "daily, weekly + yearly pattern, a weekday closed (generated, seed 23): {n} SKUs, "
+                              "28 days held out", daily_weekly_yearly(days=2 * 365 + 28, seed=23, closed=True), 28, 7, 7,
+                              sampled=("AutoARIMA",), smape=False, peers={**core(7), "MSTL": MSTL(season_length=7)}))
     if "spares" in SETS:
         parts, rates = spare_parts_with_rates()
         sets.append(_held_out("spares", "spare parts, intermittent (generated, seed 13): {n} parts, 13 weeks held out",

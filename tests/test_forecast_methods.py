@@ -251,7 +251,12 @@ def test_yearly_wave_test_and_year_ago_member_by_hand():
     then = n - 364
     y[then:then + 7] *= 2.0
     y[then + 7:then + 14] *= 3.0
-    expected = 10.0 * weekday[(n + np.arange(14)) % 7] * np.repeat([2.0, 3.0], 7)
+    ahead = weekday[(n + np.arange(14)) % 7]
+    expected = 10.0 * ahead * np.repeat([2.0, 3.0], 7)
     np.testing.assert_allclose(year_ago(y, 14), expected)
+    # a closed weekday (that of day n) is 0, and its share of the last 28 days goes to the open days
+    closed = np.arange(7) == n % 7
+    np.testing.assert_allclose(year_ago(y, 14, closed),
+                               np.where(ahead == weekday[n % 7], 0.0, expected * 28.0 / (28.0 - weekday[n % 7])))
     assert year_ago(y[:364 + 27], 14) is None  # no 28 days before the year-ago day
     assert year_ago(y, 53 * 7) is None  # more than a year ahead

@@ -3,8 +3,9 @@
 Daily shop data rarely has more than two or three years, and a 28-day horizon sits on a short
 stretch of the yearly wave: what matters is where the level goes next, which last year's same weeks
 say directly. So no yearly seasonal model (MSTL with 7 and 365 days was worse than MSTL(7) in every
-benchmark run); instead a test that the wave repeats, and a member that carries the recent weekday
-profile forward with last year's change from the matching four weeks to each coming week.
+benchmark run); instead a test that the wave repeats, and a member that carries the level of the last
+four weeks forward, in the weekday shape of the last year, with last year's change from the matching
+four weeks to each coming week.
 
 The test: weekly means (a week removes the weekday pattern), their 4-week log changes, and the
 correlation of each change with the change 52 weeks earlier. A drifting level or noise gives changes
@@ -20,6 +21,7 @@ YEAR = 364  # 52 weeks: a year-ago day is the same weekday
 STEP = 4  # weeks per change in the test, and the window the member's level is taken from
 MIN_PAIRS = 20  # changes a year apart the test needs (about 76 weeks of history)
 MAX_YEARS = 3  # year-ago ratios averaged (log scale)
+SHAPE_WEEKS = 52  # weeks the weekday shape is averaged over (4, 13, 26, 39, 52 measured: the longer the better)
 _Z95 = 1.6448536269514722  # one-sided 95 %; 90 % (1.28) let more drift through on the choosing half
 
 
@@ -38,10 +40,11 @@ def yearly_wave(y: np.ndarray, z: float = _Z95) -> bool:
     return r > z * np.sqrt((1.0 + 2.0 * np.sum(rho ** 2)) / len(now))
 
 
-def year_ago(y: np.ndarray, h: int) -> np.ndarray | None:
-    """Forecast of the next h days: the mean of each weekday over the last 28 days, times last year's ratio
-    of each coming week to the 28 days before it (mean log ratio over up to three years). None when the
-    history has no year-ago window, the horizon is over a year, or a year-ago week sold nothing."""
+def year_ago(y: np.ndarray, h: int, closed: np.ndarray | None = None) -> np.ndarray | None:
+    """Forecast of the next h days: the mean of the last 28 days in the weekday shape of the last 52 weeks
+    (closed weekdays, a mask by position from y[0], 0), times last year's ratio of each coming week to the
+    28 days before it (mean log ratio over up to three years). None when the history has no year-ago
+    window, the horizon is over a year, or a year-ago week sold nothing."""
     y = np.asarray(y, float)
     n, weeks = len(y), (h + 6) // 7
     if h < 1 or weeks * 7 > YEAR or n < 28:
@@ -59,5 +62,11 @@ def year_ago(y: np.ndarray, h: int) -> np.ndarray | None:
     if not logs:
         return None
     ratio = np.repeat(np.exp(np.mean(logs, axis=0)), 7)[:h]
-    last = y[-28:].reshape(4, 7).mean(axis=0)  # last[i]: weekday of day n - 28 + i, i.e. of day n + i (mod 7)
-    return last[np.arange(h) % 7] * ratio
+    weeks_back = min(SHAPE_WEEKS, n // 7)
+    shape = y[n - 7 * weeks_back:].reshape(weeks_back, 7).mean(axis=0)  # shape[i]: weekday of day n + i (mod 7)
+    if closed is not None:
+        shape = np.where(closed[(n + np.arange(7)) % len(closed)], 0.0, shape)
+    if np.sum(shape) <= 0:
+        return None
+    level = np.mean(y[-28:]) / np.mean(shape)  # a closed day carries no share of the level
+    return level * shape[np.arange(h) % 7] * ratio
