@@ -243,6 +243,7 @@ def test_yearly_wave_test_and_year_ago_member_by_hand():
     drifts = [rng.poisson(30 * np.exp(np.cumsum(rng.normal(0, 0.01, 730)))).astype(float) for _ in range(20)]
     assert sum(yearly_wave(d) for d in drifts) <= 2  # a 5 % test: about one in 20 by chance
     assert not yearly_wave(_daily(500)) and not yearly_wave(np.zeros(800))  # too short; nothing to compare
+    assert not yearly_wave(_daily(800) - 60.0) and not yearly_wave(np.zeros(3))  # negative weeks; no whole week
     # by hand: level 10 with a weekday profile, and a year ago (364 days: same weekday) the two weeks
     # after the matching day were 2x and 3x the 28 days before them
     weekday = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])

@@ -22,7 +22,7 @@ STEP = 4  # weeks per change in the test, and the window the member's level is t
 MIN_PAIRS = 20  # changes a year apart the test needs (about 76 weeks of history)
 MAX_YEARS = 3  # year-ago ratios averaged (log scale)
 SHAPE_WEEKS = 52  # weeks the weekday shape is averaged over (4, 13, 26, 39, 52 measured: the longer the better)
-_Z95 = 1.6448536269514722  # one-sided 95 %; 90 % (1.28) let more drift through on the choosing half
+_Z95 = 1.6448536269514722  # one-sided 95 %; at 90 % (1.28) the choosing half of dailyy scored 0.788 vs 0.782
 
 
 def yearly_wave(y: np.ndarray, z: float = _Z95) -> bool:
@@ -30,6 +30,8 @@ def yearly_wave(y: np.ndarray, z: float = _Z95) -> bool:
     y = np.asarray(y, float)
     n = len(y) // 7 * 7
     weeks = y[len(y) - n:].reshape(-1, 7).mean(axis=1)
+    if n == 0 or np.min(weeks) < 0:  # demand is not negative; a series that is has no wave to read here
+        return False
     lw = np.log(weeks + 0.5)
     change = lw[STEP:] - lw[:-STEP]
     now, before = change[52:], change[:-52]
