@@ -103,6 +103,70 @@ def test_good_only_export_runs_on_the_device_side_and_flags_pasted_defects(goodo
     assert np.mean(near) >= 0.75, near
 
 
+TFLITE_DEVICE_CODE = r"""
+import json, sys
+from pathlib import Path
+import cv2, numpy as np
+from smartstock.runtime import decode_array
+from smartstock.vision.classifier import DefectClassifier
+from smartstock.vision.manifest import run_golden
+folder, test = Path(sys.argv[1]), Path(sys.argv[2])
+files = {kind: sorted((test / kind).iterdir()) for kind in ("ok", "defect")}
+frames = {kind: [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in fs] for kind, fs in files.items()}
+out = {}
+for fmt, name in (("onnx", "goodonly.onnx"), ("tflite", "goodonly.tflite"), ("tflite_int8", "goodonly_int8.tflite")):
+    clf = DefectClassifier.load(folder / name)
+    golden = decode_array(clf.manifest.golden_inputs).astype(np.float32)
+    res = {kind: clf.classify_batch(fr) for kind, fr in frames.items()}
+    out[fmt] = {"type": type(clf).__name__, "backend": clf.backend.type, "golden": list(run_golden(clf.backend, clf.manifest, fmt)),
+                "golden_defect": [bool(v) for v in clf.scores_batch(list(golden))[:, 1] >= 0.5],
+                **{kind: [[r.scores["defect"], r.is_defect] for r in rs] for kind, rs in res.items()},
+                "heat": {kind: [r.heatmap.tolist() for r in rs] for kind, rs in res.items()}}
+out["forbidden"] = sorted({n.split(".")[0] for n in sys.modules} & {"tensorflow", "keras", "torch", "training", "onnx"})
+print(json.dumps(out, default=float))
+"""
+
+
+def test_good_only_tflite_exports_run_on_the_device_side_like_the_onnx_graph(goodonly):
+    """goodonly.tflite (float) and goodonly_int8.tflite (int8 backbone, float distance tail) load with LiteRT
+    alone, pass their golden samples, give the ONNX graph's verdict on them and score pasted defects above the
+    same parts without them; the float one matches the ONNX scores and heat maps within 1e-3."""
+    manifest = json.loads((goodonly["dir"] / "manifest.json").read_text())
+    assert {k: a["file"] for k, a in manifest["artifacts"].items()} == {
+        "onnx": "goodonly.onnx", "tflite": "goodonly.tflite", "tflite_int8": "goodonly_int8.tflite"}
+    p = subprocess.run([sys.executable, "-c", TFLITE_DEVICE_CODE, str(goodonly["dir"]), str(goodonly["test"])],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["forbidden"] == []
+    ref = r["onnx"]
+    for fmt in ("tflite", "tflite_int8"):
+        got = r[fmt]
+        assert got["type"] == "AnomalyDetector" and got["backend"] == "tflite"
+        assert got["golden"][0], got["golden"]
+        assert got["golden_defect"] == ref["golden_defect"]
+        good = np.array([v[0] for v in got["ok"]])
+        bad = np.array([v[0] for v in got["defect"]])
+        assert np.mean(bad > good) >= (1.0 if fmt == "tflite" else 0.8), (fmt, good, bad)
+        assert sum(v[1] for v in got["defect"]) >= 0.75 * len(bad)
+    for kind in ("ok", "defect"):
+        assert np.max(np.abs(np.array(r["tflite"][kind]) - np.array(ref[kind]))) <= 1e-3
+        assert [v[1] for v in r["tflite"][kind]] == [v[1] for v in ref[kind]]
+        assert np.max(np.abs(np.array(r["tflite"]["heat"][kind]) - np.array(ref["heat"][kind]))) <= 1e-3
+
+
+def test_int8_detector_has_its_own_threshold(goodonly):
+    """The int8 backbone moves the patch distances: the int8 export's ring statistics and threshold were fitted
+    again on the same held-out good images, and the manifest, evaluation.json and the train output say so."""
+    anomaly = json.loads((goodonly["dir"] / "manifest.json").read_text())["anomaly"]
+    own = anomaly["int8"]
+    assert own["calibration_images"] == anomaly["calibration_images"]
+    assert own["threshold"] != anomaly["threshold"] and own["scale"] > 0
+    assert json.loads((goodonly["dir"] / "evaluation.json").read_text())["int8"] == own
+    assert f"int8 TFLite: its own threshold {own['threshold']:.4g}" in goodonly["stdout"]
+    assert "goodonly.tflite, goodonly_int8.tflite" in goodonly["stdout"]
+
+
 def test_eval_cnn_reports_roc_auc_for_a_good_only_model_with_any_defect_folder_name(goodonly, tmp_path):
     data = tmp_path / "eval"
     shutil.copytree(goodonly["test"] / "ok", data / "ok")
@@ -169,6 +233,51 @@ def test_good_only_model_installs_over_the_air_with_golden_samples(goodonly, tmp
         rig.push(rewritten(goodonly["dir"], tmp_path / "r3", 3, scale_bank), 3)
     assert refused.value.reason == "golden_failed" and "max |diff|" in str(refused.value)
     assert rig.serving_release == 2
+
+
+def test_good_only_tflite_detector_installs_over_the_air(goodonly, tmp_path, store):
+    """A device serving the float TFLite detector takes the int8 one over the air (golden samples, trial); another
+    refuses a release whose file is not the one its golden outputs came from (the int8 bytes under the float's
+    name: a model that loads and runs, but scores otherwise)."""
+    from smartstock.ota.refusal import UpdateRefused
+    from smartstock.runtime.hashing import file_sha256
+    from smartstock.store import open_store
+    from smartstock.vision.anomaly import AnomalyDetector
+    from smartstock.vision.manifest import load_manifest, write_manifest
+    from tests.fixtures.models import make_release
+    from tests.fixtures.ota import OtaRig
+
+    shipped = make_release(goodonly["dir"], tmp_path / "shipped", release=1)
+    rig = OtaRig(tmp_path / "rig", store, default=shipped / "goodonly.tflite", trial_frames=8)
+    served = rig.loop.classifier
+    assert isinstance(getattr(served, "model", served), AnomalyDetector) and served.backend.type == "tflite"
+    frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((goodonly["test"] / "ok").iterdir())]
+
+    r2 = make_release(goodonly["dir"], tmp_path / "r2", release=2)
+    rig.push(r2 / "goodonly_int8.tflite", 2, summary="int8 good-only detector")
+    for i in range(0, len(frames), 4):
+        rig.loop.feed(frames[i:i + 4])
+        rig.updater.poll()
+    assert rig.last_state()["status"] == "committed", rig.history()
+    assert rig.serving_release == 2 and rig.loop.classifier.model_path.name == "goodonly_int8.tflite"
+    assert "4 golden samples" in [h for h in rig.history() if h[0] == "trial"][0][2]
+    assert rig.loop.results[-1].heatmap is not None   # the heat map comes through LiteRT too
+
+    other_store = open_store(tmp_path / "other-state")
+    try:
+        other = OtaRig(tmp_path / "other", other_store, default=shipped / "goodonly.tflite", trial_frames=8)
+        bad = make_release(goodonly["dir"], tmp_path / "bad", release=2)
+        path = bad / "goodonly.tflite"
+        path.write_bytes((bad / "goodonly_int8.tflite").read_bytes())
+        man = load_manifest(bad)
+        art = man.artifacts["tflite"].model_copy(update={"sha256": file_sha256(path), "size": path.stat().st_size})
+        write_manifest(man.model_copy(update={"artifacts": {**man.artifacts, "tflite": art}}), bad)
+        with pytest.raises(UpdateRefused) as refused:
+            other.push(path, 2)
+        assert refused.value.reason == "golden_failed" and "max |diff|" in str(refused.value)
+        assert other.serving_release == 1
+    finally:
+        other_store.close()
 
 
 def test_defect_snapshot_gets_its_heat_map(goodonly, tmp_path):

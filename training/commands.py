@@ -80,6 +80,8 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--orientations", action="store_true",
                      help="good-only folders: build the bank from the good images in all 8 orientations "
                           "(8x the feature time)")
+    cnn.add_argument("--no-tflite", action="store_true",
+                     help="good-only folders: write the ONNX detector only (no TFLite float/int8 exports)")
 
 
 def _lazy(module: str):

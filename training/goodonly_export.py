@@ -4,6 +4,12 @@ Writes `goodonly.onnx` (backbone + memory bank + nearest-neighbour search in one
 manifest.json (kind defect-classifier, labels [ok, defect], threshold 0.5 on the calibrated score,
 an `anomaly` section, golden samples) and evaluation.json, plus the backbone's licence notice.
 The export is loaded back with the device backend and compared with the numpy scores (parity).
+
+Like the classifier it is also exported to TFLite (training/goodonly_tflite.py, needs TensorFlow):
+`goodonly.tflite` (float32, the same parameters; checked against the ONNX graph's scores and heat maps
+on the held-out good images) and `goodonly_int8.tflite` (int8 backbone, float distance tail, with its
+own ring statistics and threshold recalibrated on the same held-out good images through its own int8
+features: manifest `anomaly.int8`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from smartstock.runtime.artifact import Artifact, Parity
 from smartstock.runtime.golden import encode_array
 from smartstock.runtime.hashing import file_sha256
 from smartstock.vision.images import GOOD_LABEL_NAMES, read_image, scan_image_folder
-from smartstock.vision.manifest import AnomalySpec, Manifest, OutputSpec, write_manifest
+from smartstock.vision.manifest import AnomalyCalibration, AnomalySpec, Manifest, OutputSpec, write_manifest
 from smartstock.vision.preprocess import preprocess_batch
 from training.backbone_export import BACKBONE_FILE
 from training.goodonly import (BOUND_CONFIDENCE, GoodOnlyModel, GoodOnlyRecipe, PatchFeatures, fit,
@@ -32,8 +38,20 @@ from training.goodonly import (BOUND_CONFIDENCE, GoodOnlyModel, GoodOnlyRecipe, 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "goodonly.onnx"
+FILES = {"onnx": MODEL_FILE, "tflite": "goodonly.tflite", "tflite_int8": "goodonly_int8.tflite"}
+FORMATS = tuple(FILES)
 DEFECT_LABEL = "defect"
 PARITY_TOLERANCE = 1e-3   # ONNX Runtime vs numpy on the squashed score (float32 sums in another order)
+#: TFLite float vs the ONNX graph, scores and heat maps on the held-out good images (the Keras and ONNX
+#: backbones differ by ~6e-5 in their block outputs; measured 6e-6 on the squashed scores at 64 px)
+TFLITE_TOLERANCE = 1e-3
+#: int8 golden outputs: int8 kernels of other CPUs (ARM vs x86) may round a feature by one step, which moves a
+#: patch distance a little; the squashed scores of the golden images are allowed this much.
+INT8_GOLDEN_TOLERANCE = 0.02
+#: int8 detector vs the scores computed from its int8 feature model (two conversions, same quantisation ranges;
+#: they differ only where each dequantises: measured 2e-3 on the squashed score at 64 px)
+INT8_PARITY_TOLERANCE = 0.01
+REPRESENTATIVE = 100      # good training images the int8 quantisation ranges are taken from
 GOLDEN_COUNT = 4
 
 
@@ -48,8 +66,10 @@ def _squash(raw: np.ndarray, threshold: float, scale: float) -> np.ndarray:
 
 
 def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarray], out: Path, *,
-           good_label: str = "ok", metrics: dict[str, Any] | None = None) -> Path:
-    """Write goodonly.onnx + manifest.json into `out`; returns the model path."""
+           good_label: str = "ok", metrics: dict[str, Any] | None = None, formats: Sequence[str] = ("onnx",),
+           representative: Sequence[np.ndarray] = ()) -> Path:
+    """Write goodonly.onnx (+ the TFLite `formats`) + manifest.json into `out`; returns the ONNX model path.
+    `representative`: good training images for the int8 quantisation ranges (the calibration images otherwise)."""
     import onnx
 
     from smartstock.runtime.backends import load_backend
@@ -99,11 +119,103 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         golden_outputs=encode_array(backend.run(golden.astype(np.float32))), golden_tolerance=1e-4,
         parity=Parity(images=len(x), label_agreement=agree, max_abs_diff=diff))
     write_manifest(manifest, out)
+    if "tflite" in formats:
+        export_tflite(model, x, golden, manifest, out, backend)
+    if "tflite_int8" in formats:
+        rep = preprocess_batch(list(representative or calib)[:REPRESENTATIVE], spec).astype(np.float32)
+        export_tflite_int8(model, x, golden, manifest, out, rep)
     from training.goodonly_graph import backbone_file
 
     lic = backbone_file().with_name("LICENSE.efficientnet-lite0")
     if lic.is_file():  # the detector embeds the backbone's weights: its notice travels with it
         shutil.copyfile(lic, out / lic.name)
+    return path
+
+
+def _tflite_args(model: GoodOnlyModel) -> dict[str, Any]:
+    r = model.recipe
+    return {"layers": r.layers, "image_size": r.image_size, "patch_stride": r.patch_stride, "border": r.border,
+            "pad": r.pad, "top_k": r.top_k}
+
+
+def _register(manifest: Manifest, out: Path, fmt: str, path: Path, precision: str, golden: np.ndarray,
+              parity: Parity, tolerance: float) -> None:
+    from smartstock.runtime.backends import load_backend
+
+    backend = load_backend(path, "tflite", threads=2)
+    manifest.artifacts[fmt] = Artifact(
+        format=fmt, file=path.name, sha256=file_sha256(path), size=path.stat().st_size, precision=precision,
+        golden_outputs=encode_array(backend.run(golden.astype(np.float32))), golden_tolerance=tolerance,
+        parity=parity)
+    write_manifest(manifest, out)
+
+
+def export_tflite(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, manifest: Manifest, out: Path,
+                  onnx_backend: Any) -> Path:
+    """goodonly.tflite: the same detector in float32; its scores and heat maps on the held-out good images `x`
+    must match the ONNX graph's within TFLITE_TOLERANCE."""
+    from smartstock.runtime.backends import load_backend
+    from training.goodonly_tflite import detector_tflite
+
+    cal = model.calibration
+    path = Path(out) / FILES["tflite"]
+    path.write_bytes(detector_tflite(bank=model.bank, threshold=cal.threshold, scale=cal.scale,
+                                     position=model.position, **_tflite_args(model)))
+    ref = onnx_backend.run_outputs(x)
+    got = load_backend(path, "tflite", threads=2).run_outputs(x)
+    diff = {k: float(np.max(np.abs(got[k] - ref[k]))) for k in ("scores", "heatmap")}
+    agree = float(np.mean((got["scores"][:, 1] >= 0.5) == (ref["scores"][:, 1] >= 0.5)))
+    logger.info("%s: %d held-out images, max |diff| vs ONNX: scores %.3g, heat map %.3g; decisions agree %.2f%%",
+                path.name, len(x), diff["scores"], diff["heatmap"], agree * 100)
+    if max(diff.values()) > TFLITE_TOLERANCE:
+        raise ModelError(f"{path}: TFLite detector disagrees with the ONNX graph (max diff scores {diff['scores']:.3g}, "
+                         f"heat map {diff['heatmap']:.3g})", hint="a converter problem: check the TensorFlow version")
+    _register(manifest, out, "tflite", path, "float32", golden,
+              Parity(images=len(x), label_agreement=agree, max_abs_diff=max(diff.values())), 1e-4)
+    return path
+
+
+def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, manifest: Manifest, out: Path,
+                       rep: np.ndarray) -> Path:
+    """goodonly_int8.tflite: int8 backbone, float tail. Its features are not the float ones, so the distances
+    to the bank shift: the ring statistics and the threshold are fitted again, exactly as for the float model
+    (training.goodonly.calibrate_distances) but on patch features of the held-out good images `x` from the
+    int8 backbone (quantised with the same ranges as the detector's), and recorded in manifest anomaly.int8."""
+    import tempfile
+
+    from smartstock.runtime.backends import load_backend
+    from training.goodonly import calibrate_distances, image_scores, nn_distances
+    from training.goodonly_tflite import detector_tflite, features_tflite
+
+    r, path = model.recipe, Path(out) / FILES["tflite_int8"]
+    args = _tflite_args(model)
+    with tempfile.TemporaryDirectory(prefix="smartstock-int8-") as tmp:
+        fpath, staged = Path(tmp) / "features_int8.tflite", Path(tmp) / path.name
+        fpath.write_bytes(features_tflite(args["layers"], r.image_size, r.patch_stride, r.pad, int8_rep=rep))
+        patches = load_backend(fpath, "tflite", threads=r.threads).run_outputs(x)["patches"]
+        d = nn_distances(patches, model.bank)
+        position, cal = calibrate_distances(d, r)
+        staged.write_bytes(detector_tflite(bank=model.bank, threshold=cal.threshold, scale=cal.scale,
+                                           position=position, int8_rep=rep, **args))
+        rescaled = d if position is None else (d - position[0]) / position[1]
+        expected = _squash(image_scores(rescaled, r.border, r.top_k), cal.threshold, cal.scale)
+        got = load_backend(staged, "tflite", threads=r.threads).run_outputs(x)["scores"][:, 1]
+        diff = float(np.max(np.abs(got - expected)))
+        agree = float(np.mean((got >= 0.5) == (expected >= 0.5)))
+        logger.info("%s: threshold %.4g (float model %.4g) from %d held-out images; max |diff| vs its own features "
+                    "%.3g, decisions agree %.2f%%", path.name, cal.threshold, model.calibration.threshold, len(x), diff,
+                    agree * 100)
+        if diff > INT8_PARITY_TOLERANCE:
+            raise ModelError(f"{path}: int8 detector disagrees with the scores of its own int8 features (max diff "
+                             f"{diff:.3g}): the two int8 conversions quantised differently",
+                             hint="check the TensorFlow version, or export without int8 (--no-tflite)")
+        shutil.copyfile(staged, path)
+    manifest.anomaly.int8 = AnomalyCalibration(  # type: ignore[union-attr]  (export() always sets anomaly)
+        threshold=cal.threshold, scale=cal.scale, calibration_images=cal.images,
+        calibration_false_alarm_rate=cal.false_alarm_rate, expected_false_alarm_rate=cal.expected_false_alarm_rate,
+        false_alarm_bound=cal.false_alarm_bound)
+    _register(manifest, out, "tflite_int8", path, "int8", golden,
+              Parity(images=len(x), label_agreement=agree, max_abs_diff=diff), INT8_GOLDEN_TOLERANCE)
     return path
 
 
@@ -117,9 +229,23 @@ def _read_all(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[str]]:
     return images, skipped
 
 
-def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None) -> dict[str, Any]:
-    """Folder with only good parts -> detector in `out`; returns a summary like training.cnn_cli's."""
+def tflite_available() -> bool:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None,
+                     formats: Sequence[str] = FORMATS) -> dict[str, Any]:
+    """Folder with only good parts -> detector in `out`; returns a summary like training.cnn_cli's.
+    `formats`: ONNX always, the TFLite ones when TensorFlow is installed (a warning says when it is not)."""
     recipe = recipe or GoodOnlyRecipe()
+    if set(formats) - {"onnx"} and not tflite_available():
+        logger.warning("TensorFlow is not installed: writing the ONNX detector only (pip install 'smartstock[train]' "
+                       "for the TFLite exports)")
+        formats = ("onnx",)
     t0 = time.perf_counter()
     folder = scan_image_folder(data, min_classes=1)
     if len(folder.labels) != 1:
@@ -146,9 +272,16 @@ def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None
               "recipe": {k: v for k, v in asdict(recipe).items() if k != "extra"}, "skipped": skipped_c + skipped_t}
     metrics = {"method": "good-only", "train_images": len(train), "calibration_images": cal.images,
                "calibration_false_alarm_rate": cal.false_alarm_rate}
-    path = export(model, feats, calib, Path(out), good_label=folder.labels[0], metrics=metrics)
+    path = export(model, feats, calib, Path(out), good_label=folder.labels[0], metrics=metrics, formats=formats,
+                  representative=train)
+    from smartstock.vision.manifest import load_manifest
+
+    manifest = load_manifest(path)
+    if manifest.anomaly is not None and manifest.anomaly.int8 is not None:
+        report["int8"] = manifest.anomaly.int8.model_dump()
     (Path(out) / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    return {"out": str(out), "files": {"onnx": str(path)}, "evaluation": report,
+    files = {fmt: str(Path(out) / art.file) for fmt, art in manifest.artifacts.items()}
+    return {"out": str(out), "files": files, "evaluation": report,
             "seconds": round(time.perf_counter() - t0, 1), "model": model}
 
 
@@ -177,7 +310,8 @@ def run(args: Any) -> int:
     scored = (grid_of(recipe.image_size, recipe.layers, recipe.patch_stride) - 2 * recipe.border) ** 2
     if recipe.top_k > scored:
         raise InputError(f"--top-k {recipe.top_k} is more than the {scored} patches scored per part", hint="use e.g. 3")
-    result = train_and_export(args.data, args.out, recipe)
+    formats = ("onnx",) if getattr(args, "no_tflite", False) else FORMATS
+    result = train_and_export(args.data, args.out, recipe, formats)
     ev = result["evaluation"]
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "
           f"of {ev['bank_size']} patches ({recipe.sampler}, {'+'.join(recipe.layers)}, {recipe.image_size} px, "
@@ -193,7 +327,13 @@ def run(args: Any) -> int:
               f"rests on {ev['calibration_images']} held-out good images and needs at least {need} (about "
               f"{int(np.ceil(need / recipe.calibration_fraction))} good images in --data, "
               f"{recipe.calibration_fraction:.0%} held out), or a higher --false-alarm-rate")
-    print(f"wrote {MODEL_FILE}, manifest.json, evaluation.json to {result['out']} in {result['seconds']:.0f} s; "
+    if "int8" in ev:
+        i8 = ev["int8"]
+        print(f"int8 TFLite: its own threshold {i8['threshold']:.4g} (raw score of its int8 features) from the same "
+              f"{i8['calibration_images']} held-out good images: expect {i8['expected_false_alarm_rate']:.2%} of unseen "
+              f"good parts flagged")
+    written = ", ".join(Path(f).name for f in result["files"].values())
+    print(f"wrote {written}, manifest.json, evaluation.json to {result['out']} in {result['seconds']:.0f} s; "
           f"check it on a folder with ok/ and defect images: smartstock eval cnn --model {result['files']['onnx']} "
           f"--data FOLDER")
     return 0

@@ -1,8 +1,9 @@
 """Good-parts-only detector on the device: one more model kind behind the DefectClassifier interface.
 
-The exported ONNX file holds the frozen feature network, the memory bank of good patches and the
-nearest-neighbour search (training.goodonly), so the device runs it with ONNX Runtime alone and the
-decision rule, OTA install, golden samples and trial are the classifier's. What it adds: each
+The exported file (ONNX, or TFLite float / int8 backbone with a float tail) holds the frozen feature
+network, the memory bank of good patches and the nearest-neighbour search (training.goodonly), so the
+device runs it with ONNX Runtime or LiteRT alone and the decision rule, OTA install, golden samples and
+trial are the classifier's. What it adds: each
 Classification carries the anomaly heat map (patch scores, 0.5 = on the threshold), which the edge
 loop saves beside a defect snapshot.
 """
@@ -34,8 +35,8 @@ class AnomalyDetector(DefectClassifier):
         if manifest.anomaly is None:
             raise ModelError(f"{model_path}: manifest has no `anomaly` section", hint="load it as a DefectClassifier")
         if not hasattr(backend, "run_outputs"):
-            raise ModelError(f"{model_path}: a good-only detector runs on ONNX Runtime only (backend {backend.type!r})",
-                             hint='set vision.backend = "auto" or "onnx"')
+            raise ModelError(f"{model_path}: backend {backend.type!r} cannot return the detector's heat map output",
+                             hint='set vision.backend = "auto", "onnx" or "tflite"')
         super().__init__(backend, manifest, model_path, roi=roi, thresholds=thresholds)
         self.heatmap_output = manifest.anomaly.heatmap_output
         self._local = threading.local()

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
-__all__ = ["SCHEMA_VERSION", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest",
+__all__ = ["SCHEMA_VERSION", "AnomalyCalibration", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest",
            "run_golden", "verify_artifact", "write_manifest"]
 
 _Strict = Strict
@@ -42,6 +42,19 @@ class Normalisation(_Strict):
 class OutputSpec(_Strict):
     name: str = "scores"
     meaning: str = Field("softmax probabilities, one per label in `labels` order, summing to 1")
+
+
+class AnomalyCalibration(_Strict):
+    """Threshold of an export whose scores are not the float model's (the int8 TFLite detector: its int8
+    features move the patch distances, so its ring statistics and threshold were fitted again on the same
+    held-out good images). Its graph holds them; the device still decides at 0.5 on its `scores`."""
+
+    threshold: float = Field(..., description="Raw image score that marks a defect for this export")
+    scale: float = Field(..., gt=0, description="Width of this export's sigmoid")
+    calibration_images: int = Field(..., ge=1)
+    calibration_false_alarm_rate: float = Field(..., ge=0, le=1, description="Share of those images flagged")
+    expected_false_alarm_rate: float | None = Field(None, ge=0, le=1)
+    false_alarm_bound: float | None = Field(None, ge=0, le=1)
 
 
 class AnomalySpec(_Strict):
@@ -73,6 +86,8 @@ class AnomalySpec(_Strict):
     false_alarm_bound: float | None = Field(
         None, ge=0, le=1, description="Upper bound on that share holding with 90% confidence (order statistic)")
     heatmap_output: str = Field("heatmap", description="Model output holding the per-patch score map (N, h, w)")
+    int8: AnomalyCalibration | None = Field(None, description="The int8 TFLite export's own ring statistics and "
+                                                               "threshold (fitted on its int8 features)")
 
 
 class Manifest(ArtifactManifest):

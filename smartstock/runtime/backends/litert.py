@@ -2,6 +2,9 @@
 
 int8 models take and return quantised tensors: inputs are quantised and outputs dequantised here
 with each tensor's own scale and zero point, so callers always see float scores.
+
+A model with several outputs (the good-only detector: `scores` and `heatmap`) names them in its
+signature; `run` returns the one named `scores` (else the first), `run_outputs` all of them by name.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from smartstock.errors import BackendUnavailable, ModelError
 from smartstock.runtime.backends.base import BackendConfig, InferenceBackend
 
 logger = logging.getLogger(__name__)
+
+#: Output `run` returns when a model has several (the good-only detector's scores beside its heat map).
+PRIMARY_OUTPUT = "scores"
 
 
 class LiteRTBackendConfig(BackendConfig):
@@ -59,8 +65,22 @@ class _Interpreter:
             raise ModelError(f"{model_path}: LiteRT cannot load the model: {str(e).splitlines()[0][:300]}",
                              hint="the file is corrupt or not a TFLite model; re-export or re-copy it") from None
         self.inp = self.interp.get_input_details()[0]
-        self.out = self.interp.get_output_details()[0]
+        self._details()
         self.batch = int(self.inp["shape"][0])
+
+    def _details(self) -> None:
+        """Output details by name (the signature's names, else the tensor names) and the primary output."""
+        by_index = {d["index"]: d for d in self.interp.get_output_details()}
+        signatures = self.interp.get_signature_list()
+        names: dict[str, int] = {}
+        if len(signatures) == 1:  # names given at export (a TFLite file from a saved model has one signature)
+            runner = self.interp.get_signature_runner(next(iter(signatures)))
+            names = {name: d["index"] for name, d in runner.get_output_details().items() if d["index"] in by_index}
+        if len(names) != len(by_index):
+            names = {d["name"]: i for i, d in by_index.items()}
+        self.outs = {name: by_index[i] for name, i in names.items()}
+        first = self.interp.get_output_details()[0]
+        self.out = self.outs.get(PRIMARY_OUTPUT, first) if len(self.outs) > 1 else first
 
     def resize(self, n: int) -> None:
         if n == self.batch:
@@ -68,7 +88,7 @@ class _Interpreter:
         self.interp.resize_tensor_input(self.inp["index"], [n, *self.inp["shape"][1:]])
         self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
-        self.out = self.interp.get_output_details()[0]
+        self._details()
         self.batch = n
 
 
@@ -109,6 +129,19 @@ class LiteRTBackend(InferenceBackend):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self.input_shape[0] is not None and batch.shape[0] != self.input_shape[0]:  # fixed-batch export
             return np.concatenate([self._run(batch[i:i + 1]) for i in range(batch.shape[0])])
+        it = self._invoke(batch)
+        return _read(it.interp, it.out)
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every model output by name, for one checked batch (a good-only detector's heat map beside its scores)."""
+        batch = self.checked(batch)
+        if self.input_shape[0] is not None and batch.shape[0] != self.input_shape[0]:  # fixed-batch export
+            parts = [self.run_outputs(batch[i:i + 1]) for i in range(batch.shape[0])]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        it = self._invoke(batch)
+        return {name: _read(it.interp, d) for name, d in it.outs.items()}
+
+    def _invoke(self, batch: np.ndarray) -> _Interpreter:
         it = self._interpreter()
         it.resize(batch.shape[0])
         x = batch
@@ -117,8 +150,13 @@ class LiteRTBackend(InferenceBackend):
             x = quantize(batch, scale, zp, np.dtype(self._in["dtype"]))
         it.interp.set_tensor(it.inp["index"], x)
         it.interp.invoke()
-        y = it.interp.get_tensor(it.out["index"])
-        if self._out_q is not None:
-            scale, zp = self._out_q
-            return dequantize(y, scale, zp)
-        return np.array(y, dtype=np.float32)
+        return it
+
+
+def _read(interp: Any, detail: dict[str, Any]) -> np.ndarray:
+    """One output tensor as float32 (dequantised with its own scale and zero point when quantised)."""
+    y = interp.get_tensor(detail["index"])
+    if detail["dtype"] != np.float32:
+        scale, zp = detail["quantization"]
+        return dequantize(y, scale, zp)
+    return np.array(y, dtype=np.float32)
