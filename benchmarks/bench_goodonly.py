@@ -12,6 +12,9 @@ default, the previous default and the steps between them.
     python -m benchmarks goodonly                       # generated surfaces, then pcb_patches if present
     SMARTSTOCK_BENCH_GOODONLY="train=300,calib=100,test=300" SMARTSTOCK_BENCH_GOODONLY_DATA=pcb \
         SMARTSTOCK_BENCH_GOODONLY_CONFIGS=default,previous python -m benchmarks goodonly
+
+SMARTSTOCK_BENCH_GOODONLY_FORMATS=onnx,tflite,tflite_int8 scores each export of every recipe (one row per
+format; the int8 row at its own recalibrated threshold). Default: onnx only.
 """
 
 from __future__ import annotations
@@ -126,11 +129,21 @@ def surfaces(tmp: Path) -> dict[str, list[np.ndarray]]:
             "test_defect": [read_image(p) for p in sorted((tmp / "test" / "defect").iterdir())]}
 
 
+def _formats() -> tuple[str, ...]:
+    from training.goodonly_export import FILES
+
+    picked = tuple(f.strip() for f in os.environ.get("SMARTSTOCK_BENCH_GOODONLY_FORMATS", "onnx").split(",") if f.strip())
+    unknown = sorted(set(picked) - set(FILES))
+    if unknown:
+        raise ValueError(f"SMARTSTOCK_BENCH_GOODONLY_FORMATS: unknown {unknown}; known: {', '.join(FILES)}")
+    return picked
+
+
 def run_configs(name: str, imgs: dict[str, list[np.ndarray]], names, tmp: Path) -> list[dict[str, Any]]:
     from dataclasses import asdict
 
     from training.goodonly import GoodOnlyRecipe, PatchFeatures, fit
-    from training.goodonly_export import export
+    from training.goodonly_export import FILES, export
 
     print(f"{name}: train {len(imgs['train'])} good, calibrate on {len(imgs['calib'])} good, "
           + (f"validate on {len(imgs['val_ok'])} good + {len(imgs['val_defect'])} defect, " if "val_ok" in imgs else "")
@@ -144,24 +157,37 @@ def run_configs(name: str, imgs: dict[str, list[np.ndarray]], names, tmp: Path) 
         t0 = time.perf_counter()
         feats = PatchFeatures(recipe)
         model = fit(imgs["train"], imgs["calib"], recipe, feats)
-        path = export(model, feats, imgs["calib"], tmp / f"{name.split()[0]}-{i}")
+        formats = _formats()
+        path = export(model, feats, imgs["calib"], tmp / f"{name.split()[0]}-{i}", formats=formats,
+                      representative=imgs["train"])
         fit_s = time.perf_counter() - t0
         keep = ("layers", "image_size", "patch_stride", "sampler", "bank_size", "border", "pad", "top_k",
                 "position_norm", "augment")
         cal = model.calibration
-        r = {"data": name, "recipe": cname, **{k: v for k, v in asdict(recipe).items() if k in keep},
-             **score_detector(path, imgs), "calibration_images": cal.images,
-             "expected_false_alarm_rate": round(cal.expected_false_alarm_rate, 4),
-             "false_alarm_bound_90": round(cal.false_alarm_bound, 4),
-             "fit_s": round(fit_s, 1)}
-        rows.append(r)
-        print(f"{cname:24s} {r.get('val_roc_auc', float('nan')):7.4f} {r['roc_auc']:7.4f} "
-              f"{r['recall_at_1pct_false_alarms']:9.3f} {r['recall_at_calibrated_threshold']:8.3f} "
-              f"{r['false_alarms_at_calibrated_threshold']:7.3f} "
-              f"{r.get('val_false_alarms_at_calibrated_threshold', float('nan')):7.3f} "
-              f"{r['expected_false_alarm_rate']:6.3f} "
-              f"{r['false_alarm_bound_90']:6.3f} {r['ms_per_part']:8.2f} {fit_s:6.0f}", flush=True)
+        for fmt in formats:
+            images, expected, bound = cal.images, cal.expected_false_alarm_rate, cal.false_alarm_bound
+            if fmt == "tflite_int8":  # scored at its own ring statistics and threshold (manifest anomaly.int8)
+                from smartstock.vision.manifest import load_manifest
+
+                own = load_manifest(path).anomaly.int8  # type: ignore[union-attr]
+                images, expected, bound = own.calibration_images, own.expected_false_alarm_rate, own.false_alarm_bound
+            label = cname if fmt == "onnx" else f"{cname} [{fmt}]"
+            r = {"data": name, "recipe": label, "format": fmt, **{k: v for k, v in asdict(recipe).items() if k in keep},
+                 **score_detector(path.with_name(FILES[fmt]), imgs), "calibration_images": images,
+                 "expected_false_alarm_rate": round(expected, 4), "false_alarm_bound_90": round(bound, 4),
+                 "fit_s": round(fit_s, 1)}
+            rows.append(r)
+            _print_row(label, r, fit_s)
     return rows
+
+
+def _print_row(cname: str, r: dict[str, Any], fit_s: float) -> None:
+    print(f"{cname:24s} {r.get('val_roc_auc', float('nan')):7.4f} {r['roc_auc']:7.4f} "
+          f"{r['recall_at_1pct_false_alarms']:9.3f} {r['recall_at_calibrated_threshold']:8.3f} "
+          f"{r['false_alarms_at_calibrated_threshold']:7.3f} "
+          f"{r.get('val_false_alarms_at_calibrated_threshold', float('nan')):7.3f} "
+          f"{r['expected_false_alarm_rate']:6.3f} "
+          f"{r['false_alarm_bound_90']:6.3f} {r['ms_per_part']:8.2f} {fit_s:6.0f}", flush=True)
 
 
 def main() -> dict[str, Any] | None:

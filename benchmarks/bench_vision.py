@@ -8,8 +8,8 @@ FLOPs/cycle from the SIMD flags: AVX-512 = 64 (2 FMA units x 16 fp32 x 2), AVX2+
 SSE only = 8, aarch64 NEON = 16 (2 x 4 x 2; a Cortex-A72 has 1 FMA pipe, so 8 there). The clock is
 the highest `cpu MHz` in /proc/cpuinfo (turbo may be higher, so the fraction is an upper bound).
 int8 runs are compared against the fp32 peak too (int8 SIMD peaks are 2-4x higher).
-The good-parts-only detector (ONNX only) runs in the same table, so its cost per part reads beside the
-classifier's.
+The good-parts-only detector (ONNX, TFLite float, TFLite int8 backbone with a float distance tail) runs
+in the same table, so its cost per part reads beside the classifier's.
 """
 
 from __future__ import annotations
@@ -54,18 +54,20 @@ def _good_only_rows(tmp: Path, frame: np.ndarray) -> dict[str, Any]:
     x8 = np.concatenate([x1] * 8)
     rows: dict[str, dict[str, Any]] = {}
     for threads in (1, 2):
-        b = load_backend(path, "onnx", threads=threads, warmup=3)
-        rows[f"{GOOD_ONLY} onnx ({threads} thread{'s' if threads > 1 else ''})"] = {
-            "frame": time_per_call(lambda b=b: b.run(x1), min_time_s=MIN_TIME_S),
-            "batch8": time_per_call(lambda b=b: b.run(x8), min_time_s=MIN_TIME_S)}
+        for fmt, art in m.artifacts.items():
+            b = load_backend(path.with_name(art.file), "onnx" if fmt == "onnx" else "tflite", threads=threads,
+                             warmup=3)
+            rows[f"{GOOD_ONLY} {fmt} ({threads} thread{'s' if threads > 1 else ''})"] = {
+                "frame": time_per_call(lambda b=b: b.run_outputs(x1), min_time_s=MIN_TIME_S),
+                "batch8": time_per_call(lambda b=b: b.run_outputs(x8), min_time_s=MIN_TIME_S)}
     det = DefectClassifier.load(path, threads=1)
     rows[f"{GOOD_ONLY} classify() 640x480 BGR incl. preprocess + heat map (1 thread)"] = {
         "frame": time_per_call(lambda: det.classify(frame), min_time_s=MIN_TIME_S)}
     a = m.anomaly
-    print(f"good-only detector {m.model_id}: input {m.input.shape[1:]}, {'+'.join(a.layers)}, bank {a.bank_size}, "
-          f"{path.stat().st_size / 1e6:.1f} MB (ONNX only: no TFLite export for it yet)")
+    print(f"good-only detector {m.model_id}: input {m.input.shape[1:]}, {'+'.join(a.layers)}, bank {a.bank_size}: "
+          + ", ".join(f"{fmt} {path.with_name(art.file).stat().st_size / 1e6:.2f} MB" for fmt, art in m.artifacts.items()))
     return {"rows": rows, "model": {"input": m.input.shape, "layers": a.layers, "bank_size": a.bank_size,
-                                    "mb": path.stat().st_size / 1e6}}
+                                    "mb": {fmt: art.size / 1e6 for fmt, art in m.artifacts.items()}}}
 
 
 def cpu_peak_flops_per_core() -> dict[str, Any]:

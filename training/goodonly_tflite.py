@@ -19,7 +19,7 @@ rescaling and the squashing stay float32. In int8 the squared distance |p|^2 - 2
 difference of large numbers and would lose the calibrated scale. The float ops are kept out of quantisation
 by name (QuantizationDebugger's denylist). The int8 backbone's features are not the float ones, so the
 ring statistics and the threshold of the int8 model are recalibrated on the same held-out good images
-through its own int8 features (see goodonly_export.export_tflite): it gets its own threshold.
+through its own int8 features (see goodonly_export.export_tflite_int8): it gets its own threshold.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 #: Prefix of every op name in the float tail (kept float in the int8 model).
 TAIL = "gotail"
+#: Op types only the tail uses, kept out of quantisation by type too: by name alone, the quantiser still
+#: inserted int8 copies for quantisable consumers (top-k, sigmoid, the outputs: heat map and scores in
+#: steps of 1/256). CONCATENATION also joins the backbone's two feature maps, which then concatenate in float.
+TAIL_OPS = ("FULLY_CONNECTED", "REDUCE_MIN", "SQUARE", "SUM", "MAXIMUM", "SQRT", "SUB", "TOPK_V2", "MEAN",
+            "MINIMUM", "EXP", "DIV", "CONCATENATION")
 
 
 def pool_counts(size: int, f: int) -> np.ndarray:
@@ -43,6 +48,43 @@ def pool_counts(size: int, f: int) -> np.ndarray:
     out = -(-size // f)
     starts = np.arange(out) * f - f
     return (np.minimum(starts + 2 * f + 1, size) - np.maximum(starts, 0)).astype(np.float32)
+
+
+def _sigmoid(z):
+    """e / (1 + e), e = exp(z) (z clipped to +-80 so e stays finite), written out: the quantiser wraps a
+    LOGISTIC op's output in an int8 round trip (its fixed 1/256 output range) even when the op is kept float,
+    which would round scores and heat maps to 1/256; and 1 / (1 + exp(-z)) is fused back into LOGISTIC."""
+    import tensorflow as tf
+
+    e = tf.exp(tf.clip_by_value(z, -80.0, 80.0))
+    return e / (1.0 + e)
+
+
+def tail_constants(centre: np.ndarray, spread: np.ndarray, threshold: float,
+                   scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(C, 1 / S) per patch: z = (d - C) / S with C = centre + threshold * spread, S = spread * scale."""
+    spread = np.asarray(spread, np.float64)
+    c = np.asarray(centre, np.float64) + threshold * spread
+    return c.astype(np.float32), (1.0 / (spread * scale)).astype(np.float32)
+
+
+def replace_constants(data: bytes, swaps: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """The flatbuffer with each float32 constant `old` (found by its exact bytes, exactly once) replaced by
+    `new` of the same shape: the same graph, quantisation and kernels, other values."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from smartstock.errors import ModelError
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    for old, new in swaps:
+        key, value = np.asarray(old, np.float32), np.asarray(new, np.float32)
+        hits = [b for b in model.buffers if b.data is not None and len(b.data) == key.nbytes
+                and bytes(np.asarray(b.data, np.uint8)) == key.tobytes()]
+        if len(hits) != 1 or value.shape != key.shape:
+            raise ModelError(f"TFLite export: a constant of {key.size} floats was found {len(hits)} times",
+                             hint="a converter change: export without int8 (--no-tflite)")
+        hits[0].data = np.frombuffer(value.tobytes(), np.uint8).copy()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 class _Graph:
@@ -115,14 +157,14 @@ class _Graph:
             part = tf.matmul(flat, tf.constant(-2.0 * bank.T)) + tf.constant((bank * bank).sum(1).astype(np.float32))
             d2 = tf.maximum(tf.reduce_min(part, axis=-1) + p_sq, 0.0)
             dist = tf.reshape(tf.sqrt(d2), [-1, side * side])
-            c = (np.asarray(centre, np.float64) + threshold * np.asarray(spread, np.float64)).astype(np.float32)
-            s = (np.asarray(spread, np.float64) * scale).astype(np.float32)
-            z = (dist - tf.constant(c)) * tf.constant((1.0 / s).astype(np.float32))
-            heat = tf.reshape(tf.sigmoid(z), [-1, side, side], name="heatmap")
-            zmap = tf.reshape(z, [-1, side, side])[:, border:side - border, border:side - border]
-            top = tf.math.top_k(tf.reshape(zmap, [-1, (side - 2 * border) ** 2]), k=top_k).values
-            sc = tf.sigmoid(tf.reduce_mean(top, axis=-1, keepdims=True))
-            scores = tf.concat([1.0 - sc, sc], axis=-1, name="scores")
+            c, inv_s = tail_constants(centre, spread, threshold, scale)
+            z = (dist - tf.constant(c)) * tf.constant(inv_s)
+            zmap = tf.reshape(z, [-1, side, side])
+            heat = _sigmoid(zmap)
+            top = tf.math.top_k(tf.reshape(zmap[:, border:side - border, border:side - border],
+                                           [-1, (side - 2 * border) ** 2]), k=top_k).values
+            sc = _sigmoid(tf.reduce_mean(top, axis=-1, keepdims=True))
+            scores = tf.concat([1.0 - sc, sc], axis=-1)
         return {"scores": scores, "heatmap": heat}
 
 
@@ -168,17 +210,19 @@ def _convert_int8(conv, rep: np.ndarray) -> bytes:
     conv.representative_dataset = representative
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=conv, debug_dataset=representative,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names))
-    if names:
-        logger.info("int8: %d tensors of the distance tail kept float", len(names))
-    return debugger.get_nondebug_quantized_model()
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names,
+                                                                    denylisted_ops=list(TAIL_OPS)))
+    data = debugger.get_nondebug_quantized_model()
+    quantised = [t["name"] for t in interpreter_class()(model_content=data).get_tensor_details()
+                 if TAIL in t["name"] and t["dtype"] not in (np.float32, np.int32)
+                 and not t["name"].startswith(f"{TAIL}/Reshape;")]   # the int8 features entering the tail
+    if quantised:
+        from smartstock.errors import ModelError
 
-
-def features_tflite(layers: Sequence[str], image_size: int, patch_stride: int | None, pad: int,
-                    int8_rep: np.ndarray | None = None) -> bytes:
-    """image -> patches (N, P, D) as a TFLite model (int8 backbone with float output when int8_rep is given)."""
-    g = _Graph(layers, image_size, patch_stride, pad)
-    return _convert(g, lambda image: {"patches": g.patches(image)}, int8_rep)
+        raise ModelError(f"int8 export: the distance tail was quantised ({', '.join(quantised[:5])})",
+                         hint="a converter change: export without int8 (--no-tflite)")
+    logger.info("int8: backbone quantised, %d tensors of the distance tail kept float", len(names))
+    return data
 
 
 def detector_tflite(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
