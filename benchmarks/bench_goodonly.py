@@ -164,17 +164,23 @@ def run_configs(name: str, imgs: dict[str, list[np.ndarray]], names, tmp: Path) 
         keep = ("layers", "image_size", "patch_stride", "sampler", "bank_size", "border", "pad", "top_k",
                 "position_norm", "augment")
         cal = model.calibration
+        from smartstock.vision.manifest import load_manifest
+
+        manifest = load_manifest(path)
         for fmt in formats:
             images, expected, bound = cal.images, cal.expected_false_alarm_rate, cal.false_alarm_bound
+            threshold = cal.threshold
             if fmt == "tflite_int8":  # scored at its own ring statistics and threshold (manifest anomaly.int8)
-                from smartstock.vision.manifest import load_manifest
-
-                own = load_manifest(path).anomaly.int8  # type: ignore[union-attr]
+                own = manifest.anomaly.int8  # type: ignore[union-attr]
                 images, expected, bound = own.calibration_images, own.expected_false_alarm_rate, own.false_alarm_bound
+                threshold = own.threshold
+            parity = manifest.artifacts[fmt].parity
             label = cname if fmt == "onnx" else f"{cname} [{fmt}]"
             r = {"data": name, "recipe": label, "format": fmt, **{k: v for k, v in asdict(recipe).items() if k in keep},
                  **score_detector(path.with_name(FILES[fmt]), imgs), "calibration_images": images,
                  "expected_false_alarm_rate": round(expected, 4), "false_alarm_bound_90": round(bound, 4),
+                 "threshold": round(threshold, 4),
+                 "export_parity": parity.model_dump() if parity is not None else None,  # vs ONNX / numpy at export
                  "fit_s": round(fit_s, 1)}
             rows.append(r)
             _print_row(label, r, fit_s)

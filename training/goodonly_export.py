@@ -48,8 +48,8 @@ TFLITE_TOLERANCE = 1e-3
 #: int8 golden outputs: int8 kernels of other CPUs (ARM vs x86) may round a feature by one step, which moves a
 #: patch distance a little; the squashed scores of the golden images are allowed this much.
 INT8_GOLDEN_TOLERANCE = 0.02
-#: int8 detector vs the scores computed from the distances of its first conversion (same graph and ranges,
-#: other constants in the float tail; the distances come back through the logit of the heat map)
+#: int8 detector vs the scores computed from the distances read back from its own heat map (same flatbuffer,
+#: other constants in the float tail: measured 3e-8)
 INT8_PARITY_TOLERANCE = 1e-3
 REPRESENTATIVE = 100      # good training images the int8 quantisation ranges are taken from
 GOLDEN_COUNT = 4
@@ -180,36 +180,44 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
     """goodonly_int8.tflite: int8 backbone, float tail. Its features are not the float ones, so the distances
     to the bank shift: the ring statistics and the threshold are fitted again, exactly as for the float model
     (training.goodonly.calibrate_distances), on the patch distances the int8 detector itself gives the held-out
-    good images `x` on LiteRT (converted with the float model's constants; its heat map is inverted:
-    d = C + S * logit(heat)); the new constants then replace the old ones in the same flatbuffer (same graph,
-    ranges and kernels), recorded in manifest anomaly.int8. Read from the detector itself because int8 results
+    good images `x` on LiteRT (converted first with constants that keep its heat map well inside (0, 1), which
+    is then inverted: d = C0 + S0 * logit(heat)); the fitted constants then replace those in the same flatbuffer
+    (same graph, ranges and kernels), recorded in manifest anomaly.int8. Read from the detector itself because int8 results
     depend on the kernels and the conversion: XNNPACK's and LiteRT's built-in int8 kernels gave features up to
     1.7 apart (of 20) on the same model, and a second conversion with other constants moved scores by 2.5e-3."""
     import tempfile
 
     from smartstock.runtime.backends import load_backend
     from training.goodonly import calibrate_distances, image_scores
+    from training.goodonly_graph import grid_of
     from training.goodonly_tflite import detector_tflite, replace_constants, tail_constants
 
     r, path = model.recipe, Path(out) / FILES["tflite_int8"]
     args = _tflite_args(model)
     cal0 = model.calibration
+    n_patches = grid_of(r.image_size, r.layers, r.patch_stride) ** 2
     with tempfile.TemporaryDirectory(prefix="smartstock-int8-") as tmp:
         first, staged = Path(tmp) / "first.tflite", Path(tmp) / path.name
-        data = detector_tflite(bank=model.bank, threshold=cal0.threshold, scale=cal0.scale, position=model.position,
-                               int8_rep=rep, **args)
+        # First constants chosen to read distances back: z = (d - C0) / S0, S0 a power of two above the good
+        # parts' 99th-percentile distance (so the heat map stays well inside (0, 1) on good parts), C0 tiny
+        # distinct offsets (so the constant is found again by its bytes).
+        p99 = (model.position[0] + model.position[1]).max() if model.position is not None else cal0.threshold
+        s0 = float(2.0 ** np.ceil(np.log2(max(float(p99), 1.0))))
+        c0 = np.linspace(0.0, 1e-3, n_patches).astype(np.float32)
+        first_position = (c0, np.full(n_patches, s0, np.float32))
+        data = detector_tflite(bank=model.bank, threshold=0.0, scale=1.0, position=first_position, int8_rep=rep,
+                               **args)
+        first_consts = tail_constants(*first_position, 0.0, 1.0)
         first.write_bytes(data)
         heat = load_backend(first, "tflite", threads=r.threads).run_outputs(x)["heatmap"].astype(np.float64)
         heat = heat.reshape(len(x), -1)
         if np.any(heat <= 0) or np.any(heat >= 1):
             raise ModelError(f"{path}: the int8 heat map saturates on held-out good images, its distances cannot be "
                              "read back", hint="export without int8 (--no-tflite)")
-        side = heat.shape[1]
-        old = tail_constants(*(model.position or (np.zeros(side), np.ones(side))), cal0.threshold, cal0.scale)
-        d = old[0].astype(np.float64) + (np.log(heat) - np.log1p(-heat)) / old[1].astype(np.float64)
+        d = c0.astype(np.float64) + s0 * (np.log(heat) - np.log1p(-heat))
         position, cal = calibrate_distances(d, r)
-        new = tail_constants(*(position or (np.zeros(side), np.ones(side))), cal.threshold, cal.scale)
-        staged.write_bytes(replace_constants(data, list(zip(old, new))))
+        new = tail_constants(*(position or (np.zeros(n_patches), np.ones(n_patches))), cal.threshold, cal.scale)
+        staged.write_bytes(replace_constants(data, list(zip(first_consts, new))))
         rescaled = d if position is None else (d - position[0]) / position[1]
         expected = _squash(image_scores(rescaled, r.border, r.top_k), cal.threshold, cal.scale)
         got = load_backend(staged, "tflite", threads=r.threads).run_outputs(x)["scores"][:, 1]
@@ -220,7 +228,7 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
                     diff, agree * 100)
         if diff > INT8_PARITY_TOLERANCE:
             raise ModelError(f"{path}: int8 detector disagrees with the scores of its own distances (max diff "
-                             f"{diff:.3g}): the two int8 conversions quantised differently",
+                             f"{diff:.3g}): the distances read back from its heat map do not reproduce its scores",
                              hint="check the TensorFlow version, or export without int8 (--no-tflite)")
         shutil.copyfile(staged, path)
     manifest.anomaly.int8 = AnomalyCalibration(  # type: ignore[union-attr]  (export() always sets anomaly)
