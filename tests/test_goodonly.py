@@ -149,6 +149,8 @@ def test_good_only_tflite_exports_run_on_the_device_side_like_the_onnx_graph(goo
         bad = np.array([v[0] for v in got["defect"]])
         assert np.mean(bad > good) >= (1.0 if fmt == "tflite" else 0.8), (fmt, good, bad)
         assert sum(v[1] for v in got["defect"]) >= 0.75 * len(bad)
+    int8 = np.array([v[0] for kind in ("ok", "defect") for v in r["tflite_int8"][kind]])
+    assert np.mean(np.abs(int8 * 256 - np.round(int8 * 256)) > 1e-3) > 0.5   # float tail: not in 1/256 steps
     for kind in ("ok", "defect"):
         assert np.max(np.abs(np.array(r["tflite"][kind]) - np.array(ref[kind]))) <= 1e-3
         assert [v[1] for v in r["tflite"][kind]] == [v[1] for v in ref[kind]]
