@@ -132,7 +132,8 @@ def surfaces(tmp: Path) -> dict[str, list[np.ndarray]]:
 def _formats() -> tuple[str, ...]:
     from training.goodonly_export import FILES
 
-    picked = tuple(f.strip() for f in os.environ.get("SMARTSTOCK_BENCH_GOODONLY_FORMATS", "onnx").split(",") if f.strip())
+    env = os.environ.get("SMARTSTOCK_BENCH_GOODONLY_FORMATS", "onnx")
+    picked = tuple(f.strip() for f in env.split(",") if f.strip())
     unknown = sorted(set(picked) - set(FILES))
     if unknown:
         raise ValueError(f"SMARTSTOCK_BENCH_GOODONLY_FORMATS: unknown {unknown}; known: {', '.join(FILES)}")

@@ -65,7 +65,7 @@ def _good_only_rows(tmp: Path, frame: np.ndarray) -> dict[str, Any]:
         "frame": time_per_call(lambda: det.classify(frame), min_time_s=MIN_TIME_S)}
     a = m.anomaly
     print(f"good-only detector {m.model_id}: input {m.input.shape[1:]}, {'+'.join(a.layers)}, bank {a.bank_size}: "
-          + ", ".join(f"{fmt} {path.with_name(art.file).stat().st_size / 1e6:.2f} MB" for fmt, art in m.artifacts.items()))
+          + ", ".join(f"{fmt} {art.size / 1e6:.2f} MB" for fmt, art in m.artifacts.items()))
     return {"rows": rows, "model": {"input": m.input.shape, "layers": a.layers, "bank_size": a.bank_size,
                                     "mb": {fmt: art.size / 1e6 for fmt, art in m.artifacts.items()}}}
 

@@ -118,7 +118,8 @@ for fmt, name in (("onnx", "goodonly.onnx"), ("tflite", "goodonly.tflite"), ("tf
     clf = DefectClassifier.load(folder / name)
     golden = decode_array(clf.manifest.golden_inputs).astype(np.float32)
     res = {kind: clf.classify_batch(fr) for kind, fr in frames.items()}
-    out[fmt] = {"type": type(clf).__name__, "backend": clf.backend.type, "golden": list(run_golden(clf.backend, clf.manifest, fmt)),
+    out[fmt] = {"type": type(clf).__name__, "backend": clf.backend.type,
+                "golden": list(run_golden(clf.backend, clf.manifest, fmt)),
                 "golden_defect": [bool(v) for v in clf.scores_batch(list(golden))[:, 1] >= 0.5],
                 **{kind: [[r.scores["defect"], r.is_defect] for r in rs] for kind, rs in res.items()},
                 "heat": {kind: [r.heatmap.tolist() for r in rs] for kind, rs in res.items()}}

@@ -168,8 +168,9 @@ def export_tflite(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, manif
     logger.info("%s: %d held-out images, max |diff| vs ONNX: scores %.3g, heat map %.3g; decisions agree %.2f%%",
                 path.name, len(x), diff["scores"], diff["heatmap"], agree * 100)
     if max(diff.values()) > TFLITE_TOLERANCE:
-        raise ModelError(f"{path}: TFLite detector disagrees with the ONNX graph (max diff scores {diff['scores']:.3g}, "
-                         f"heat map {diff['heatmap']:.3g})", hint="a converter problem: check the TensorFlow version")
+        raise ModelError(f"{path}: TFLite detector disagrees with the ONNX graph (max diff scores "
+                         f"{diff['scores']:.3g}, heat map {diff['heatmap']:.3g})",
+                         hint="a converter problem: check the TensorFlow version")
     _register(manifest, out, "tflite", path, "float32", golden,
               Parity(images=len(x), label_agreement=agree, max_abs_diff=max(diff.values())), 1e-4)
     return path
@@ -182,9 +183,10 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
     (training.goodonly.calibrate_distances), on the patch distances the int8 detector itself gives the held-out
     good images `x` on LiteRT (converted first with constants that keep its heat map well inside (0, 1), which
     is then inverted: d = C0 + S0 * logit(heat)); the fitted constants then replace those in the same flatbuffer
-    (same graph, ranges and kernels), recorded in manifest anomaly.int8. Read from the detector itself because int8 results
-    depend on the kernels and the conversion: XNNPACK's and LiteRT's built-in int8 kernels gave features up to
-    1.7 apart (of 20) on the same model, and a second conversion with other constants moved scores by 2.5e-3."""
+    (same graph, ranges and kernels), recorded in manifest anomaly.int8. Read from the detector itself because
+    int8 results depend on the kernels and the conversion: XNNPACK's and LiteRT's built-in int8 kernels gave
+    features up to 1.7 apart (of 20) on the same model, and a second conversion with other constants moved
+    scores by 2.5e-3."""
     import tempfile
 
     from smartstock.runtime.backends import load_backend
@@ -251,11 +253,9 @@ def _read_all(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[str]]:
 
 
 def tflite_available() -> bool:
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from importlib.util import find_spec
+
+    return find_spec("tensorflow") is not None
 
 
 def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None,
@@ -351,8 +351,8 @@ def run(args: Any) -> int:
     if "int8" in ev:
         i8 = ev["int8"]
         print(f"int8 TFLite: its own threshold {i8['threshold']:.4g} (raw score of its int8 features) from the same "
-              f"{i8['calibration_images']} held-out good images: expect {i8['expected_false_alarm_rate']:.2%} of unseen "
-              f"good parts flagged")
+              f"{i8['calibration_images']} held-out good images: expect {i8['expected_false_alarm_rate']:.2%} of "
+              f"unseen good parts flagged")
     written = ", ".join(Path(f).name for f in result["files"].values())
     print(f"wrote {written}, manifest.json, evaluation.json to {result['out']} in {result['seconds']:.0f} s; "
           f"check it on a folder with ok/ and defect images: smartstock eval cnn --model {result['files']['onnx']} "

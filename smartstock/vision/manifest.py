@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
-__all__ = ["SCHEMA_VERSION", "AnomalyCalibration", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec", "load_manifest", "parse_manifest",
-           "run_golden", "verify_artifact", "write_manifest"]
+__all__ = ["SCHEMA_VERSION", "AnomalyCalibration", "AnomalySpec", "Manifest", "Normalisation", "OutputSpec",
+           "load_manifest", "parse_manifest", "run_golden", "verify_artifact", "write_manifest"]
 
 _Strict = Strict
 
