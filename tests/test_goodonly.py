@@ -372,3 +372,34 @@ def test_false_alarm_bound_is_the_clopper_pearson_bound():
     assert false_alarm_bound(400, 3) > false_alarm_bound(400, 2) > false_alarm_bound(1000, 2)
     assert false_alarm_bound(5000, 40) > 40 / 5000   # no overflow for large sets
     assert images_needed(0.01) == 99 and images_needed(0.05) == 19
+
+
+@pytest.mark.parametrize("layers, stride, pad", [(("block2", "block4"), 8, 16), (("block4", "block10"), None, 0),
+                                                 (("block2", "block4"), 4, 0)])
+def test_tensorflow_patch_features_match_the_onnx_graph_for_other_recipes(layers, stride, pad):
+    """The TFLite detector's feature part (training.goodonly_tflite) against the ONNX one for the branches the
+    default recipe does not take: mirror padding, an upsampled coarser layer, a finer grid (ONNX pools with
+    symmetric padding, TF's "same" would not)."""
+    import onnxruntime as ort
+
+    from training.goodonly_graph import feature_model
+    from training.goodonly_tflite import _Graph
+
+    x = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3)).astype(np.float32)
+    got = _Graph(layers, SIZE, stride, pad).patches(x).numpy()
+    ref = ort.InferenceSession(feature_model(layers, SIZE, None, stride, pad=pad).SerializeToString()).run(
+        None, {"image": x})[0]
+    assert got.shape == ref.shape
+    assert np.max(np.abs(got - ref)) <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_no_tflite_writes_the_onnx_detector_only(tmp_path):
+    data = tmp_path / "line"
+    generate(data, 12, seed=3, size=SIZE, classes="binary", ok_fraction=1.0)
+    p = subprocess.run([sys.executable, "-m", "smartstock", "train", "cnn", "--data", str(data), "--out",
+                        str(tmp_path / "out"), "--image-size", str(SIZE), "--false-alarm-rate", "0.2", "--no-tflite"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert list(manifest["artifacts"]) == ["onnx"] and manifest["anomaly"]["int8"] is None
+    assert not list((tmp_path / "out").glob("*.tflite"))
