@@ -14,12 +14,13 @@ Two places where TF and ONNX differ and are written out here:
   S = spread * scale; heat = sigmoid(z), image s = sigmoid(mean of the top_k z) (z is an increasing
   affine map of the rescaled distance, so the top-k patches and their mean map the same way).
 
-int8 (`int8=True`): the backbone and pooling run in int8, while the distance to the bank, the ring
-rescaling and the squashing stay float32. In int8 the squared distance |p|^2 - 2 p.m + |m|^2 is a small
-difference of large numbers and would lose the calibrated scale. The float ops are kept out of quantisation
-by name (QuantizationDebugger's denylist). The int8 backbone's features are not the float ones, so the
-ring statistics and the threshold of the int8 model are recalibrated on the same held-out good images
-through its own int8 features (see goodonly_export.export_tflite_int8): it gets its own threshold.
+int8 (`int8_rep` given): the backbone and pooling run in int8, while the distance to the bank, the ring
+rescaling, top-k and the squashing stay float32. In int8 the squared distance |p|^2 - 2 p.m + |m|^2 is a
+small difference of large numbers and would lose the calibrated scale. The tail is kept out of quantisation
+by op name and type (QuantizationDebugger's denylists) and the conversion fails if any tail tensor is still
+quantised. The int8 backbone's features are not the float ones, so the ring statistics and the threshold of
+the int8 model are fitted again on the same held-out good images from its own distances and patched into its
+constants (replace_constants; goodonly_export.export_tflite_int8): it gets its own threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -234,9 +234,3 @@ def detector_tflite(layers: Sequence[str], image_size: int, bank: np.ndarray, th
     n = g.side * g.side
     centre, spread = position if position is not None else (np.zeros(n, np.float32), np.ones(n, np.float32))
     return _convert(g, lambda image: g.detector(image, bank, centre, spread, threshold, scale, border, top_k), int8_rep)
-
-
-def write(data: bytes, path: Path) -> Path:
-    path = Path(path)
-    path.write_bytes(data)
-    return path
