@@ -403,3 +403,20 @@ def test_no_tflite_writes_the_onnx_detector_only(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert list(manifest["artifacts"]) == ["onnx"] and manifest["anomaly"]["int8"] is None
     assert not list((tmp_path / "out").glob("*.tflite"))
+
+
+@pytest.mark.parametrize("name", ["goodonly.onnx", "goodonly.tflite"])
+def test_a_detector_whose_outputs_do_not_match_its_manifest_is_refused_at_load(goodonly, tmp_path, name):
+    """A heat map output the model does not have is a ModelError when the model loads, not a KeyError in
+    the inference worker on the first frame."""
+    from smartstock.errors import ModelError
+    from smartstock.vision.classifier import DefectClassifier
+
+    folder = tmp_path / "model"
+    shutil.copytree(goodonly["dir"], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["anomaly"]["heatmap_output"] = "heat"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="no output named heat"):
+        DefectClassifier.load(folder / name)
+    assert set(DefectClassifier.load(goodonly["dir"] / name).backend.output_names) >= {"scores", "heatmap"}

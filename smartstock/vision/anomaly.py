@@ -34,9 +34,13 @@ class AnomalyDetector(DefectClassifier):
                  roi: Roi | None = None, thresholds: dict[str, float] | None = None) -> None:
         if manifest.anomaly is None:
             raise ModelError(f"{model_path}: manifest has no `anomaly` section", hint="load it as a DefectClassifier")
-        if not hasattr(backend, "run_outputs"):
-            raise ModelError(f"{model_path}: backend {backend.type!r} cannot return the detector's heat map output",
-                             hint='set vision.backend = "auto", "onnx" or "tflite"')
+        missing = {"scores", manifest.anomaly.heatmap_output} - set(backend.output_names)
+        if missing:  # fail at load, not on the first frame in an inference worker
+            raise ModelError(f"{model_path}: the model has no output named {', '.join(sorted(missing))} "
+                             f"(it has {', '.join(backend.output_names) or 'none'}); a good-only detector needs "
+                             f"`scores` and its heat map `{manifest.anomaly.heatmap_output}`",
+                             hint="re-export the detector with `smartstock train cnn` on an ok/-only folder, or "
+                                  "restore the manifest exported with this file")
         super().__init__(backend, manifest, model_path, roi=roi, thresholds=thresholds)
         self.heatmap_output = manifest.anomaly.heatmap_output
         self._local = threading.local()
@@ -45,7 +49,7 @@ class AnomalyDetector(DefectClassifier):
         """Scores (N, 2); the heat maps of the same call wait in a per-thread slot for classify_batch."""
         if len(frames) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        out = self.backend.run_outputs(self.model_input(frames))  # type: ignore[attr-defined]
+        out = self.backend.run_outputs(self.model_input(frames))
         self._local.heat = out[self.heatmap_output]
         return out["scores"]
 

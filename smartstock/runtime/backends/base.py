@@ -63,6 +63,15 @@ class InferenceBackend(ABC):
                              hint="preprocess inputs as the model's manifest describes")
         return np.ascontiguousarray(batch, dtype=np.float32)
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names `run_outputs` returns; a one-output model has just "scores"."""
+        return ("scores",)
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every model output by name (a good-only detector's heat map beside its scores)."""
+        return {"scores": self.run(batch)}
+
     def warm_up(self) -> None:
         sample = tuple(d if d else 1 for d in self.input_shape)
         for _ in range(self.config.warmup):

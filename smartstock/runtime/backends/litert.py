@@ -132,6 +132,10 @@ class LiteRTBackend(InferenceBackend):
         it = self._invoke(batch)
         return _read(it.interp, it.out)
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self._interpreter().outs)
+
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every model output by name, for one checked batch (a good-only detector's heat map beside its scores)."""
         batch = self.checked(batch)

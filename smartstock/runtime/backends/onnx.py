@@ -86,10 +86,17 @@ class OnnxBackend(InferenceBackend):
             return np.concatenate([self._run_fixed(batch[i:i + 1]) for i in range(batch.shape[0])])
         return self._run_fixed(batch)
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self._session.get_outputs())
+
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every model output by name, for one checked batch (a good-only detector's heat map is its second)."""
-        names = [o.name for o in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(None, {self._input_name: self.checked(batch)})))
+        batch = self.checked(batch)
+        if self.input_shape[0] is not None and batch.shape[0] != self.input_shape[0]:  # fixed-batch export
+            parts = [self.run_outputs(batch[i:i + 1]) for i in range(batch.shape[0])]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return dict(zip(self.output_names, self._session.run(None, {self._input_name: batch})))
 
     def _run_fixed(self, batch: np.ndarray) -> np.ndarray:
         if self._io_binding:
