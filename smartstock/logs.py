@@ -76,7 +76,7 @@ class Progress:
             self._last = now
             sys.stderr.write(f"\r{self.label} {done}/{self.total} ({rate:.1f}/s)" + ("\n" if final else ""))
             sys.stderr.flush()
-        due = final or done % self.log_every == 0
-        if due and now - self._last_log >= self.log_interval_s:
+        long_run = now - self._t0 >= self.log_interval_s
+        if (final and long_run) or (done % self.log_every == 0 and now - self._last_log >= self.log_interval_s):
             self._last_log = now
             logging.getLogger("smartstock.progress").info("%s %d/%d (%.1f/s)", self.label, done, self.total, rate)

@@ -33,3 +33,11 @@ def test_a_short_run_logs_no_progress_lines(caplog):
 def test_a_long_run_logs_at_most_once_per_interval_and_at_the_end(caplog):
     lines = _run(caplog, [float(i) for i in range(1, 31)], total=30, log_every=1)
     assert [line.split()[1] for line in lines] == ["10/30", "20/30", "30/30"]
+
+
+def test_the_final_line_comes_whenever_the_run_was_long(caplog):
+    lines = _run(caplog, [float(i) for i in range(1, 26)], total=25, log_every=1)
+    assert [line.split()[1] for line in lines] == ["10/25", "20/25", "25/25"]
+    caplog.clear()
+    lines = _run(caplog, [0.1 * i for i in range(1, 151)], total=150, log_every=100)
+    assert [line.split()[1] for line in lines] == ["100/150", "150/150"]
