@@ -221,6 +221,10 @@ def test_daily_yearly_wave_adds_last_years_change_to_damped_ets():
     y = _daily(800)
     assert default_combination(ComboConfig(), 7, y) == "damped+yearly"
     assert default_combination(ComboConfig(default="damped"), 7, y) == "damped"
+    from smartstock.errors import ConfigError
+    for m in (12, 52):  # the member counts days (364-day year, 7 weekdays): refused for other seasons
+        with pytest.raises(ConfigError, match="season length 7"):
+            default_combination(ComboConfig(default="damped+yearly"), m, y)
     daily = make_forecaster("combo", season_length=7, horizon=28).fit(y)
     assert set(daily.backtest.metrics) == {"damped+yearly", "mean2", "combo"}
     assert set(daily._parts) == {"damped", "dot", "yearly"}

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from smartstock.errors import ConfigError
 from smartstock.forecasting import combination, metrics
 from smartstock.forecasting.backtest import BacktestResult
 from smartstock.forecasting.base import Forecaster, ForecasterConfig, register
@@ -93,6 +94,10 @@ class ComboConfig(ForecasterConfig):
 def default_combination(config: ComboConfig, season_length: int, y: np.ndarray | None = None) -> str:
     """The combination used unless the backtest finds the alternative clearly better (daily history y with
     a yearly wave: damped+yearly)."""
+    if config.default == "damped+yearly" and season_length != DAILY_WEEKLY:
+        raise ConfigError(f"combo default damped+yearly is for daily data with a weekly season (season length 7); "
+                          f"this series has season length {season_length}",
+                          hint="set the combo `default` to auto or damped, or forecast daily buckets")
     if config.default != "auto":
         return config.default
     if season_length >= YEARLY_WEEKLY:
