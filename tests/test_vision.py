@@ -294,8 +294,15 @@ def test_missing_or_broken_manifest_is_refused(defect_model_dir, tmp_path):
     raw = json.loads((defect_model_dir / MANIFEST_NAME).read_text())
     raw["surprise"] = 1
     (d / MANIFEST_NAME).write_text(json.dumps(raw))
-    with pytest.raises(ModelError, match="surprise"):
+    with pytest.raises(ModelError, match="surprise") as unknown:
         DefectClassifier.load(d / "defect.onnx")
+    assert "update the device software" in unknown.value.hint  # a newer exporter's field, not a broken file
+    raw = json.loads((defect_model_dir / MANIFEST_NAME).read_text())
+    raw["release"] = "first"
+    (d / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="release") as bad:
+        DefectClassifier.load(d / "defect.onnx")
+    assert "re-export" in bad.value.hint
     (d / MANIFEST_NAME).unlink()
     with pytest.raises(ModelError, match="manifest.json not found"):
         DefectClassifier.load(d / "defect.onnx")

@@ -82,6 +82,8 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
                           "(8x the feature time)")
     cnn.add_argument("--no-tflite", action="store_true",
                      help="good-only folders: write the ONNX detector only (no TFLite float/int8 exports)")
+    cnn.add_argument("--no-int8", action="store_true",
+                     help="good-only folders: no int8 TFLite detector (ONNX and float TFLite only)")
 
 
 def _lazy(module: str):

@@ -51,6 +51,8 @@ INT8_GOLDEN_TOLERANCE = 0.02
 #: int8 detector vs the scores computed from the distances read back from its own heat map (same flatbuffer,
 #: other constants in the float tail: measured 3e-8)
 INT8_PARITY_TOLERANCE = 1e-3
+#: int8 vs float detector scores on the held-out good images: a rank correlation below this is warned about
+INT8_RANK_WARNING = 0.8
 REPRESENTATIVE = 100      # good training images the int8 quantisation ranges are taken from
 GOLDEN_COUNT = 4
 
@@ -103,7 +105,8 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         output=OutputSpec(meaning="[1 - s, s], s = sigmoid((image score - anomaly.threshold) / anomaly.scale), the image "
                                   "score being the mean of the anomaly.top_k largest patch distances to the good-patch "
                                   "memory bank (rescaled per ring when anomaly.position_norm); heatmap output: the same "
-                                  "squashing per patch"),
+                                  "squashing per patch; goodonly_int8.tflite uses anomaly.int8's threshold and scale and "
+                                  "its own ring statistics (inside the file) instead"),
         labels=[good_label, DEFECT_LABEL], defect_labels=[DEFECT_LABEL], thresholds={DEFECT_LABEL: 0.5},
         metrics=metrics or {}, golden_inputs=encode_array(golden),
         anomaly=AnomalySpec(backbone=f"efficientnet-lite0 imagenet ({BACKBONE_FILE})", layers=list(r.layers),
@@ -119,11 +122,23 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         golden_outputs=encode_array(backend.run(golden.astype(np.float32))), golden_tolerance=1e-4,
         parity=Parity(images=len(x), label_agreement=agree, max_abs_diff=diff))
     write_manifest(manifest, out)
-    if "tflite" in formats:
-        export_tflite(model, x, golden, manifest, out, backend)
-    if "tflite_int8" in formats:
-        rep = preprocess_batch(list(representative or calib)[:REPRESENTATIVE], spec).astype(np.float32)
-        export_tflite_int8(model, x, golden, manifest, out, rep)
+    fmt = ""
+    try:
+        if "tflite" in formats:
+            fmt = "tflite"
+            export_tflite(model, x, golden, manifest, out, backend)
+        if "tflite_int8" in formats:
+            fmt = "tflite_int8"
+            rep = preprocess_batch(list(representative or calib)[:REPRESENTATIVE], spec).astype(np.float32)
+            export_tflite_int8(model, x, golden, manifest, out, rep, backend)
+    except ModelError:
+        raise
+    except Exception as e:  # TensorFlow's converter and quantiser raise their own untyped errors
+        written = ", ".join(a.file for a in manifest.artifacts.values())
+        raise ModelError(f"{out / FILES[fmt]}: TFLite export failed: {type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:300]} ({written} and manifest.json are written and usable)",
+                         hint="train again with --no-int8 (ONNX and float TFLite) or --no-tflite (ONNX only), or "
+                              "check the TensorFlow installation") from None
     from training.goodonly_graph import backbone_file
 
     lic = backbone_file().with_name("LICENSE.efficientnet-lite0")
@@ -177,7 +192,7 @@ def export_tflite(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, manif
 
 
 def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, manifest: Manifest, out: Path,
-                       rep: np.ndarray) -> Path:
+                       rep: np.ndarray, onnx_backend: Any) -> Path:
     """goodonly_int8.tflite: int8 backbone, float tail. Its features are not the float ones, so the distances
     to the bank shift: the ring statistics and the threshold are fitted again, exactly as for the float model
     (training.goodonly.calibrate_distances), on the patch distances the int8 detector itself gives the held-out
@@ -215,7 +230,7 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
         heat = heat.reshape(len(x), -1)
         if np.any(heat <= 0) or np.any(heat >= 1):
             raise ModelError(f"{path}: the int8 heat map saturates on held-out good images, its distances cannot be "
-                             "read back", hint="export without int8 (--no-tflite)")
+                             "read back", hint="export without int8 (--no-int8)")
         d = c0.astype(np.float64) + s0 * (np.log(heat) - np.log1p(-heat))
         position, cal = calibrate_distances(d, r)
         new = tail_constants(*(position or (np.zeros(n_patches), np.ones(n_patches))), cal.threshold, cal.scale)
@@ -231,15 +246,35 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
         if diff > INT8_PARITY_TOLERANCE:
             raise ModelError(f"{path}: int8 detector disagrees with the scores of its own distances (max diff "
                              f"{diff:.3g}): the distances read back from its heat map do not reproduce its scores",
-                             hint="check the TensorFlow version, or export without int8 (--no-tflite)")
+                             hint="check the TensorFlow version, or export without int8 (--no-int8)")
         shutil.copyfile(staged, path)
+    # The manifest's parity is against the float detector (as for every other export): decisions on the
+    # held-out good images at each model's own threshold, and how well the int8 scores keep their order.
+    ref = onnx_backend.run(x)[:, 1].astype(np.float64)
+    agree = float(np.mean((got >= 0.5) == (ref >= 0.5)))
+    rank = _rank_correlation(got, ref)
+    logger.info("%s vs the float ONNX detector on %d held-out good images: decisions agree %.2f%%, rank correlation "
+                "of the scores %.3f", path.name, len(x), agree * 100, rank)
+    if rank < INT8_RANK_WARNING:
+        logger.warning("%s: int8 scores keep the float detector's order poorly (rank correlation %.3f < %.2f on the "
+                       "held-out good images): check it with `smartstock eval cnn` on parts with defects before "
+                       "shipping it, or export without int8 (--no-int8)", path.name, rank, INT8_RANK_WARNING)
     manifest.anomaly.int8 = AnomalyCalibration(  # type: ignore[union-attr]  (export() always sets anomaly)
         threshold=cal.threshold, scale=cal.scale, calibration_images=cal.images,
         calibration_false_alarm_rate=cal.false_alarm_rate, expected_false_alarm_rate=cal.expected_false_alarm_rate,
         false_alarm_bound=cal.false_alarm_bound)
     _register(manifest, out, "tflite_int8", path, "int8", golden,
-              Parity(images=len(x), label_agreement=agree, max_abs_diff=diff), INT8_GOLDEN_TOLERANCE)
+              Parity(images=len(x), label_agreement=agree, max_abs_diff=float(np.max(np.abs(got - ref)))),
+              INT8_GOLDEN_TOLERANCE)
     return path
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (1.0 for fewer than 3 values or constant scores)."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 1.0
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _read_all(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[str]]:
@@ -332,6 +367,8 @@ def run(args: Any) -> int:
     if recipe.top_k > scored:
         raise InputError(f"--top-k {recipe.top_k} is more than the {scored} patches scored per part", hint="use e.g. 3")
     formats = ("onnx",) if getattr(args, "no_tflite", False) else FORMATS
+    if getattr(args, "no_int8", False):
+        formats = tuple(f for f in formats if f != "tflite_int8")
     result = train_and_export(args.data, args.out, recipe, formats)
     ev = result["evaluation"]
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "

@@ -82,7 +82,7 @@ def replace_constants(data: bytes, swaps: Sequence[tuple[np.ndarray, np.ndarray]
                 and bytes(np.asarray(b.data, np.uint8)) == key.tobytes()]
         if len(hits) != 1 or value.shape != key.shape:
             raise ModelError(f"TFLite export: a constant of {key.size} floats was found {len(hits)} times",
-                             hint="a converter change: export without int8 (--no-tflite)")
+                             hint="a converter change: export without int8 (--no-int8)")
         hits[0].data = np.frombuffer(value.tobytes(), np.uint8).copy()
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
@@ -220,7 +220,7 @@ def _convert_int8(conv, rep: np.ndarray) -> bytes:
         from smartstock.errors import ModelError
 
         raise ModelError(f"int8 export: the distance tail was quantised ({', '.join(quantised[:5])})",
-                         hint="a converter change: export without int8 (--no-tflite)")
+                         hint="a converter change: export without int8 (--no-int8)")
     logger.info("int8: backbone quantised, %d tensors of the distance tail kept float", len(names))
     return data
 

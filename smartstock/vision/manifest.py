@@ -61,7 +61,8 @@ class AnomalySpec(_Strict):
     """A good-parts-only detector (PatchCore-style): how its score was made and calibrated. The model's
     `scores` output is [1 - s, s] with s = sigmoid((image score - threshold) / scale), the image score being
     the largest patch distance (or the mean of the top_k largest, rescaled with position_norm), so the
-    usual defect threshold 0.5 sits exactly on the calibrated score."""
+    usual defect threshold 0.5 sits exactly on the calibrated score. The int8 TFLite export has its own
+    threshold, scale and ring statistics (`int8`; the statistics live in its file only)."""
 
     method: Literal["patchcore"] = "patchcore"
     backbone: str = Field(..., description="Frozen feature network the memory bank was built with")
