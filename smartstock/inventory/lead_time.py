@@ -111,8 +111,9 @@ def rate_scaled(sums: np.ndarray, mean: float, scale: float) -> np.ndarray:
     """Risk-period sums moved to `scale` times the history's rate: the mean times `scale`, the spread
     around it times sqrt(scale), as for compound-Poisson demand whose order frequency changes.
 
-    Scaling the whole distribution by the forecast's rate (as before) also multiplied the forecast's
-    noise by the quantile's ratio to the mean (about 3 at 95 %): a rate 5 % high by chance lifted the
-    reorder point 15 %, one 5 % low took 15 % off. At the same achieved cycle service that cost stock
-    (generated lumpy parts, benchmarks/bench_inventory.py and the module docstring)."""
+    Scaling the whole distribution by the forecast's rate (as before) moved the reorder point by the
+    forecast's relative error times the quantile, about 3 times the mean lead-time demand at 95 % on lumpy
+    demand: a rate 5 % high by chance lifted it by 0.15 of that mean; now by about 0.10 (the mean moves
+    fully, the spread by half the error). At the same achieved cycle service that cost stock (generated
+    lumpy parts, benchmarks/bench_inventory.py and the module docstring)."""
     return np.clip(scale * mean + math.sqrt(scale) * (sums - mean), 0.0, None)
