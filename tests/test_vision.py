@@ -215,6 +215,11 @@ def test_dynamic_batch_gives_the_same_scores_as_single_frames(defect_model_dir, 
     np.testing.assert_allclose(batch.sum(1), 1.0, atol=0.02)
     with pytest.raises(InputError, match="does not match the model input"):
         backend.run(np.zeros((2, 32, 32, 1), np.float32))
+    # every backend also gives its outputs by name (the good-only detector reads its heat map this way)
+    (name,) = backend.output_names  # the classifier has one output, whatever its exporter named it
+    np.testing.assert_array_equal(backend.run_outputs(x)[name], batch)
+    with pytest.raises(InputError, match="does not match the model input"):
+        backend.run_outputs(np.zeros((2, 32, 32, 1), np.float32))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

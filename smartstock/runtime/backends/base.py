@@ -65,7 +65,7 @@ class InferenceBackend(ABC):
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        """Names `run_outputs` returns; a one-output model has just "scores"."""
+        """Names `run_outputs` returns (the model's own output names where the runtime gives them)."""
         return ("scores",)
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
