@@ -71,6 +71,9 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
                           "with it)")
     cnn.add_argument("--top-k", type=int, default=None,
                      help="good-only folders: a part's score is the mean of its k highest patch scores (default 3)")
+    cnn.add_argument("--neighbours", type=int, default=None,
+                     help="good-only folders: a patch's distance is the mean distance to its k nearest bank "
+                          "patches (default 1)")
     cnn.add_argument("--mirror-pad", type=int, default=None,
                      help="good-only folders: pixels mirrored outwards at each image edge before the features "
                           "(default 0 = off; e.g. 16)")

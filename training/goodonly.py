@@ -50,6 +50,7 @@ class GoodOnlyRecipe:
     border: int = 0                  # patch rows/columns at each image edge left out of the score (README)
     pad: int = 0                     # input pixels mirrored outwards at each edge before the backbone
     top_k: int = 3                   # image score = mean of the k largest patch scores
+    neighbours: int = 1              # patch distance = mean distance to its k nearest bank patches
     position_norm: bool = True       # patch distance rescaled by good parts' median / 99th pct. at its ring
     augment: str = "none"            # none | d4: bank from the good images in all 8 orientations
     sampler: str = "coreset"         # coreset | random
@@ -114,17 +115,23 @@ def greedy_coreset(feats: np.ndarray, k: int, rng: np.random.Generator, dims: in
     return np.sort(picked)
 
 
-def nn_distances(patches: np.ndarray, bank: np.ndarray) -> np.ndarray:
-    """(N, P, D) patches -> (N, P) Euclidean distance to the nearest bank row; the detector graph's formula."""
+def nn_distances(patches: np.ndarray, bank: np.ndarray, neighbours: int = 1) -> np.ndarray:
+    """(N, P, D) patches -> (N, P) Euclidean distance to the nearest bank row, or the mean distance to the
+    `neighbours` nearest ones; the detector graph's formula."""
     n, p, d = patches.shape
     flat = patches.reshape(-1, d)
-    best = np.full(len(flat), np.inf, np.float32)
+    k = min(neighbours, len(bank))
+    best = np.full((len(flat), k), np.inf, np.float32)
     for start in range(0, len(bank), NN_CHUNK):
         b = bank[start:start + NN_CHUNK]
         part = (b * b).sum(1)[None, :] - 2 * (flat @ b.T)
-        np.minimum(best, part.min(1), out=best)
-    d2 = best + (flat * flat).sum(1)
-    return np.sqrt(np.maximum(d2, 0)).reshape(n, p)
+        if k == 1:
+            np.minimum(best[:, 0], part.min(1), out=best[:, 0])
+        else:
+            both = np.concatenate([best, part], 1)
+            best = np.partition(both, k - 1, axis=1)[:, :k]
+    d2 = best + (flat * flat).sum(1)[:, None]
+    return np.sqrt(np.maximum(d2, 0)).mean(1).reshape(n, p)
 
 
 def rings(side: int) -> np.ndarray:
@@ -281,15 +288,17 @@ class GoodOnlyModel:
 
     def raw_scores(self, feats: PatchFeatures, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,), patch scores (N, P)) computed in numpy, for evaluation and parity."""
-        d = patch_distances(feats, self.bank, frames)
+        d = patch_distances(feats, self.bank, frames, self.recipe.neighbours)
         if self.position is not None:
             d = (d - self.position[0]) / self.position[1]
         return image_scores(d, self.recipe.border, self.recipe.top_k), d
 
 
-def patch_distances(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.ndarray]) -> np.ndarray:
-    """(N, P) distance of each patch to its nearest bank row."""
-    return np.concatenate([nn_distances(feats(frames[i:i + BATCH]), bank) for i in range(0, len(frames), BATCH)])
+def patch_distances(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.ndarray],
+                    neighbours: int = 1) -> np.ndarray:
+    """(N, P) distance of each patch to its nearest bank row (mean over the `neighbours` nearest)."""
+    return np.concatenate([nn_distances(feats(frames[i:i + BATCH]), bank, neighbours)
+                           for i in range(0, len(frames), BATCH)])
 
 
 def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOnlyRecipe,
@@ -319,7 +328,7 @@ def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOn
         pick = random_subsample(all_patches, recipe.bank_size, rng)
     bank = np.ascontiguousarray(all_patches[pick])
     t2 = time.perf_counter()
-    position, calibration = calibrate_distances(patch_distances(feats, bank, calib), recipe)
+    position, calibration = calibrate_distances(patch_distances(feats, bank, calib, recipe.neighbours), recipe)
     model = GoodOnlyModel(recipe, bank, calibration, {"features_s": t1 - t0, "bank_s": t2 - t1,
                                                       "calibration_s": time.perf_counter() - t2,
                                                       "patches": float(len(all_patches))}, position)

@@ -34,6 +34,7 @@ from smartstock.vision.preprocess import preprocess_batch
 from training.backbone_export import BACKBONE_FILE
 from training.goodonly import (BOUND_CONFIDENCE, GoodOnlyModel, GoodOnlyRecipe, PatchFeatures, fit,
                                images_needed)
+from training.goodonly_split import hold_out
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
     path = out / MODEL_FILE
     onnx.save(detector_model(r.layers, r.image_size, model.bank, cal.threshold, cal.scale,
                              patch_stride=r.patch_stride, border=r.border, pad=r.pad, top_k=r.top_k,
-                             position=model.position), str(path))
+                             position=model.position, neighbours=r.neighbours), str(path))
     spec = r.spec()
     x = preprocess_batch(list(calib), spec)
     backend = load_backend(path, "onnx", threads=r.threads)
@@ -112,7 +113,8 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         anomaly=AnomalySpec(backbone=f"efficientnet-lite0 imagenet ({BACKBONE_FILE})", layers=list(r.layers),
                             bank_size=len(model.bank), patch_stride=grid_stride(r.layers, r.patch_stride),
                             border=r.border, sampler=r.sampler, threshold=cal.threshold, scale=cal.scale,
-                            pad=r.pad, top_k=r.top_k, position_norm=model.position is not None,
+                            pad=r.pad, top_k=r.top_k, neighbours=r.neighbours,
+                            position_norm=model.position is not None,
                             augment=r.augment,
                             false_alarm_rate=r.false_alarm_rate, calibration_images=cal.images,
                             expected_false_alarm_rate=cal.expected_false_alarm_rate,
@@ -309,17 +311,19 @@ def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None
     if not 0 < recipe.false_alarm_rate < 0.5:
         raise InputError(f"--false-alarm-rate {recipe.false_alarm_rate} is out of range", hint="use e.g. 0.01")
     paths = [p for p, _ in folder.files]
-    order = np.random.default_rng(recipe.seed).permutation(len(paths))
-    n_cal = max(2, int(round(len(paths) * recipe.calibration_fraction)))
-    if len(paths) - n_cal < 2:
+    split = hold_out([p.name for p in paths], recipe.calibration_fraction, recipe.seed)
+    if len(split.train) < 2:
         raise InputError(f"{data}: {len(paths)} good images are too few", hint="give at least 10 (better 100+)")
-    calib, skipped_c = _read_all([paths[i] for i in order[:n_cal]])
-    train, skipped_t = _read_all([paths[i] for i in order[n_cal:]])
+    for w in split.warnings:
+        logger.warning("%s", w)
+    calib, skipped_c = _read_all([paths[i] for i in split.calib])
+    train, skipped_t = _read_all([paths[i] for i in split.train])
     feats = PatchFeatures(recipe)
     model = fit(train, calib, recipe, feats)
     cal = model.calibration
     report = {"method": "good-only (patchcore)", "data": str(data), "train_images": len(train),
-              "calibration_images": cal.images, "threshold": cal.threshold, "scale": cal.scale,
+              "calibration_images": cal.images, "held_out_by": split.by, "sources": split.sources,
+              "split_warnings": split.warnings, "threshold": cal.threshold, "scale": cal.scale,
               "calibration_false_alarm_rate": cal.false_alarm_rate, "target_false_alarm_rate": recipe.false_alarm_rate,
               "expected_false_alarm_rate": cal.expected_false_alarm_rate, "false_alarm_bound": cal.false_alarm_bound,
               "false_alarm_bound_confidence": BOUND_CONFIDENCE, "calibration_enough": cal.enough,
@@ -341,6 +345,12 @@ def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None
             "seconds": round(time.perf_counter() - t0, 1), "model": model}
 
 
+def _held_out_by(ev: dict[str, Any]) -> str:
+    if ev["held_out_by"] == "source":
+        return f"whole source pictures by file name, of {ev['sources']}"
+    return "single images"
+
+
 def run(args: Any) -> int:
     """`smartstock train cnn --data D --out O` when D holds only good parts (dispatched by training.cnn_cli)."""
     recipe = GoodOnlyRecipe(seed=args.seed)
@@ -348,16 +358,17 @@ def run(args: Any) -> int:
         recipe.image_size = args.image_size
     if getattr(args, "false_alarm_rate", None) is not None:
         recipe.false_alarm_rate = args.false_alarm_rate
-    for name, field in (("border", "border"), ("bank_size", "bank_size"), ("top_k", "top_k"), ("mirror_pad", "pad")):
+    for name, field in (("border", "border"), ("bank_size", "bank_size"), ("top_k", "top_k"), ("mirror_pad", "pad"),
+                        ("neighbours", "neighbours")):
         if getattr(args, name, None) is not None:
             setattr(recipe, field, getattr(args, name))
     if getattr(args, "no_position_norm", False):
         recipe.position_norm = False
     if getattr(args, "orientations", False):
         recipe.augment = "d4"
-    if recipe.bank_size < 1 or recipe.top_k < 1:
-        raise InputError(f"--bank-size {recipe.bank_size} / --top-k {recipe.top_k} must be at least 1",
-                         hint="use e.g. --bank-size 3000 --top-k 3")
+    if recipe.bank_size < 1 or recipe.top_k < 1 or not 1 <= recipe.neighbours <= 64:
+        raise InputError(f"--bank-size {recipe.bank_size} / --top-k {recipe.top_k} must be at least 1, --neighbours "
+                         f"{recipe.neighbours} 1..64", hint="use e.g. --bank-size 3000 --top-k 3 --neighbours 3")
     if getattr(args, "epochs", None) is not None:
         logger.info("--epochs is ignored: a good-only detector is built, not trained by epochs")
     from training.goodonly_graph import check_layers, grid_of
@@ -376,9 +387,12 @@ def run(args: Any) -> int:
           f"mirror pad {recipe.pad}, score = mean of top {recipe.top_k} "
           f"{'distances rescaled per ring' if recipe.position_norm else 'distances'})")
     print(f"threshold {ev['threshold']:.4g} (raw score) for {recipe.false_alarm_rate:.2%} false alarms, from "
-          f"{ev['calibration_images']} held-out good images scored with ring statistics of the others: expect "
+          f"{ev['calibration_images']} held-out good images ({_held_out_by(ev)}) scored with ring statistics of the "
+          f"others: expect "
           f"{ev['expected_false_alarm_rate']:.2%} of unseen good parts flagged (up to {ev['false_alarm_bound']:.2%} "
           f"with {ev['false_alarm_bound_confidence']:.0%} confidence)")
+    for w in ev["split_warnings"]:
+        print(f"warning: {w}")
     if not ev["calibration_enough"]:
         need = ev["calibration_images_needed"]
         print(f"warning: too few good images for a {recipe.false_alarm_rate:.2%} false-alarm rate: the threshold "

@@ -140,8 +140,10 @@ def feature_model(layers: Sequence[str], image_size: int, backbone: Path | None 
 
 def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
                    backbone: Path | None = None, patch_stride: int | None = None, border: int = 0, *,
-                   pad: int = 0, top_k: int = 1, position: tuple[np.ndarray, np.ndarray] | None = None):
+                   pad: int = 0, top_k: int = 1, position: tuple[np.ndarray, np.ndarray] | None = None,
+                   neighbours: int = 1):
     """feature_model + nearest-neighbour distances to `bank` (K, D) -> `scores` (N, 2) and `heatmap`.
+    A patch's distance is that to its nearest bank row, or the mean over its `neighbours` nearest.
     `position` (centre, spread) per patch rescales the distances (training.goodonly.position_stats);
     the image score is the mean of the `top_k` largest patch scores, `border` patch rows/columns at each
     edge left out (the heat map keeps them)."""
@@ -180,11 +182,25 @@ def detector_model(layers: Sequence[str], image_size: int, bank: np.ndarray, thr
         n("ConstantOfShape", ["ones_shape"], ["ones"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
         n("Concat", [PATCHES, "ones"], ["p_aug"], axis=-1),                          # (N, P, D + 1)
         n("MatMul", ["p_aug", "bank_aug"], ["d_part"]),                               # (N, P, K)
-        n("ReduceMin", ["d_part"], ["d_min"], axes=[-1], keepdims=0),                 # (N, P) opset 13: axes attr
-        n("Add", ["d_min", "p_sq"], ["d2"]),
-        n("Max", ["d2", "zero_f"], ["d2_pos"]),
-        n("Sqrt", ["d2_pos"], ["dist_raw"]),
     ])
+    k = min(neighbours, len(bank))
+    if k == 1:
+        g.node.extend([
+            n("ReduceMin", ["d_part"], ["d_min"], axes=[-1], keepdims=0),             # (N, P) opset 13: axes attr
+            n("Add", ["d_min", "p_sq"], ["d2"]),
+            n("Max", ["d2", "zero_f"], ["d2_pos"]),
+            n("Sqrt", ["d2_pos"], ["dist_raw"]),
+        ])
+    else:  # mean Euclidean distance to the k nearest bank rows (as training.goodonly.nn_distances)
+        g.initializer.append(_tensor("neighbours", np.array([k], np.int64)))
+        g.node.extend([
+            n("TopK", ["d_part", "neighbours"], ["d_near", "d_near_i"], axis=-1, largest=0),  # (N, P, k)
+            n("Unsqueeze", ["p_sq", "axis_last"], ["p_sq_1"]),
+            n("Add", ["d_near", "p_sq_1"], ["d2"]),
+            n("Max", ["d2", "zero_f"], ["d2_pos"]),
+            n("Sqrt", ["d2_pos"], ["d_near_e"]),
+            n("ReduceMean", ["d_near_e"], ["dist_raw"], axes=[-1], keepdims=0),
+        ])
     if position is not None:  # rescaled by good parts at the same distance from the edge
         g.initializer.extend([_tensor("pos_mean", np.asarray(position[0], np.float32)),
                               _tensor("pos_inv_std", (1 / np.asarray(position[1], np.float64)).astype(np.float32))])

@@ -73,6 +73,7 @@ class AnomalySpec(_Strict):
     sampler: Literal["coreset", "random"] = "coreset"
     pad: int = Field(0, ge=0, description="Input pixels mirrored outwards at each edge before the backbone")
     top_k: int = Field(1, ge=1, description="Image score: mean of this many largest patch scores")
+    neighbours: int = Field(1, ge=1, description="Patch distance: mean distance to this many nearest bank patches")
     position_norm: bool = Field(False, description="Patch distances are rescaled by good parts' median and 99th "
                                                    "percentile at the same distance from the image edge")
     augment: Literal["none", "d4"] = Field("none", description="Bank built from the good images in all 8 "
