@@ -12,6 +12,7 @@ default, the previous default and the steps between them.
     python -m benchmarks goodonly                       # generated surfaces, then pcb_patches if present
     SMARTSTOCK_BENCH_GOODONLY="train=300,calib=100,test=300" SMARTSTOCK_BENCH_GOODONLY_DATA=pcb \
         SMARTSTOCK_BENCH_GOODONLY_CONFIGS=default,previous python -m benchmarks goodonly
+    SMARTSTOCK_BENCH_GOODONLY="folder=1499,test=300" ...   # all 1,499 build patches, split as train cnn does
 
 SMARTSTOCK_BENCH_GOODONLY_FORMATS=onnx,tflite,tflite_int8 scores each export of every recipe (one row per
 format; the int8 row at its own recalibrated threshold). Default: onnx only.
@@ -30,8 +31,9 @@ import numpy as np
 from benchmarks._common import shared_data, time_per_call
 
 #: name -> GoodOnlyRecipe fields; "default" is the recipe's default, "previous" the one before issue 14's
-#: tuning (block2+block4, 160 px, stride 8, 3,000-patch coreset, largest patch distance).
-PREVIOUS = {"image_size": 160, "pad": 0, "top_k": 1, "position_norm": False, "augment": "none"}
+#: tuning (block2+block4, 160 px, stride 8, 3,000-patch coreset, largest patch distance); "... 1 neighbour" the
+#: default before the k-nearest-neighbour distance (nearest bank patch alone).
+PREVIOUS = {"image_size": 160, "pad": 0, "top_k": 1, "position_norm": False, "augment": "none", "neighbours": 1}
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "default + coreset seed 1": {"seed": 1},
@@ -45,14 +47,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "default at 160 px": {"image_size": 160},
     "default + d4 bank": {"augment": "d4"},
     "default + bank 10000": {"bank_size": 10_000},
+    "default + 1 neighbour": {"neighbours": 1},
+    "default + 5 neighbours": {"neighbours": 5},
+    "default + 1 neighbour + coreset seed 1": {"neighbours": 1, "seed": 1},
+    "default + 1 neighbour + coreset seed 2": {"neighbours": 1, "seed": 2},
+    "default + 1 neighbour + coreset seed 3": {"neighbours": 1, "seed": 3},
 }
 SURFACE_ROWS = ("default", "previous", "previous + random bank")
-PCB_ROWS = ("default", "default + coreset seed 1", "default + coreset seed 2", "previous", "default at 160 px",
-            "previous + mirror pad 16")
+PCB_ROWS = ("default", "default + coreset seed 1", "default + coreset seed 2", "default + coreset seed 3",
+            "default + 1 neighbour", "previous", "default at 160 px")
 
 
 def _sizes() -> dict[str, int]:
-    sizes = {"train": 300, "calib": 100, "test": 300}
+    """train / calib: good patches to build and calibrate from; folder=N instead: the first N pool patches,
+    split into bank and held-out images as `train cnn` splits a folder (by source picture)."""
+    sizes = {"train": 300, "calib": 100, "test": 300, "folder": 0}
     for part in filter(None, os.environ.get("SMARTSTOCK_BENCH_GOODONLY", "").split(",")):
         k, v = part.split("=")
         sizes[k.strip()] = int(v)
@@ -80,7 +89,16 @@ def split_by_image(root: Path, sizes: dict[str, int], seed: int = 0) -> dict[str
     v_rng.shuffle(v_ok)
     v_rng.shuffle(v_de)
     n_tr, n_cal, n_te = sizes["train"], sizes["calib"], sizes["test"]
-    return {"train": pool[:n_tr], "calib": pool[n_tr:n_tr + n_cal], "val_ok": v_ok[:n_te], "val_defect": v_de[:n_te],
+    if sizes.get("folder"):  # the first `folder` pool patches split as `train cnn` splits a folder (by source)
+        from training.goodonly import GoodOnlyRecipe
+        from training.goodonly_split import hold_out
+
+        folder = pool[:sizes["folder"]]
+        held = hold_out([p.name for p in folder], GoodOnlyRecipe().calibration_fraction)
+        train, calib = [folder[i] for i in held.train], [folder[i] for i in held.calib]
+    else:
+        train, calib = pool[:n_tr], pool[n_tr:n_tr + n_cal]
+    return {"train": train, "calib": calib, "val_ok": v_ok[:n_te], "val_defect": v_de[:n_te],
             "test_ok": t_ok[:n_te], "test_defect": t_de[:n_te]}
 
 
@@ -163,7 +181,7 @@ def run_configs(name: str, imgs: dict[str, list[np.ndarray]], names, tmp: Path) 
                       representative=imgs["train"])
         fit_s = time.perf_counter() - t0
         keep = ("layers", "image_size", "patch_stride", "sampler", "bank_size", "border", "pad", "top_k",
-                "position_norm", "augment")
+                "neighbours", "position_norm", "augment")
         cal = model.calibration
         from smartstock.vision.manifest import load_manifest
 

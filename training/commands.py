@@ -73,7 +73,7 @@ def add_cnn_arguments(cnn: argparse.ArgumentParser) -> None:
                      help="good-only folders: a part's score is the mean of its k highest patch scores (default 3)")
     cnn.add_argument("--neighbours", type=int, default=None,
                      help="good-only folders: a patch's distance is the mean distance to its k nearest bank "
-                          "patches (default 1)")
+                          "patches (default 3; 1 = the nearest alone)")
     cnn.add_argument("--mirror-pad", type=int, default=None,
                      help="good-only folders: pixels mirrored outwards at each image edge before the features "
                           "(default 0 = off; e.g. 16)")

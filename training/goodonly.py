@@ -50,7 +50,10 @@ class GoodOnlyRecipe:
     border: int = 0                  # patch rows/columns at each image edge left out of the score (README)
     pad: int = 0                     # input pixels mirrored outwards at each edge before the backbone
     top_k: int = 3                   # image score = mean of the k largest patch scores
-    neighbours: int = 1              # patch distance = mean distance to its k nearest bank patches
+    # Patch distance = mean distance to its k nearest bank patches. 3 instead of the nearest alone: validation
+    # ROC AUC 0.971 -> 0.979 (a random 20% held out), 0.972 -> 0.975 (20% held out by source picture; spread over
+    # 4 coreset seeds and splits 0.0063 -> 0.0037), 0.968 -> 0.974 (33% by source); 5 was no better; +0.4 ms.
+    neighbours: int = 3
     position_norm: bool = True       # patch distance rescaled by good parts' median / 99th pct. at its ring
     augment: str = "none"            # none | d4: bank from the good images in all 8 orientations
     sampler: str = "coreset"         # coreset | random
