@@ -74,7 +74,7 @@ def test_held_out_images_come_from_other_source_pictures_than_the_bank():
     assert split.by == "image" and len(split.warnings) == 1 and "only 3 source pictures" in split.warnings[0]
 
 
-def test_train_cnn_holds_out_by_source_and_records_the_neighbours(tmp_path):
+def test_train_cnn_holds_out_by_source_and_scores_with_3_neighbours_by_default(tmp_path):
     data = tmp_path / "line" / "ok"
     generate(tmp_path / "gen", 60, seed=13, size=64, classes="binary", ok_fraction=1.0)
     data.mkdir(parents=True)
@@ -82,14 +82,14 @@ def test_train_cnn_holds_out_by_source_and_records_the_neighbours(tmp_path):
         p.rename(data / f"part{i // 3:03d}_{i % 3}.png")   # 20 source pictures, 3 crops each
     out = tmp_path / "model"
     p = subprocess.run([sys.executable, "-m", "smartstock", "train", "cnn", "--data", str(data.parent), "--out",
-                        str(out), "--image-size", "64", "--false-alarm-rate", "0.1", "--neighbours", "3"],
+                        str(out), "--image-size", "64", "--false-alarm-rate", "0.1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "held-out good images (whole source pictures by file name, of 20)" in p.stdout
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["held_out_by"] == "source" and ev["calibration_images"] == 12 and ev["train_images"] == 48
     anomaly = json.loads((out / "manifest.json").read_text())["anomaly"]
-    assert anomaly["neighbours"] == 3
+    assert anomaly["neighbours"] == 3   # the default: mean distance to the 3 nearest bank patches
 
 
 @pytest.mark.parametrize("flag", ["0", "65"])

@@ -385,7 +385,8 @@ def run(args: Any) -> int:
     print(f"good-parts-only detector from {ev['train_images']} good images (no defect images needed): memory bank "
           f"of {ev['bank_size']} patches ({recipe.sampler}, {'+'.join(recipe.layers)}, {recipe.image_size} px, "
           f"mirror pad {recipe.pad}, score = mean of top {recipe.top_k} "
-          f"{'distances rescaled per ring' if recipe.position_norm else 'distances'})")
+          f"{'distances rescaled per ring' if recipe.position_norm else 'distances'}, a patch's distance being the mean "
+          f"to its {recipe.neighbours} nearest bank patch{'es' if recipe.neighbours > 1 else ''})")
     print(f"threshold {ev['threshold']:.4g} (raw score) for {recipe.false_alarm_rate:.2%} false alarms, from "
           f"{ev['calibration_images']} held-out good images ({_held_out_by(ev)}) scored with ring statistics of the "
           f"others: expect "
