@@ -18,8 +18,8 @@ set the generator's true expected demand per period also drives the policy, as a
 policy does with a perfect forecast level (not a peer, not in the verdict).
 
 Equal achieved service: at one nominal target the drivers land at different achieved services, so
-their stock is not comparable. The same forecasts are replayed at a sweep of targets (0.90, 0.93,
-0.95, 0.97, 0.98, 0.99) and each driver's stock is read at an achieved cycle service of 0.95 (and fill rate
+their stock is not comparable. The same forecasts are replayed at a sweep of targets (0.6-0.99)
+and each driver's stock is read at an achieved cycle service of 0.95 (and fill rate
 0.99), linear between the two swept targets whose achieved figures bracket it; auto's stock over each
 peer's at that level comes with a 90 % interval from a paired bootstrap over series. Both verdicts are
 printed: at the nominal target and at equal achieved service. Every figure says how many replenishment
@@ -57,8 +57,8 @@ LIMIT = int(os.environ.get("SMARTSTOCK_BENCH_INV_SERIES", "0"))
 SETS = os.environ.get("SMARTSTOCK_BENCH_INV_SETS", "m4w156,m3q,intermittent").split(",")
 PARTS = int(os.environ.get("SMARTSTOCK_BENCH_INV_PARTS", "200"))  # generated intermittent parts
 SEED = int(os.environ.get("SMARTSTOCK_BENCH_INV_SEED", "13"))
-TARGETS = tuple(float(t) for t in
-                os.environ.get("SMARTSTOCK_BENCH_INV_TARGETS", "0.90,0.93,0.95,0.97,0.98,0.99").split(","))
+TARGETS = tuple(float(t) for t in  # the policy takes service targets in (0.5, 1)
+                os.environ.get("SMARTSTOCK_BENCH_INV_TARGETS", "0.6,0.7,0.8,0.9,0.93,0.95,0.97,0.98,0.99").split(","))
 CSL_LEVEL, FILL_LEVEL = 0.95, 0.99  # the achieved service at which the drivers' stock is compared
 
 
@@ -170,21 +170,28 @@ def equal_service(name: str, sweeps: dict[str, list[np.ndarray]], peer_names: li
     print(f"  equal achieved service: targets {', '.join(f'{t:.2f}' for t in TARGETS)} replayed on the same "
           f"forecasts; stock read at cycle service {CSL_LEVEL:.2f} and fill rate {FILL_LEVEL:.2f} between the two "
           f"targets whose achieved figures bracket it")
-    print(f"  {'driver':17s} " + " ".join(f"{'CSL/stock @' + format(t, '.2f'):>19s}" for t in TARGETS)
-          + f" {'stock@CSL':>9s} {'cycles':>11s} {'stock@fill':>10s}")
     out: dict[str, dict] = {}
     for k, sweep in sweeps.items():
         figs = [pooled(per[:, :5]) for per in sweep]
         pts = [(f["cycle_service_level"], f["avg_stock_periods"]) for f in figs]
-        br = bracket(pts, CSL_LEVEL)
-        cyc = [int(figs[i]["cycles"]) for i in br] if br else []
+        fill = [(f["fill_rate"], f["avg_stock_periods"]) for f in figs]
         out[k] = {"sweep": [{"target": t, **f} for t, f in zip(TARGETS, figs)],
-                  "stock_at_cycle_service": at_level(pts, CSL_LEVEL), "cycle_service_bracket_cycles": cyc,
-                  "stock_at_fill_rate": at_level([(f["fill_rate"], f["avg_stock_periods"]) for f in figs], FILL_LEVEL)}
-        print(f"  {k:17s} " + " ".join(f"{f['cycle_service_level']:9.3f}/{f['avg_stock_periods']:<9.3f}"
-                                       for f in figs)
-              + f" {out[k]['stock_at_cycle_service']:9.3f} {'+'.join(map(str, cyc)) or '-':>11s}"
-              f" {out[k]['stock_at_fill_rate']:10.3f}")
+                  "stock_at_cycle_service": at_level(pts, CSL_LEVEL),
+                  "cycle_service_bracket_cycles": [int(figs[i]["cycles"]) for i in bracket(pts, CSL_LEVEL) or ()],
+                  "stock_at_fill_rate": at_level(fill, FILL_LEVEL)}
+    width = max(20, 2 + max(map(len, sweeps)))
+    print(f"  {'target':8s}" + "".join(f"{k:>{width}s}" for k in sweeps) + "   (achieved CSL / fill / stock)")
+    for i, t in enumerate(TARGETS):
+        cells = (out[k]["sweep"][i] for k in sweeps)
+        print(f"  {t:<8.2f}" + "".join(
+            f"{c['cycle_service_level']:.3f}/{c['fill_rate']:.3f}/{c['avg_stock_periods']:.3f}".rjust(width)
+            for c in cells))
+    print(f"  {'stock at CSL ' + format(CSL_LEVEL, '.2f'):24s}" + "  ".join(
+        f"{k} {o['stock_at_cycle_service']:.3f} ("
+        + ("+".join(map(str, o["cycle_service_bracket_cycles"])) + " cycles)" if o["cycle_service_bracket_cycles"]
+           else "not reached in the sweep)") for k, o in out.items()))
+    print(f"  {'stock at fill ' + format(FILL_LEVEL, '.2f'):24s}" + "  ".join(
+        f"{k} {o['stock_at_fill_rate']:.3f}" for k, o in out.items()))
     verdict = {}
     for p in peer_names:
         v = {}
