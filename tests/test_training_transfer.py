@@ -63,3 +63,35 @@ def test_transfer_backbone_trains_exports_and_runs_on_the_device_path(cli, tmp_p
     assert np.max(np.abs(onnx - tfl)) < 1e-4  # float exports agree with each other on the original images
     sure = np.abs(onnx[:, 0] - onnx[:, 1]) > 0.2
     assert np.mean(int8[sure].argmax(1) == onnx[sure].argmax(1)) >= 0.9
+
+
+def test_test_time_views_average_the_orientations_and_export(tmp_path):
+    """--test-time-views N: one graph scoring the mean over N orientations, so the device needs no change;
+    ONNX Runtime and LiteRT (the device backends) give the same scores as Keras."""
+    from smartstock.runtime.backends import load_backend
+    from smartstock.vision.preprocess import InputSpec
+    from training.cnn import count_flops
+    from training.data import dihedral
+    from training.export import Exporter
+    from training.transfer import build_transfer_model, with_test_time_views
+
+    base = build_transfer_model(32, 1, 2)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (6, 32, 32, 1)).astype(np.float32)
+    x[:, :8, :5] = 255.0  # no symmetry: every orientation looks different
+    per_view = np.stack([base.predict(dihedral(x, k), verbose=0) for k in range(8)])
+    assert np.abs(per_view[1] - per_view[0]).max() > 1e-3  # the untrained model is not orientation-invariant
+    two, eight = with_test_time_views(base, 2), with_test_time_views(base, 8)
+    assert with_test_time_views(base, 1) is base
+    np.testing.assert_allclose(two.predict(x, verbose=0), per_view[:2].mean(0), atol=1e-5)
+    np.testing.assert_allclose(eight.predict(x, verbose=0), per_view.mean(0), atol=1e-5)
+    for k in (1, 3, 6):  # the 8 views of a turned or mirrored image are the same 8 views
+        np.testing.assert_allclose(eight.predict(dihedral(x, k), verbose=0), per_view.mean(0), atol=1e-5)
+    assert count_flops(eight) == 8 * count_flops(base) > 0
+
+    exporter = Exporter(two, tmp_path, spec=InputSpec(shape=[-1, 32, 32, 1], color="gray"), labels=["defect", "ok"],
+                        defect_labels=["defect"], thresholds={"defect": 0.5}, heldout_x=x.astype(np.uint8))
+    want = two.predict(x, verbose=0)
+    for fmt, export in (("onnx", exporter.export_onnx), ("tflite", exporter.export_tflite_float)):
+        backend = load_backend(export(), "onnx" if fmt == "onnx" else "tflite", threads=1)
+        np.testing.assert_allclose(backend.run(x), want, atol=1e-4)

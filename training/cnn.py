@@ -84,6 +84,9 @@ def count_flops(model: keras.Model) -> int:
     """Multiply-adds x 2 of the conv/dense layers for one image (the figure benchmarks compare with peak)."""
     flops = 0
     for layer in model.layers:
+        if isinstance(layer, keras.Model):  # a wrapped model (transfer.with_test_time_views): per view x views
+            flops += count_flops(layer) * int(getattr(model, "views", 1))
+            continue
         out = getattr(layer, "output", None)
         if out is None:
             continue

@@ -52,10 +52,11 @@ class TrainRecipe:
     release: int = 1
     backbone_weights: str | None = None  # local MobileNetV2 .h5; never downloaded
     backbone: str = "cnn"  # cnn (the small CNN from scratch) | efficientnet-lite0 (ImageNet transfer, training/transfer.py)
-    transfer_copies: int = 4  # efficientnet-lite0: augmented versions of each training image whose features are cached
+    transfer_copies: int = 8  # efficientnet-lite0: versions of each training image cached (the 8 orientations)
     fine_tune_epochs: int = 6  # efficientnet-lite0: epochs fine-tuning blocks >= fine_tune_from (0: frozen backbone only)
     fine_tune_from: int = 8  # efficientnet-lite0: first block fine-tuned (8-10: the last stage at stride 16)
     fine_tune_lr_factor: float = 0.1  # efficientnet-lite0: fine-tuning learning rate / learning_rate
+    test_time_views: int = 1  # score = mean over this many orientations of the image (1, 2, 4, 8; costs x views)
     formats: tuple[str, ...] = ("onnx", "tflite", "tflite_int8")
     description: str = ""
     save_keras: bool = True
@@ -137,7 +138,16 @@ def _stopping_callback(keras, val, labels, defect_labels, patience: int, min_epo
 
 
 def _fit_once(ds, recipe: TrainRecipe, seed: int):
-    """Train one model from scratch with `seed`; returns (model, epochs run, best validation score)."""
+    """Train one model from scratch with `seed`; returns (model, epochs run, best validation score); with
+    --test-time-views the model is wrapped to average that many orientations (thresholds, evaluation and
+    exports then see the wrapped model, as the device runs it)."""
+    from training.transfer import with_test_time_views
+
+    model, epochs, score = _fit_one_view(ds, recipe, seed)
+    return with_test_time_views(model, recipe.test_time_views), epochs, score
+
+
+def _fit_one_view(ds, recipe: TrainRecipe, seed: int):
     if recipe.backbone == "efficientnet-lite0":
         from training.transfer import fit_transfer
 
@@ -208,6 +218,13 @@ def train_and_export(data: Path, out: Path, recipe: TrainRecipe | None = None) -
         raise InputError(f"--recall-floor {recipe.recall_floor} must be between 0 and 1")
     if recipe.backbone not in BACKBONES:
         raise InputError(f"--backbone {recipe.backbone!r} is unknown", hint=f"use one of {', '.join(BACKBONES)}")
+    if recipe.test_time_views > 1 and recipe.backbone == "cnn":
+        raise InputError("--test-time-views needs --backbone efficientnet-lite0 (trained on all 8 orientations; "
+                         "the small CNN's augmentation has flips but no quarter turns)")
+    if recipe.test_time_views > 1 and not recipe.flip:
+        raise InputError(f"--test-time-views {recipe.test_time_views} turns and mirrors the part, but --no-flip says "
+                         "it has a handedness",
+                         hint="drop --test-time-views (or --no-flip if mirrored parts look alike)")
     if recipe.backbone != "cnn" and recipe.backbone_weights:
         raise InputError("--backbone efficientnet-lite0 brings its own ImageNet weights; drop the MobileNetV2 weights")
     t0 = time.perf_counter()
@@ -276,7 +293,7 @@ def _describe(recipe: TrainRecipe) -> str:
 def recipe_from_args(args: argparse.Namespace) -> TrainRecipe:
     recipe = TrainRecipe(seed=args.seed)
     for name in ("epochs", "image_size", "good_class", "recall_floor", "restarts", "patience", "min_epochs",
-                 "backbone", "fine_tune_epochs"):
+                 "backbone", "fine_tune_epochs", "test_time_views"):
         if getattr(args, name, None) is not None:
             setattr(recipe, name, getattr(args, name))
     recipe.no_good_class = bool(getattr(args, "no_good_class", False))

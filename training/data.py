@@ -164,6 +164,14 @@ def make_augmenter(seed: int, *, flip: bool = True, rotate_deg: float = 10.0):
     return augment
 
 
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """Image batch (N, H, W, C) in orientation k of the square's symmetry group: k % 4 quarter turns, then a
+    left-right mirror when k >= 4 (k = 0 is the batch as is). Exact (no interpolation, no border fill),
+    for parts with no handedness and no up (PCB layouts, surface tiles)."""
+    x = np.rot90(x, k % 4, axes=(1, 2))
+    return np.ascontiguousarray(x[:, :, ::-1] if k % 8 >= 4 else x)
+
+
 MIN_STEPS_PER_EPOCH = 25  # BatchNorm's moving averages (momentum 0.9) need ~20 steps to follow the weights
 
 

@@ -6,9 +6,12 @@ features computed ONCE, because a forward pass through the backbone for every im
 is what a 2-core machine cannot afford (the frozen layers give the same output each time):
 
 1. frozen backbone: the block-10 features of the training images, each in `transfer_copies`
-   augmented versions (the recipe's own augmentation: flips, rotations, shifts, brightness, blur,
-   noise) and of the validation images, then the head trained on them with the recipe's balanced
-   sampling and defect-aware early stopping;
+   versions, and of the validation images, then the head trained on them with the recipe's balanced
+   sampling and defect-aware early stopping. With flips allowed (the default) the versions are the
+   8 orientations of the square (quarter turns and mirrors: exact, no interpolation or border fill;
+   beyond 8 copies the recipe's brightness/blur/noise augmentation on top); with --no-flip they
+   are the recipe's augmentation without flips (small rotations, shifts, brightness, blur, noise).
+   On pcb_patches the 8 orientations beat 4 randomly augmented copies (README, issue 14);
 2. fine-tuning: blocks >= `fine_tune_from` and the head, on cached features of the block before,
    at a tenth of the learning rate. Batch norm is folded into the convolutions, so there are no batch
    statistics to freeze or to drift. Kept only if it beats phase 1 on validation.
@@ -71,16 +74,20 @@ def _stage_model(feature_shape: tuple[int, ...], n_classes: int, sd: dict[str, n
     return keras.Model(inputs, _head(x, n_classes))
 
 
-def _features(model, x: np.ndarray, augment=None, copies: int = 1) -> list[np.ndarray]:
+def _features(model, x: np.ndarray, augment=None, copies: int = 1, orientations: bool = False) -> list[np.ndarray]:
     """Outputs of the frozen `model` for `copies` versions of x (the first one as is), float16 to halve the
-    memory (features are O(10); float16 keeps 3 significant digits)."""
+    memory (features are O(10); float16 keeps 3 significant digits). With `orientations`, copy c is x in
+    orientation c % 8 (data.dihedral), augmented only from the 9th copy on."""
     import tensorflow as tf
+
+    from training.data import dihedral
 
     outs: list[list[np.ndarray]] = []
     for c in range(copies):
         for i in range(0, len(x), FEATURE_BATCH):
-            b = x[i:i + FEATURE_BATCH]
-            b = augment(b, None)[0] if c and augment is not None else tf.cast(b, tf.float32)
+            b = dihedral(x[i:i + FEATURE_BATCH], c) if orientations else x[i:i + FEATURE_BATCH]
+            jitter = c >= 8 if orientations else c > 0
+            b = augment(b, None)[0] if jitter and augment is not None else tf.cast(b, tf.float32)
             got = model(b, training=False)
             for k, o in enumerate(got if isinstance(got, (list, tuple)) else [got]):
                 if len(outs) <= k:
@@ -131,9 +138,9 @@ def fit_transfer(ds, recipe, seed: int):
     tune = recipe.fine_tune_epochs > 0 and ft_from <= last
     taps = [_block_output(full, ft_from - 1)] if tune else []  # the fine-tuning input, only when it is needed
     frozen = keras.Model(full.input, [full.get_layer(t).output for t in [*taps, _block_output(full, last)]])
-    augment = make_augmenter(seed, flip=recipe.flip) if recipe.augment else None
+    augment = make_augmenter(seed, flip=False) if recipe.augment else None  # flips come from the orientations
     copies = max(1, recipe.transfer_copies) if recipe.augment else 1
-    *mid_tr, top_tr = _features(frozen, ds.train.x, augment, copies)
+    *mid_tr, top_tr = _features(frozen, ds.train.x, augment, copies, orientations=recipe.flip)
     *mid_va, top_va = _features(frozen, ds.val.x)
     y_tr = np.tile(ds.train.y, copies)
     logger.info("cached backbone features of %d training images (%d versions each) and %d validation images",
@@ -157,6 +164,40 @@ def fit_transfer(ds, recipe, seed: int):
             _copy_weights(tuned, full)
             epochs, score = epochs + ft_epochs, ft_score
     return full, epochs, score
+
+
+#: Orientations (data.dihedral indices) averaged by --test-time-views N: a quarter turn is the second view
+#: (on pcb_patches it helped more than a mirror or a half turn; README, issue 14).
+VIEWS = {1: (0,), 2: (0, 1), 4: (0, 1, 2, 3), 8: tuple(range(8))}
+
+
+def _orient(ops, x, k: int):
+    """data.dihedral as graph ops (transpose + reverse: ONNX, TFLite and int8 builtins)."""
+    for _ in range(k % 4):  # one quarter turn, as np.rot90(x, 1, axes=(1, 2))
+        x = ops.transpose(ops.flip(x, axis=2), (0, 2, 1, 3))
+    return ops.flip(x, axis=2) if k % 8 >= 4 else x
+
+
+def with_test_time_views(model, views: int):
+    """One model that scores each image as the mean of `model`'s scores on `views` orientations of it
+    (VIEWS), computed as one batch: the device runs it like any classifier, at `views` times the cost.
+    The returned model's `views` attribute is what count_flops multiplies the inner model's FLOPs by."""
+    import keras
+    from keras import ops
+
+    if views not in VIEWS:
+        from smartstock.errors import InputError
+
+        raise InputError(f"--test-time-views {views} is not one of {', '.join(map(str, VIEWS))}")
+    if views == 1:
+        return model
+    ks = VIEWS[views]
+    inp = keras.Input(tuple(model.input.shape[1:]), name="image")
+    scores = model(ops.concatenate([_orient(ops, inp, k) for k in ks], axis=0))
+    mean = ops.mean(ops.reshape(scores, (len(ks), -1, scores.shape[-1])), axis=0)
+    wrapped = keras.Model(inp, mean, name=f"{model.name}_views{views}")
+    wrapped.views = len(ks)
+    return wrapped
 
 
 def _block_output(model, block: int) -> str:
