@@ -31,6 +31,7 @@ INT8_GOLDEN_STEPS = 4  # int8 goldens: this many output quantisation steps (ARM 
 INT8_MIN_AGREEMENT = 0.95  # on decisive images (below): under this the int8 export is refused (broken calibration)
 INT8_DECISIVE_MARGIN = 0.2  # Keras top-2 score margin that makes an image decisive; near-ties may flip in 8 bits
 GOLDEN_COUNT = 4
+PARITY_BATCH = 64  # held-out images per backend run in the parity check
 
 
 class Exporter:
@@ -121,7 +122,10 @@ class Exporter:
     def _register(self, fmt: str, path: Path, precision: str) -> Path:
         """Parity check with the device backend, then record the artifact in manifest.json."""
         backend = load_backend(path, "onnx" if fmt == "onnx" else "tflite", threads=2)
-        got = backend.run(self.heldout_x)
+        # in batches: one run over a 748-image test split of a 160 px model with 8 test-time views
+        # (transfer.with_test_time_views) needs more memory than the machine has (killed at 24 GB)
+        got = np.concatenate([backend.run(self.heldout_x[i:i + PARITY_BATCH])
+                              for i in range(0, len(self.heldout_x), PARITY_BATCH)])
         diff = float(np.max(np.abs(got - self.reference)))
         agree = float(np.mean(got.argmax(1) == self.reference.argmax(1)))
         acc = float(np.mean(got.argmax(1) == self.heldout_y)) if self.heldout_y is not None else None
