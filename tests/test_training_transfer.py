@@ -95,3 +95,15 @@ def test_test_time_views_average_the_orientations_and_export(tmp_path):
     for fmt, export in (("onnx", exporter.export_onnx), ("tflite", exporter.export_tflite_float)):
         backend = load_backend(export(), "onnx" if fmt == "onnx" else "tflite", threads=1)
         np.testing.assert_allclose(backend.run(x), want, atol=1e-4)
+
+
+def test_test_time_views_refused_where_the_model_never_saw_turned_parts(cli, tmp_path):
+    """The small CNN is not trained on quarter turns, and --no-flip says mirrored parts differ: both stop
+    with the fix named before any image is read."""
+    generate(tmp_path / "data", 12, seed=0, size=32, classes="binary")
+    for extra, why in ((["--test-time-views", "2"], "needs --backbone efficientnet-lite0"),
+                       (["--backbone", "efficientnet-lite0", "--test-time-views", "8", "--no-flip"], "handedness")):
+        r = cli("train", "cnn", "--data", tmp_path / "data", "--out", tmp_path / "out", *extra)
+        assert r.rc == 3, r.err
+        assert why in r.err and "Traceback" not in r.err
+        assert not (tmp_path / "out").exists()
