@@ -73,6 +73,28 @@ def test_held_out_images_come_from_other_source_pictures_than_the_bank():
     few = [f"board{i % 3}_tile{i}.png" for i in range(60)]
     split = hold_out(few, 0.2, seed=0)
     assert split.by == "image" and len(split.warnings) == 1 and "only 3 source pictures" in split.warnings[0]
+    # a prefix shared by many images names a camera or a day, not a picture: held out per image
+    for prefixed in ([f"cam{c:02d}_{i:04d}.png" for c in range(10) for i in range(50)],
+                     [f"202612{d:02d}-{i:04d}.png" for d in range(1, 13) for i in range(40)]):
+        split = hold_out(prefixed, 0.2, seed=0)
+        assert split.by == "image", prefixed[0]
+        assert len({source_of(prefixed[i]) for i in split.calib}) > 5
+
+
+def test_cross_fitting_keeps_a_source_picture_in_one_fold():
+    """Crops of one picture are near twins: a held-out crop must not be scored by ring statistics its twins
+    fed. With groups a picture's crops share a fold, so changing the twins leaves the crop's score alone."""
+    from training.goodonly import cross_fitted_scores
+
+    rng = np.random.default_rng(0)
+    d = rng.gamma(2.0, 1.0, (60, 16))
+    groups = [f"p{i // 3}" for i in range(60)]       # 20 pictures of 3 crops
+    changed = d.copy()
+    changed[1:3] *= 50.0                              # the twins of crop 0 (picture p0) become extreme
+    grouped = [cross_fitted_scores(x, 0, 3, seed=1, groups=groups)[0] for x in (d, changed)]
+    assert grouped[0] == grouped[1]
+    plain = [cross_fitted_scores(x, 0, 3, seed=s)[0] for x in (d, changed) for s in range(4)]
+    assert any(a != b for a, b in zip(plain[:4], plain[4:]))  # by image, twins land in other folds
 
 
 def test_train_cnn_holds_out_by_source_and_scores_with_3_neighbours_by_default(tmp_path):

@@ -259,11 +259,18 @@ def calibrate(good_scores: np.ndarray, false_alarm_rate: float) -> Calibration:
 
 
 def cross_fitted_scores(d: np.ndarray, border: int, top_k: int, folds: int = CROSS_FOLDS,
-                        seed: int = 0) -> np.ndarray:
+                        seed: int = 0, groups: Sequence[str] | None = None) -> np.ndarray:
     """(N, P) raw patch distances of held-out good images -> (N,) image scores, each image rescaled by ring
-    statistics of the other folds only (as an unseen part is by statistics that never saw it)."""
+    statistics of the other folds only (as an unseen part is by statistics that never saw it). `groups`:
+    each image's source picture; a source's crops share a fold, so no crop is scored by its twins' statistics."""
     n = len(d)
-    fold = np.random.default_rng(seed).permutation(n) % min(folds, n)
+    if groups is not None and len(groups) == n:
+        keys = sorted(set(groups))
+        perm = np.random.default_rng(seed).permutation(len(keys)) % min(folds, len(keys))
+        of_key = dict(zip(keys, perm))
+        fold = np.array([of_key[g] for g in groups])
+    else:
+        fold = np.random.default_rng(seed).permutation(n) % min(folds, n)
     out = np.empty(n, np.float64)
     for f in np.unique(fold):
         centre, spread = position_stats(d[fold != f])
@@ -271,13 +278,13 @@ def cross_fitted_scores(d: np.ndarray, border: int, top_k: int, folds: int = CRO
     return out
 
 
-def calibrate_distances(d: np.ndarray, recipe: GoodOnlyRecipe) -> tuple[tuple[np.ndarray, np.ndarray] | None,
-                                                                         Calibration]:
+def calibrate_distances(d: np.ndarray, recipe: GoodOnlyRecipe, groups: Sequence[str] | None = None
+                        ) -> tuple[tuple[np.ndarray, np.ndarray] | None, Calibration]:
     """Held-out good images' raw patch distances (N, P) -> (ring statistics the device uses, from all N, or
     None without position_norm; the threshold, from scores that never saw their own image's statistics)."""
     if not recipe.position_norm:
         return None, calibrate(image_scores(d, recipe.border, recipe.top_k), recipe.false_alarm_rate)
-    scores = cross_fitted_scores(d, recipe.border, recipe.top_k, seed=recipe.seed)
+    scores = cross_fitted_scores(d, recipe.border, recipe.top_k, seed=recipe.seed, groups=groups)
     return position_stats(d), calibrate(scores, recipe.false_alarm_rate)
 
 
@@ -288,6 +295,7 @@ class GoodOnlyModel:
     calibration: Calibration
     timings: dict[str, float]
     position: tuple[np.ndarray, np.ndarray] | None = None  # (centre, spread) per patch when recipe.position_norm
+    calib_groups: list[str] | None = None  # source picture of each calibration image (cross-fitting folds)
 
     def raw_scores(self, feats: PatchFeatures, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,), patch scores (N, P)) computed in numpy, for evaluation and parity."""
@@ -305,8 +313,9 @@ def patch_distances(feats: PatchFeatures, bank: np.ndarray, frames: Sequence[np.
 
 
 def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOnlyRecipe,
-        feats: PatchFeatures | None = None) -> GoodOnlyModel:
-    """Memory bank from `train`, threshold from `calib` (both good parts only)."""
+        feats: PatchFeatures | None = None, calib_groups: Sequence[str] | None = None) -> GoodOnlyModel:
+    """Memory bank from `train`, threshold from `calib` (both good parts only; `calib_groups`: the source
+    picture of each calib image, so the cross-fitting keeps a source's crops in one fold)."""
     if recipe.sampler not in ("coreset", "random"):
         raise InputError(f"unknown sampler {recipe.sampler!r}", hint="use coreset or random")
     if recipe.augment not in ("none", "d4"):
@@ -331,10 +340,12 @@ def fit(train: Sequence[np.ndarray], calib: Sequence[np.ndarray], recipe: GoodOn
         pick = random_subsample(all_patches, recipe.bank_size, rng)
     bank = np.ascontiguousarray(all_patches[pick])
     t2 = time.perf_counter()
-    position, calibration = calibrate_distances(patch_distances(feats, bank, calib, recipe.neighbours), recipe)
+    position, calibration = calibrate_distances(patch_distances(feats, bank, calib, recipe.neighbours), recipe,
+                                                calib_groups)
     model = GoodOnlyModel(recipe, bank, calibration, {"features_s": t1 - t0, "bank_s": t2 - t1,
                                                       "calibration_s": time.perf_counter() - t2,
-                                                      "patches": float(len(all_patches))}, position)
+                                                      "patches": float(len(all_patches))}, position,
+                          list(calib_groups) if calib_groups is not None else None)
     logger.info("good-only: %d patches from %d images, bank %d (%s) in %.1fs, threshold %.4g on %d held-out images",
                 len(all_patches), len(train), len(bank), recipe.sampler, t2 - t1, calibration.threshold,
                 len(calib))

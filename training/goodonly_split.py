@@ -4,7 +4,9 @@ A held-out image must be as new to the bank as a future part is. Crops cut from 
 a board, tiles of a sheet) are near twins: with its twins in the bank a held-out crop scores lower than
 a crop of an unseen part would, and the threshold lands too low. When the file names tell the source
 picture (the part before the first `_`, `-`, `.` or space: `00041000_c0.png` and `00041000_0_t.png`
-are both from picture `00041000`), whole sources are held out; otherwise single images are.
+are both from picture `00041000`) and a typical source holds at most MAX_CROPS_PER_SOURCE images, whole
+sources are held out; otherwise single images are (a prefix shared by many images names a camera, a
+day or a lot, not a picture).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ SEPARATOR = re.compile(r"[_\-. ]")
 MIN_SOURCES = 10
 #: A source holding more than this share of the images is no source but a common word (`IMG_0001.png`).
 MAX_SOURCE_SHARE = 0.1
+#: Crops cut from one picture are a few (windows of a board, tiles of a sheet); when the typical "source"
+#: holds more, the prefix names a camera, a day, a lot or a part number (`cam04_0001.png`,
+#: `20261201-0001.png`), whose conditions the bank must see: then images are held out one by one.
+MAX_CROPS_PER_SOURCE = 10
 
 
 def source_of(name: str) -> str:
@@ -48,9 +54,12 @@ def hold_out(names: Sequence[str], fraction: float, seed: int = 0) -> HoldOut:
     for i, k in enumerate(keys):
         groups.setdefault(k, []).append(i)
     largest = max((len(g) for g in groups.values()), default=0)
+    typical = float(np.median([len(g) for g in groups.values()])) if groups else 0.0
     shared = len(groups) < n
-    if shared and len(groups) >= MIN_SOURCES and largest <= MAX_SOURCE_SHARE * n:
-        order = [sorted(groups)[i] for i in rng.permutation(len(groups))]
+    if (shared and len(groups) >= MIN_SOURCES and largest <= MAX_SOURCE_SHARE * n
+            and typical <= MAX_CROPS_PER_SOURCE):
+        names_sorted = sorted(groups)
+        order = [names_sorted[i] for i in rng.permutation(len(groups))]
         calib: list[int] = []
         for k in order:
             if len(calib) >= n_cal:
