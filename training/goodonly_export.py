@@ -34,7 +34,7 @@ from smartstock.vision.preprocess import preprocess_batch
 from training.backbone_export import BACKBONE_FILE
 from training.goodonly import (BOUND_CONFIDENCE, GoodOnlyModel, GoodOnlyRecipe, PatchFeatures, fit,
                                images_needed)
-from training.goodonly_split import hold_out
+from training.goodonly_split import hold_out, source_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ INT8_GOLDEN_TOLERANCE = 0.02
 #: int8 detector vs the scores computed from the distances read back from its own heat map (same flatbuffer,
 #: other constants in the float tail: measured 3e-8)
 INT8_PARITY_TOLERANCE = 1e-3
-#: int8 vs float detector scores on the held-out good images: a rank correlation below this is warned about
+#: int8 vs float detector, rank correlation of the patch scores over the held-out good images: warned below this
 INT8_RANK_WARNING = 0.8
 REPRESENTATIVE = 100      # good training images the int8 quantisation ranges are taken from
 GOLDEN_COUNT = 4
@@ -124,6 +124,11 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
         golden_outputs=encode_array(backend.run(golden.astype(np.float32))), golden_tolerance=1e-4,
         parity=Parity(images=len(x), label_agreement=agree, max_abs_diff=diff))
     write_manifest(manifest, out)
+    from training.goodonly_graph import backbone_file
+
+    lic = backbone_file().with_name("LICENSE.efficientnet-lite0")
+    if lic.is_file():  # the detector embeds the backbone's weights: its notice travels with it
+        shutil.copyfile(lic, out / lic.name)
     fmt = ""
     try:
         if "tflite" in formats:
@@ -133,19 +138,17 @@ def export(model: GoodOnlyModel, feats: PatchFeatures, calib: Sequence[np.ndarra
             fmt = "tflite_int8"
             rep = preprocess_batch(list(representative or calib)[:REPRESENTATIVE], spec).astype(np.float32)
             export_tflite_int8(model, x, golden, manifest, out, rep, backend)
-    except ModelError:
-        raise
     except Exception as e:  # TensorFlow's converter and quantiser raise their own untyped errors
+        if fmt not in manifest.artifacts:  # a file written before its check failed is not part of the model
+            (Path(out) / FILES[fmt]).unlink(missing_ok=True)
+        if isinstance(e, ModelError):
+            raise
         written = ", ".join(a.file for a in manifest.artifacts.values())
         raise ModelError(f"{out / FILES[fmt]}: TFLite export failed: {type(e).__name__}: "
-                         f"{(str(e).splitlines() or [''])[0][:300]} ({written} and manifest.json are written and usable)",
+                         f"{(str(e).splitlines() or [''])[0][:300]} ({written} and manifest.json are written and usable; "
+                         f"evaluation.json is not)",
                          hint="train again with --no-int8 (ONNX and float TFLite) or --no-tflite (ONNX only), or "
                               "check the TensorFlow installation") from None
-    from training.goodonly_graph import backbone_file
-
-    lic = backbone_file().with_name("LICENSE.efficientnet-lite0")
-    if lic.is_file():  # the detector embeds the backbone's weights: its notice travels with it
-        shutil.copyfile(lic, out / lic.name)
     return path
 
 
@@ -234,7 +237,7 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
             raise ModelError(f"{path}: the int8 heat map saturates on held-out good images, its distances cannot be "
                              "read back", hint="export without int8 (--no-int8)")
         d = c0.astype(np.float64) + s0 * (np.log(heat) - np.log1p(-heat))
-        position, cal = calibrate_distances(d, r)
+        position, cal = calibrate_distances(d, r, model.calib_groups)
         new = tail_constants(*(position or (np.zeros(n_patches), np.ones(n_patches))), cal.threshold, cal.scale)
         staged.write_bytes(replace_constants(data, list(zip(first_consts, new))))
         rescaled = d if position is None else (d - position[0]) / position[1]
@@ -252,15 +255,20 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
         shutil.copyfile(staged, path)
     # The manifest's parity is against the float detector (as for every other export): decisions on the
     # held-out good images at each model's own threshold, and how well the int8 scores keep their order.
-    ref = onnx_backend.run(x)[:, 1].astype(np.float64)
+    # Decisions on good images agree almost by construction (both thresholds pass ~99% of them); the order of
+    # the patch scores over every patch of every held-out image is what shows a tail that computes otherwise.
+    ref_out = onnx_backend.run_outputs(x)
+    ref = ref_out["scores"][:, 1].astype(np.float64)
     agree = float(np.mean((got >= 0.5) == (ref >= 0.5)))
-    rank = _rank_correlation(got, ref)
+    got_heat = load_backend(path, "tflite", threads=r.threads).run_outputs(x)["heatmap"]
+    rank = _rank_correlation(np.ravel(got_heat), np.ravel(ref_out["heatmap"]))
     logger.info("%s vs the float ONNX detector on %d held-out good images: decisions agree %.2f%%, rank correlation "
-                "of the scores %.3f", path.name, len(x), agree * 100, rank)
+                "of the patch scores %.3f", path.name, len(x), agree * 100, rank)
     if rank < INT8_RANK_WARNING:
-        logger.warning("%s: int8 scores keep the float detector's order poorly (rank correlation %.3f < %.2f on the "
-                       "held-out good images): check it with `smartstock eval cnn` on parts with defects before "
-                       "shipping it, or export without int8 (--no-int8)", path.name, rank, INT8_RANK_WARNING)
+        logger.warning("%s: int8 patch scores keep the float detector's order poorly (rank correlation %.3f < %.2f "
+                       "over the held-out good images' patches): check it with `smartstock eval cnn` on parts with "
+                       "defects before shipping it, or export without int8 (--no-int8)", path.name, rank,
+                       INT8_RANK_WARNING)
     manifest.anomaly.int8 = AnomalyCalibration(  # type: ignore[union-attr]  (export() always sets anomaly)
         threshold=cal.threshold, scale=cal.scale, calibration_images=cal.images,
         calibration_false_alarm_rate=cal.false_alarm_rate, expected_false_alarm_rate=cal.expected_false_alarm_rate,
@@ -279,14 +287,16 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _read_all(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[str]]:
-    images, skipped = [], []
+def _read_all(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[str], list[Path]]:
+    """(images, why each unreadable one was skipped, the paths of the images read)."""
+    images, skipped, kept = [], [], []
     for p in paths:
         try:
             images.append(read_image(p))
+            kept.append(p)
         except InputError as e:
             skipped.append(str(e))
-    return images, skipped
+    return images, skipped, kept
 
 
 def tflite_available() -> bool:
@@ -316,10 +326,11 @@ def train_and_export(data: Path, out: Path, recipe: GoodOnlyRecipe | None = None
         raise InputError(f"{data}: {len(paths)} good images are too few", hint="give at least 10 (better 100+)")
     for w in split.warnings:
         logger.warning("%s", w)
-    calib, skipped_c = _read_all([paths[i] for i in split.calib])
-    train, skipped_t = _read_all([paths[i] for i in split.train])
+    calib, skipped_c, kept_c = _read_all([paths[i] for i in split.calib])
+    train, skipped_t, _ = _read_all([paths[i] for i in split.train])
     feats = PatchFeatures(recipe)
-    model = fit(train, calib, recipe, feats)
+    groups = [source_of(p.name) for p in kept_c] if split.by == "source" else None
+    model = fit(train, calib, recipe, feats, groups)
     cal = model.calibration
     report = {"method": "good-only (patchcore)", "data": str(data), "train_images": len(train),
               "calibration_images": cal.images, "held_out_by": split.by, "sources": split.sources,
