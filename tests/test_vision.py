@@ -301,7 +301,7 @@ def test_missing_or_broken_manifest_is_refused(defect_model_dir, tmp_path):
     (d / MANIFEST_NAME).write_text(json.dumps(raw))
     with pytest.raises(ModelError, match="surprise") as unknown:
         DefectClassifier.load(d / "defect.onnx")
-    assert "update the device software" in unknown.value.hint  # a newer exporter's field, not a broken file
+    assert "update the device software" in unknown.value.hint and "typo" in unknown.value.hint
     raw = json.loads((defect_model_dir / MANIFEST_NAME).read_text())
     raw["release"] = "first"
     (d / MANIFEST_NAME).write_text(json.dumps(raw))
@@ -496,3 +496,18 @@ def test_prepared_frames_score_as_plain_frames_and_are_redone_for_another_input(
     mixed = [a.prepare(f) if i % 2 else f for i, f in enumerate(frames)]
     assert np.array_equal(a.scores_batch(mixed), want_a)
     assert [r.label for r in a.classify_batch([a.prepare(f) for f in frames])] == [r.label for r in a.classify_batch(frames)]
+
+
+def test_a_model_with_a_fixed_batch_above_one_is_refused_at_load(tmp_path):
+    """The backends run one frame at a time when the batch axis is fixed; a model fixed at 2 frames would
+    loop splitting batches it can never take. It is refused when it loads, naming the fix."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["scores"])], "fixed",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 4])])
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    with pytest.raises(ModelError, match="batches of exactly 2 frames"):
+        load_backend(path, "onnx", threads=1)

@@ -112,9 +112,9 @@ def parse_manifest_as(cls: type[M], data: bytes, source: str = MANIFEST_NAME, *,
     except ValidationError as e:
         where, first = first_problem(e)
         newer = first.get("type") == "extra_forbidden"
-        hint = ("this manifest has a field this device's software does not know (the model was exported by a newer "
-                "SmartStock): update the device software before installing the model, or export with the device's "
-                "version" if newer else "re-export the model; a hand-edited manifest must keep every field valid")
+        hint = ("an unknown field: a typo in a hand-edited manifest, or a model exported by a newer SmartStock (then "
+                "update the device software before installing the model, or export with the device's version)"
+                if newer else "re-export the model; a hand-edited manifest must keep every field valid")
         raise ModelError(f"{source}: {where}: {first['msg']} ({e.error_count()} problem(s))", hint=hint) from None
 
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from smartstock.errors import InputError
+from smartstock.errors import InputError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,13 @@ class InferenceBackend(ABC):
                              f"(N, {', '.join(map(str, expected))})",
                              hint="preprocess inputs as the model's manifest describes")
         return np.ascontiguousarray(batch, dtype=np.float32)
+
+    def check_batch_axis(self) -> None:
+        """A model takes any batch (dynamic axis) or one frame at a time; the backends split larger batches
+        into single frames, which a model exported for a fixed batch of N > 1 cannot take."""
+        if self.input_shape and self.input_shape[0] not in (None, 1):
+            raise ModelError(f"{self.model_path}: the model takes batches of exactly {self.input_shape[0]} frames",
+                             hint="export it with a dynamic batch axis (or batch 1), as `smartstock train` does")
 
     @property
     def output_names(self) -> tuple[str, ...]:

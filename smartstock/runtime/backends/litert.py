@@ -109,6 +109,7 @@ class LiteRTBackend(InferenceBackend):
         self.input_shape = tuple(None if d < 0 else int(d) for d in sig)
         osig = self._out.get("shape_signature", self._out["shape"])
         self.output_shape = tuple(None if d < 0 else int(d) for d in osig)
+        self.check_batch_axis()
         self._in_q = self._in["quantization"] if self._in["dtype"] != np.float32 else None
         self._out_q = self._out["quantization"] if self._out["dtype"] != np.float32 else None
 

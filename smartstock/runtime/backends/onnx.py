@@ -69,6 +69,7 @@ class OnnxBackend(InferenceBackend):
         self._input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inp.shape)
         self.output_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in out.shape)
+        self.check_batch_axis()
         if "float" not in inp.type:
             raise ModelError(f"{model_path}: input type {inp.type} is not supported (expected float32)")
         self._output_name = out.name
