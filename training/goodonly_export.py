@@ -242,7 +242,8 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
         staged.write_bytes(replace_constants(data, list(zip(first_consts, new))))
         rescaled = d if position is None else (d - position[0]) / position[1]
         expected = _squash(image_scores(rescaled, r.border, r.top_k), cal.threshold, cal.scale)
-        got = load_backend(staged, "tflite", threads=r.threads).run_outputs(x)["scores"][:, 1]
+        got_out = load_backend(staged, "tflite", threads=r.threads).run_outputs(x)
+        got = got_out["scores"][:, 1]
         diff = float(np.max(np.abs(got - expected)))
         agree = float(np.mean((got >= 0.5) == (expected >= 0.5)))
         logger.info("%s: threshold %.4g (float model %.4g) from %d held-out images; max |diff| vs the scores of "
@@ -260,8 +261,7 @@ def export_tflite_int8(model: GoodOnlyModel, x: np.ndarray, golden: np.ndarray, 
     ref_out = onnx_backend.run_outputs(x)
     ref = ref_out["scores"][:, 1].astype(np.float64)
     agree = float(np.mean((got >= 0.5) == (ref >= 0.5)))
-    got_heat = load_backend(path, "tflite", threads=r.threads).run_outputs(x)["heatmap"]
-    rank = _rank_correlation(np.ravel(got_heat), np.ravel(ref_out["heatmap"]))
+    rank = _rank_correlation(np.ravel(got_out["heatmap"]), np.ravel(ref_out["heatmap"]))
     logger.info("%s vs the float ONNX detector on %d held-out good images: decisions agree %.2f%%, rank correlation "
                 "of the patch scores %.3f", path.name, len(x), agree * 100, rank)
     if rank < INT8_RANK_WARNING:
